@@ -1,0 +1,3 @@
+from ropebench.harness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The extender interface every RoPE extension method implements, and the registry of methods.
+
+An extender has three verbs:
+- `rescale(spec, target_length)`: the analytic factors for a target length (pure math, no model);
+- `search(...)`: look for better factors on a model (default: no search, return `rescale`);
+- `train(...)`: fine-tune the model at the target length with this RoPE (default: plain
+  fine-tuning; LongRoPE2 overrides it with mixed context window training).
+
+Third-party methods register through the entry-point group `ropebench.extenders`:
+
+    [project.entry-points."ropebench.extenders"]
+    my-method = "my_package.module:MyExtender"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ropebench.errors import RopebenchError
+from ropebench.extenders.rope import RopeSpec
+
+ENTRY_POINT_GROUP = "ropebench.extenders"
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Everything needed to patch a model with a method, or to export it.
+
+    `long_factor` holds the per-pair factors f_i >= 1 (`inv_freq_i = theta_i / f_i`) used at the
+    target length. `short_factor` is set only for switching methods (the LongRoPE family): it is
+    used while the sequence fits the pretrained window. `rope_parameters` is the transformers 5
+    `rope_parameters` dict that expresses the same scaling, so vanilla transformers can load it.
+    """
+
+    method: str
+    target_length: int
+    original_length: int
+    long_factor: tuple[float, ...]
+    attention_factor: float
+    rope_parameters: dict[str, Any]
+    short_factor: tuple[float, ...] | None = None
+    critical_index: int | None = None
+    provenance: str = "analytic"  # "analytic", "searched" or "file"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def switches(self) -> bool:
+        """True when the RoPE changes once the sequence outgrows the pretrained window."""
+        return self.short_factor is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["long_factor"] = list(self.long_factor)
+        data["short_factor"] = None if self.short_factor is None else list(self.short_factor)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RopeScaling:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["long_factor"] = tuple(float(x) for x in kwargs["long_factor"])
+        if kwargs.get("short_factor") is not None:
+            kwargs["short_factor"] = tuple(float(x) for x in kwargs["short_factor"])
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+@dataclass
+class ExtenderConfig:
+    """Base of every method's configuration dataclass (subclasses add the method's knobs)."""
+
+    def updated(self, overrides: dict[str, str | float | int | bool]) -> ExtenderConfig:
+        """A copy with `key=value` overrides (as given by `--set`), values cast to field types."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for key, raw in overrides.items():
+            if key not in fields:
+                known = ", ".join(sorted(fields)) or "none"
+                raise RopebenchError(f"unknown setting {key!r} for this method; known settings: {known}")
+            current = getattr(self, key)
+            changes[key] = _cast_like(raw, current, key)
+        return dataclasses.replace(self, **changes)
+
+
+def _cast_like(raw: Any, current: Any, key: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float) or current is None:
+            return float(raw) if raw.lower() != "none" else None
+    except ValueError as err:
+        raise RopebenchError(f"setting {key}={raw!r} is not a valid {type(current).__name__}") from err
+    return raw
+
+
+class Extender(ABC):
+    """One RoPE context-extension method. Subclasses set `name` and `config_class`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ExtenderConfig]] = ExtenderConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: ExtenderConfig | None = None):
+        self.config = config if config is not None else self.config_class()
+
+    @abstractmethod
+    def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
+        """Analytic factors that stretch `spec.window` to `target_length`."""
+
+    def search(self, model, tokenizer, spec: RopeSpec, target_length: int, settings=None,
+               *, checkpoint: Path | None = None) -> RopeScaling:
+        """Search factors on `model`. Methods without a search return their analytic factors."""
+        return self.rescale(spec, target_length)
+
+    def train(self, model, tokenizer, scaling: RopeScaling, settings, *, out_dir: Path):
+        """Fine-tune `model` at `scaling.target_length` with this RoPE; returns a TrainResult."""
+        from ropebench.harness.train import train_model
+
+        return train_model(model, tokenizer, scaling, settings, out_dir=out_dir, mixed=False)
+
+
+_BUILTINS: dict[str, type[Extender]] = {}
+
+
+def register(cls: type[Extender]) -> type[Extender]:
+    """Class decorator for built-in extenders."""
+    _BUILTINS[cls.name] = cls
+    return cls
+
+
+def _plugins() -> dict[str, type[Extender]]:
+    from importlib.metadata import entry_points
+
+    found: dict[str, type[Extender]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as err:  # a broken plugin must not break the built-ins
+            raise RopebenchError(
+                f"extender plugin {ep.name!r} ({ep.value}) failed to load: {err}; "
+                "fix or uninstall the plugin package"
+            ) from err
+        if not (isinstance(cls, type) and issubclass(cls, Extender)):
+            raise RopebenchError(
+                f"extender plugin {ep.name!r} ({ep.value}) is not an Extender subclass"
+            )
+        found[ep.name] = cls
+    return found
+
+
+def available_extenders() -> dict[str, type[Extender]]:
+    """Every extender by name: the built-ins, then entry-point plugins."""
+    import ropebench.extenders  # noqa: F401  (imports the built-in modules, which register)
+
+    return {**_BUILTINS, **_plugins()}
+
+
+def get_extender(name: str, overrides: dict[str, Any] | None = None) -> Extender:
+    """Instantiate the extender `name`, applying `key=value` config overrides."""
+    known = available_extenders()
+    if name not in known:
+        raise RopebenchError(
+            f"unknown method {name!r}; known methods: {', '.join(sorted(known))}"
+        )
+    cls = known[name]
+    config = cls.config_class()
+    if overrides:
+        config = config.updated(overrides)
+    return cls(config)

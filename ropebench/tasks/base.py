@@ -1,0 +1,47 @@
+"""What crosses the task boundary: samples in, tidy result rows out, tasks registered by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Sample:
+    """One prompt for the model, built for a target length.
+
+    `prompt` is the task text (chat wrapper included when the model has one); the model is fed
+    `prompt + answer_prefix` and generates at most `max_new_tokens`. `answer` is the canonical
+    completion (used for teacher-forced scoring and to make training data in the same format).
+    """
+
+    task: str
+    length: int
+    index: int
+    prompt: str
+    answer_prefix: str
+    references: list[str]
+    answer: str
+    max_new_tokens: int
+    metric: str = "all"  # "all" (string_match_all) or "part" (string_match_part)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_text(self) -> str:
+        return self.prompt + self.answer_prefix
+
+
+@dataclass
+class Row:
+    """One tidy result: one sample of one task at one length for one method."""
+
+    task: str
+    length: int
+    method: str
+    score: float
+    prediction: str
+    references: list[str]
+    input_tokens: int
+    seconds: float
+    index: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
