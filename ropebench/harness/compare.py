@@ -1,0 +1,316 @@
+"""Run a comparison plan: every method goes through scaling (search) -> train -> evaluate.
+
+Every stage writes its artifact under `RUN_DIR/stages/<kind>/<label>-<key>/`, where `key` hashes
+everything that determines the artifact, upstream keys included. So a re-run skips finished work,
+a changed setting recomputes only the stages downstream of it, and an interrupted run resumes at
+the first unfinished stage. A stage is done iff its folder holds the `done` marker, written
+atomically after the artifact:
+
+    scaling -> scaling.json (a RopeScaling.to_dict(); searched, analytic or from a file)
+    train   -> model/ (an HF model directory) + losses.json
+    eval    -> rows.jsonl + summary.csv (one stage per task, resumable row by row)
+
+`RUN_DIR/manifest.json` maps each method to its stage folders (the report reads it) and
+`RUN_DIR/runlog.jsonl` records versions and timings of every attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ropebench import __version__
+from ropebench.harness.plan import MethodPlan, Plan
+from ropebench.harness.runlog import RunLog, environment, write_json_atomic
+
+MANIFEST = "manifest.json"
+RUNLOG = "runlog.jsonl"
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of cached work; its key is the hash of `inputs`."""
+
+    kind: str  # "scaling", "train" or "eval"
+    label: str  # the method label (eval stages add the task)
+    inputs: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        canonical = json.dumps(self.inputs, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def relpath(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
+        return f"stages/{self.kind}/{slug}-{self.key}"
+
+
+@dataclass(frozen=True)
+class MethodStages:
+    method: MethodPlan
+    scaling: Stage
+    train: Stage | None
+    evals: dict[str, Stage]  # task -> stage
+
+    def all(self) -> list[Stage]:
+        return [self.scaling, *([self.train] if self.train else []), *self.evals.values()]
+
+
+class ArtifactStore:
+    """Stage folders under a run directory; `done` markers say which are finished."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def path(self, stage: Stage) -> Path:
+        return self.run_dir / stage.relpath
+
+    def is_done(self, stage: Stage) -> bool:
+        return (self.path(stage) / DONE).is_file()
+
+    def record(self, stage: Stage) -> dict[str, Any]:
+        return json.loads((self.path(stage) / DONE).read_text())
+
+    def open(self, stage: Stage, *, fresh: bool) -> Path:
+        """The stage folder, ready for work; `fresh` drops the leftovers of an interrupted try."""
+        folder = self.path(stage)
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "inputs.json", {"kind": stage.kind, "key": stage.key, **stage.inputs})
+        return folder
+
+    def finish(self, stage: Stage, seconds: float, **info: Any) -> None:
+        write_json_atomic(
+            self.path(stage) / DONE,
+            {"key": stage.key, "seconds": round(seconds, 3),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info},
+        )
+
+
+def model_fingerprint(name_or_path: str) -> dict[str, Any]:
+    """Identify a model without reading its weights: config.json plus the files' names and sizes."""
+    from ropebench.harness.models import resolve_model_path
+
+    resolved = Path(resolve_model_path(name_or_path))
+    if not resolved.is_dir():
+        return {"model": name_or_path}  # a hub id: the name is all we know before downloading
+    config = (resolved / "config.json").read_bytes()
+    files = sorted((p.name, p.stat().st_size) for p in resolved.iterdir() if p.is_file())
+    return {"config_sha256": hashlib.sha256(config).hexdigest(), "files": files}
+
+
+def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
+    """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
+    graph = []
+    for m in plan.methods:
+        factors = None
+        if m.factors is not None:
+            factors = hashlib.sha256(Path(m.factors).read_bytes()).hexdigest()
+        scaling = Stage("scaling", m.label, {
+            "version": __version__, "model": model_id, "method": m.method, "params": m.params,
+            "target_length": plan.target_length, "search": m.search, "factors": factors,
+        })
+        train = None
+        if m.train is not None:
+            train = Stage("train", m.label, {
+                "version": __version__, "scaling": scaling.key, "settings": m.train,
+            })
+        upstream = (train or scaling).key
+        e = plan.evaluate
+        evals = {
+            task: Stage("eval", f"{m.label}-{task}", {
+                "version": __version__, "upstream": upstream, "task": task,
+                "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
+                "options": e.options,
+            })
+            for task in e.tasks
+        }
+        graph.append(MethodStages(m, scaling, train, evals))
+    return graph
+
+
+class ComparisonRunner:
+    """Runs the stages of a plan in order, skipping finished ones, and keeps the manifest current."""
+
+    def __init__(self, plan: Plan, run_dir: Path, *, progress: bool = True):
+        from ropebench.extenders.rope import RopeSpec
+        from ropebench.harness.models import load_config_dict
+
+        self.plan = plan
+        self.run_dir = Path(run_dir)
+        self.store = ArtifactStore(self.run_dir)
+        self.log = RunLog(self.run_dir / RUNLOG)
+        self.progress = progress
+        self.spec = RopeSpec.from_config(load_config_dict(plan.model))
+        self.graph = plan_stages(plan, model_fingerprint(plan.model))
+        self._loaded: tuple[str, Any, Any] | None = None  # (stage key, model, tokenizer)
+
+    def pending(self) -> list[Stage]:
+        return [s for ms in self.graph for s in ms.all() if not self.store.is_done(s)]
+
+    def run(self) -> Path:
+        """Run every unfinished stage; returns the manifest path."""
+        stages = [s for ms in self.graph for s in ms.all()]
+        self.log.event("run_start", plan=self.plan.to_dict(), environment=environment(),
+                       pending=len(self.pending()), stages=len(stages))
+        write_json_atomic(self.run_dir / "plan.json", self.plan.to_dict())
+        self._write_manifest()
+        started = time.perf_counter()
+        counter = iter(range(1, len(stages) + 1))
+        try:
+            for ms in self.graph:
+                self._step(next(counter), len(stages), ms.scaling, lambda d, ms=ms: self._scaling(ms, d),
+                           fresh=False)
+                if ms.train is not None:
+                    self._step(next(counter), len(stages), ms.train, lambda d, ms=ms: self._train(ms, d),
+                               fresh=True)  # a half-trained model cannot be resumed: start over
+                for task, stage in ms.evals.items():
+                    self._step(next(counter), len(stages), stage,
+                               lambda d, ms=ms, task=task: self._evaluate(ms, task, d), fresh=False)
+                self._release()
+        except BaseException as err:
+            self.log.event("run_interrupted", error=f"{type(err).__name__}: {err}",
+                           seconds=round(time.perf_counter() - started, 3))
+            raise
+        self.log.event("run_end", seconds=round(time.perf_counter() - started, 3))
+        return self._write_manifest()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _step(self, index: int, total: int, stage: Stage, work: Callable[[Path], dict], *,
+              fresh: bool) -> None:
+        what = f"[{index}/{total}] {stage.kind:<7} {stage.label}"
+        if self.store.is_done(stage):
+            seconds = self.store.record(stage).get("seconds", 0.0)
+            self._status(f"{what}: cached ({seconds:.1f}s when computed)")
+            self.log.event("stage_cached", kind=stage.kind, label=stage.label, key=stage.key)
+            return
+        self._status(f"{what}: running")
+        self.log.event("stage_start", kind=stage.kind, label=stage.label, key=stage.key)
+        folder = self.store.open(stage, fresh=fresh)
+        started = time.perf_counter()
+        info = work(folder)
+        seconds = time.perf_counter() - started
+        self.store.finish(stage, seconds, **info)
+        self.log.event("stage_done", kind=stage.kind, label=stage.label, key=stage.key,
+                       seconds=round(seconds, 3))
+        self._write_manifest()
+        self._status(f"{what}: done in {seconds:.1f}s")
+
+    def _scaling(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
+        from ropebench.extenders import get_extender, load_scaling
+
+        m = ms.method
+        extender = get_extender(m.method, m.params)
+        if m.factors is not None:
+            scaling = load_scaling(m.factors, self.spec, self.plan.target_length)
+        elif m.search is None:
+            scaling = extender.rescale(self.spec, self.plan.target_length)
+        else:
+            from ropebench.extenders.evolution import SearchSettings
+
+            model, tokenizer = self._model(self.plan.model, None, key="base")
+            settings = _settings(SearchSettings, m.search)
+            scaling = extender.search(model, tokenizer, self.spec, self.plan.target_length,
+                                      settings, checkpoint=folder / "checkpoint")
+            self._release()  # the search leaves its last candidate patched in
+        write_json_atomic(folder / "scaling.json", scaling.to_dict())
+        return {"provenance": scaling.provenance}
+
+    def _train(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
+        from ropebench.extenders import get_extender
+        from ropebench.harness.train import TrainSettings
+
+        scaling = self._load_scaling(ms)
+        model, tokenizer = self._model(self.plan.model, None, key="base")
+        extender = get_extender(ms.method.method, ms.method.params)
+        settings = _settings(TrainSettings, ms.method.train)
+        result = extender.train(model, tokenizer, scaling, settings, out_dir=folder / "model")
+        self._release()  # trained in place: never reuse it as the base model
+        losses = {"losses": [list(x) for x in result.losses], "tokens": result.tokens,
+                  "seconds": result.seconds}
+        write_json_atomic(folder / "losses.json", losses)
+        return {"tokens": result.tokens, "train_seconds": result.seconds}
+
+    def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
+        from ropebench.harness.evaluate import run_evaluation
+
+        scaling = self._load_scaling(ms)
+        source = self.plan.model if ms.train is None else str(self.store.path(ms.train) / "model")
+        model, tokenizer = self._model(source, scaling, key=(ms.train or ms.scaling).key)
+        e = self.plan.evaluate
+        rows = run_evaluation(model, tokenizer, method=ms.method.label, tasks=[task],
+                              lengths=list(e.lengths), samples=e.samples, seed=e.seed,
+                              out_dir=folder, options=dict(e.options), progress=self.progress)
+        return {"rows": len(rows)}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _load_scaling(self, ms: MethodStages):
+        from ropebench.extenders.base import RopeScaling
+
+        path = self.store.path(ms.scaling) / "scaling.json"
+        return RopeScaling.from_dict(json.loads(path.read_text()))
+
+    def _model(self, source: str, scaling, *, key: str):
+        """Load (or reuse) a model; with `scaling`, patch its RoPE for evaluation."""
+        if self._loaded is not None and self._loaded[0] == key:
+            return self._loaded[1], self._loaded[2]
+        from ropebench.extenders.patch import apply_scaling
+        from ropebench.harness.models import load_model
+
+        self._release()
+        model, tokenizer = load_model(source)
+        if scaling is not None:
+            apply_scaling(model, scaling)
+        self._loaded = (key, model, tokenizer)
+        return model, tokenizer
+
+    def _release(self) -> None:
+        self._loaded = None
+        gc.collect()
+
+    def _status(self, line: str) -> None:
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
+
+    def _write_manifest(self) -> Path:
+        methods = []
+        for ms in self.graph:
+            methods.append({
+                "label": ms.method.label,
+                "method": ms.method.method,
+                "baseline": ms.method.is_baseline,
+                "scaling": self._entry(ms.scaling),
+                "train": None if ms.train is None else self._entry(ms.train),
+                "evals": {task: self._entry(stage) for task, stage in ms.evals.items()},
+            })
+        manifest = {"name": self.plan.name, "model": self.plan.model,
+                    "target_length": self.plan.target_length, "ropebench": __version__,
+                    "spec": dataclasses.asdict(self.spec), "methods": methods}
+        path = self.run_dir / MANIFEST
+        write_json_atomic(path, manifest)
+        return path
+
+    def _entry(self, stage: Stage) -> dict[str, Any]:
+        return {"path": stage.relpath, "key": stage.key, "done": self.store.is_done(stage)}
+
+
+def _settings(cls: type, values: dict[str, Any]):
+    """Build a settings dataclass from plan values (YAML lists become the tuples fields expect)."""
+    defaults = cls()
+    cast = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) else v for k, v in values.items()}
+    return dataclasses.replace(defaults, **cast)
