@@ -45,3 +45,38 @@ class Row:
     seconds: float
     index: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """A benchmark registered by name (see `ropebench.tasks.registry`).
+
+    `kind` tells the evaluation loop how to run it: "generate" tasks build prompts and score the
+    model's greedy completions; "measure" tasks (perplexity, lm-eval) run the model themselves.
+    """
+
+    name: str = ""
+    kind: str = "generate"
+    description: str = ""
+
+
+class GenerativeTask(Task):
+    """Prompts in, one completion per prompt, a score in [0, 1] per completion."""
+
+    kind = "generate"
+
+    def samples(self, tokenizer, length: int, n: int, seed: int, **options: Any) -> list[Sample]:
+        raise NotImplementedError
+
+    def score(self, sample: Sample, prediction: str) -> float:
+        raise NotImplementedError
+
+
+class MeasuredTask(Task):
+    """Runs the model itself and returns finished rows (the loop fills in `method`)."""
+
+    kind = "measure"
+
+    def measure(
+        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+    ) -> list[Row]:
+        raise NotImplementedError

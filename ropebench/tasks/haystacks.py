@@ -1,0 +1,164 @@
+"""Haystacks: the filler text that needles are hidden in and that perplexity is measured on.
+
+Four sources, all plain lists of documents:
+- `noise`: RULER's repeated line ("The grass is green. ..."), the classic passkey filler.
+- `pydoc`: the Python documentation topics shipped with the standard library (offline, always there).
+- `essay`: Paul Graham's essays (RULER's and the needle-in-a-haystack test's haystack), read from
+  `$ROPEBENCH_ESSAY_DIR`, else from `~/.cache/ropebench/essays`, else downloaded there when online.
+- any folder of `.txt` files.
+
+Tokenizing a haystack is the slow part of building thousands of samples, so each haystack caches
+its token stream per tokenizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import urllib.request
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ropebench.errors import RopebenchError
+
+# RULER's noise haystack line (also the passkey filler of YaRN / landmark attention).
+NOISE_LINE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+
+ESSAY_ENV = "ROPEBENCH_ESSAY_DIR"
+# The essay files used by the needle-in-a-haystack test (gkamradt/LLMTest_NeedleInAHaystack).
+ESSAY_LISTING_URL = (
+    "https://api.github.com/repos/gkamradt/LLMTest_NeedleInAHaystack/contents/"
+    "needlehaystack/PaulGrahamEssays"
+)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ROPEBENCH_CACHE", Path.home() / ".cache" / "ropebench"))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split after `.`, `!` or `?` followed by whitespace (a light stand-in for nltk's punkt)."""
+    text = text.strip()
+    return _SENTENCE_END.split(text) if text else []
+
+
+@dataclass(eq=False)
+class Haystack:
+    """A named, ordered list of documents with cached word and token views."""
+
+    name: str
+    documents: tuple[str, ...]
+    _tokens: weakref.WeakKeyDictionary = field(
+        default_factory=weakref.WeakKeyDictionary, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not any(doc.strip() for doc in self.documents):
+            raise RopebenchError(f"haystack {self.name!r} is empty; give a folder with .txt files")
+
+    @functools.cached_property
+    def text(self) -> str:
+        return "\n\n".join(self.documents)
+
+    @functools.cached_property
+    def words(self) -> list[str]:
+        # As RULER: collapse all whitespace, split on single spaces.
+        return re.sub(r"\s+", " ", self.text).strip().split(" ")
+
+    def first_words(self, n: int) -> str:
+        """The first `n` words joined by spaces, cycling through the haystack when it is short."""
+        words = self.words
+        repeats, rest = divmod(n, len(words))
+        return " ".join(words * repeats + words[:rest])
+
+    def token_stream(self, tokenizer) -> list[int]:
+        """All documents tokenized once (no special tokens), separated by a blank line."""
+        try:
+            return self._tokens[tokenizer]
+        except KeyError:
+            pass
+        sep = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        stream: list[int] = []
+        encoded = tokenizer(list(self.documents), add_special_tokens=False)["input_ids"]
+        for ids in encoded:
+            stream.extend(ids)
+            stream.extend(sep)
+        self._tokens[tokenizer] = stream
+        return stream
+
+    def token_window(self, tokenizer, start: int, n: int) -> list[int]:
+        """`n` tokens of the stream from `start`, wrapping around the end."""
+        stream = self.token_stream(tokenizer)
+        start %= len(stream)
+        out = stream[start : start + n]
+        while len(out) < n:
+            out.extend(stream[: n - len(out)])
+        return out
+
+
+def noise_haystack() -> Haystack:
+    return Haystack("noise", ("\n".join([NOISE_LINE] * 2000),))
+
+
+def pydoc_haystack() -> Haystack:
+    import pydoc_data.topics
+
+    topics = pydoc_data.topics.topics
+    return Haystack("pydoc", tuple(topics[key] for key in sorted(topics)))
+
+
+def folder_haystack(folder: str | Path, name: str | None = None) -> Haystack:
+    path = Path(folder).expanduser()
+    files = sorted(path.glob("*.txt")) if path.is_dir() else []
+    if not files:
+        raise RopebenchError(f"no .txt files in {path}; point the haystack at a folder of text files")
+    docs = tuple(f.read_text(encoding="utf-8", errors="replace") for f in files)
+    return Haystack(name or path.name, docs)
+
+
+def download_essays(target: Path) -> Path:
+    """Fetch the essays into `target` (one .txt per essay); needs the network."""
+    try:
+        with urllib.request.urlopen(ESSAY_LISTING_URL, timeout=20) as response:
+            listing = json.load(response)
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in listing:
+            if entry.get("name", "").endswith(".txt"):
+                with urllib.request.urlopen(entry["download_url"], timeout=20) as response:
+                    (target / entry["name"]).write_bytes(response.read())
+    except OSError as err:
+        raise RopebenchError(
+            f"cannot download the essay haystack ({err}); set {ESSAY_ENV}=FOLDER (a folder of .txt "
+            "essays) or use another haystack such as `pydoc`"
+        ) from err
+    return target
+
+
+def essay_haystack() -> Haystack:
+    folder = os.environ.get(ESSAY_ENV)
+    if folder:
+        return folder_haystack(folder, "essay")
+    cached = cache_dir() / "essays"
+    if not any(cached.glob("*.txt")):
+        download_essays(cached)
+    return folder_haystack(cached, "essay")
+
+
+_BUILTIN = {"noise": noise_haystack, "pydoc": pydoc_haystack, "essay": essay_haystack}
+
+
+@functools.lru_cache(maxsize=16)
+def get_haystack(name_or_folder: str) -> Haystack:
+    """`noise`, `pydoc`, `essay`, or a folder of .txt files (cached, so token streams persist)."""
+    if name_or_folder in _BUILTIN:
+        return _BUILTIN[name_or_folder]()
+    if Path(name_or_folder).expanduser().is_dir():
+        return folder_haystack(name_or_folder)
+    raise RopebenchError(
+        f"unknown haystack {name_or_folder!r}; use one of {', '.join(_BUILTIN)} or a folder of .txt files"
+    )

@@ -1,0 +1,80 @@
+"""RULER frequent words extraction (NVIDIA/RULER, scripts/data/synthetic/freq_words_extraction.py)."""
+
+from __future__ import annotations
+
+import math
+import random
+import string
+
+from ropebench.errors import RopebenchError
+from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.ruler import templates
+from ropebench.tasks.ruler.scoring import METRICS
+
+ALPHA = 2.0
+ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
+WORD_LETTERS = 6
+# Fewest words for which ranks 2..4 all occur and rank 4 strictly beats rank 5:
+# floor(N / 16 / zeta) > floor(N / 25 / zeta) holds from N = 73.
+MIN_WORDS = 73
+
+
+def coded_vocabulary(rng: random.Random, size: int) -> list[str]:
+    vocab: set[str] = set()
+    while len(vocab) < size:
+        vocab.add("".join(rng.choices(string.ascii_lowercase, k=WORD_LETTERS)))
+    words = sorted(vocab)
+    rng.shuffle(words)
+    words[0] = "..."  # the top-ranked word is noise, to be ignored
+    return words
+
+
+def fwe_draft(units: int, rng: random.Random, *, vocab_size: int) -> Draft:
+    """`units` coded words drawn with Zipf(2) counts: rank k appears floor(N k^-2 / zeta(2)) times."""
+    vocab = coded_vocabulary(rng, vocab_size)
+    words = [w for k, w in enumerate(vocab, start=1) for _ in range(int(units * k**-ALPHA / ZETA_2))]
+    rng.shuffle(words)
+    answer = vocab[1:4]
+    return Draft(
+        text=templates.FWE_TEMPLATE.format(context=" ".join(words)),
+        answer_prefix=templates.FWE_ANSWER_PREFIX,
+        references=answer,
+        answer=" " + " ".join(answer),
+    )
+
+
+class RulerFWE(GenerativeTask):
+    name = "fwe"
+    description = "RULER frequent words extraction: the 3 most frequent coded words (Zipf, alpha 2)"
+
+    def samples(
+        self,
+        tokenizer,
+        length: int,
+        n: int,
+        seed: int,
+        *,
+        max_new_tokens: int = templates.FWE_MAX_NEW,
+        chat: bool | None = None,
+        **_: object,
+    ) -> list[Sample]:
+        vocab_size = (length - max_new_tokens) // 50  # RULER: budget L = length - 50, vocab L // 50
+        if vocab_size < 5:
+            raise RopebenchError(f"fwe needs at least {5 * 50 + max_new_tokens} tokens; got {length}")
+        return build_samples(
+            self.name,
+            lambda units, rng: fwe_draft(units, rng, vocab_size=vocab_size),
+            tokenizer,
+            length,
+            n,
+            seed,
+            max_new_tokens=max_new_tokens,
+            metric="all",
+            min_units=MIN_WORDS,
+            max_units=2 * length,
+            chat=chat,
+        )
+
+    def score(self, sample: Sample, prediction: str) -> float:
+        return METRICS[sample.metric](prediction, sample.references)

@@ -1,0 +1,30 @@
+"""RULER's scoring (NVIDIA/RULER, scripts/eval/synthetic/constants.py and evaluate.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def postprocess(prediction: str) -> str:
+    """Strip, then turn every control character (tabs and newlines included) into a newline."""
+    return _CONTROL.sub("\n", prediction.strip()).strip()
+
+
+def string_match_all(prediction: str, references: Sequence[str]) -> float:
+    """Fraction of the references found in the prediction (case-insensitive substring)."""
+    if not references:
+        return 0.0
+    pred = postprocess(prediction).lower()
+    return sum(ref.lower() in pred for ref in references) / len(references)
+
+
+def string_match_part(prediction: str, references: Sequence[str]) -> float:
+    """1 if any reference is found in the prediction (case-insensitive substring), else 0."""
+    pred = postprocess(prediction).lower()
+    return float(any(ref.lower() in pred for ref in references))
+
+
+METRICS = {"all": string_match_all, "part": string_match_part}
