@@ -25,7 +25,9 @@ from pathlib import Path
 from ropebench.errors import RopebenchError
 
 # RULER's noise haystack line (also the passkey filler of YaRN / landmark attention).
-NOISE_LINE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+NOISE_LINE = (
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+)
 
 ESSAY_ENV = "ROPEBENCH_ESSAY_DIR"
 # The essay files used by the needle-in-a-haystack test (gkamradt/LLMTest_NeedleInAHaystack).
@@ -116,7 +118,9 @@ def folder_haystack(folder: str | Path, name: str | None = None) -> Haystack:
     path = Path(folder).expanduser()
     files = sorted(path.glob("*.txt")) if path.is_dir() else []
     if not files:
-        raise RopebenchError(f"no .txt files in {path}; point the haystack at a folder of text files")
+        raise RopebenchError(
+            f"no .txt files in {path}; point the haystack at a folder of text files"
+        )
     docs = tuple(f.read_text(encoding="utf-8", errors="replace") for f in files)
     return Haystack(name or path.name, docs)
 

@@ -36,7 +36,10 @@ def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int = 1) ->
     for _ in range(shots):
         context, answer = word_list(rng, *example_shape)
         examples.append(
-            templates.CWE_TEMPLATE.format(context=context) + templates.CWE_ANSWER_PREFIX + " " + numbered(answer)
+            templates.CWE_TEMPLATE.format(context=context)
+            + templates.CWE_ANSWER_PREFIX
+            + " "
+            + numbered(answer)
         )
     context, common = word_list(rng, units, *repeats)
     return Draft(

@@ -33,7 +33,9 @@ def coded_vocabulary(rng: random.Random, size: int) -> list[str]:
 def fwe_draft(units: int, rng: random.Random, *, vocab_size: int) -> Draft:
     """`units` coded words drawn with Zipf(2) counts: rank k appears floor(N k^-2 / zeta(2)) times."""
     vocab = coded_vocabulary(rng, vocab_size)
-    words = [w for k, w in enumerate(vocab, start=1) for _ in range(int(units * k**-ALPHA / ZETA_2))]
+    words = [
+        w for k, w in enumerate(vocab, start=1) for _ in range(int(units * k**-ALPHA / ZETA_2))
+    ]
     rng.shuffle(words)
     answer = vocab[1:4]
     return Draft(
@@ -61,7 +63,9 @@ class RulerFWE(GenerativeTask):
     ) -> list[Sample]:
         vocab_size = (length - max_new_tokens) // 50  # RULER: budget L = length - 50, vocab L // 50
         if vocab_size < 5:
-            raise RopebenchError(f"fwe needs at least {5 * 50 + max_new_tokens} tokens; got {length}")
+            raise RopebenchError(
+                f"fwe needs at least {5 * 50 + max_new_tokens} tokens; got {length}"
+            )
         return build_samples(
             self.name,
             lambda units, rng: fwe_draft(units, rng, vocab_size=vocab_size),

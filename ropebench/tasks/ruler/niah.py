@@ -80,7 +80,9 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
     for _ in range(config.num_keys):
         keys.append(random_atom(config.type_needle_k, rng))
         values.append([random_atom(v, rng) for _ in range(config.num_needle_v)])
-        needles.extend(templates.NEEDLE.format(type_needle_v=v, key=keys[-1], value=x) for x in values[-1])
+        needles.extend(
+            templates.NEEDLE.format(type_needle_v=v, key=keys[-1], value=x) for x in values[-1]
+        )
     rng.shuffle(needles)
 
     if config.haystack == "essay":
@@ -99,7 +101,9 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
                 )
                 for _ in range(units)
             ]
-        for index, needle in zip(sorted(rng.sample(range(units), len(needles)), reverse=True), needles):
+        for index, needle in zip(
+            sorted(rng.sample(range(units), len(needles)), reverse=True), needles, strict=True
+        ):
             lines.insert(index, needle)
         context = "\n".join(lines)
 
@@ -108,7 +112,11 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
     references = [value for i in asked for value in values[i]]
     template, prefix, type_v = templates.NIAH_TEMPLATE, templates.NIAH_ANSWER_PREFIX, v
     if len(references) == 1:
-        template, prefix, type_v = templates.single_answer(template), templates.single_answer(prefix), v[:-1]
+        template, prefix, type_v = (
+            templates.single_answer(template),
+            templates.single_answer(prefix),
+            v[:-1],
+        )
     return Draft(
         text=template.format(type_needle_v=type_v, context=context, query=query),
         answer_prefix=prefix.format(type_needle_v=type_v, query=query),

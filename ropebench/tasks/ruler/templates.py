@@ -12,7 +12,9 @@ NIAH_TEMPLATE = (
     "it. I will quiz you about the {type_needle_v} afterwards.\n{context}\nWhat are all the special "
     "magic {type_needle_v} for {query} mentioned in the provided text?"
 )
-NIAH_ANSWER_PREFIX = " The special magic {type_needle_v} for {query} mentioned in the provided text are"
+NIAH_ANSWER_PREFIX = (
+    " The special magic {type_needle_v} for {query} mentioned in the provided text are"
+)
 NIAH_MAX_NEW = 128
 
 # RULER variable_tracking.

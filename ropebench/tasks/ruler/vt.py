@@ -28,7 +28,9 @@ def vt_draft(units: int, rng: random.Random, *, letters: int = 5, example: str =
     """A chain `VAR A = 12345`, `VAR B = VAR A `, ... hidden in order among `units` noise lines."""
     names = variable_names(rng, HOPS + 1, letters)
     value = str(rng.randint(10000, 99998))
-    chain = [f"VAR {names[0]} = {value}"] + [f"VAR {names[j + 1]} = VAR {names[j]} " for j in range(HOPS)]
+    chain = [f"VAR {names[0]} = {value}"] + [
+        f"VAR {names[j + 1]} = VAR {names[j]} " for j in range(HOPS)
+    ]
     lines = [NOISE_LINE + "\n"] * units
     for j, position in enumerate(sorted(rng.sample(range(units), len(chain)))):
         lines.insert(position + j, chain[j])
