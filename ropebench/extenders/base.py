@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,36 +77,57 @@ class RopeScaling:
 class ExtenderConfig:
     """Base of every method's configuration dataclass (subclasses add the method's knobs)."""
 
-    def updated(self, overrides: dict[str, str | float | int | bool]) -> ExtenderConfig:
+    def updated(self, overrides: dict[str, Any]) -> ExtenderConfig:
         """A copy with `key=value` overrides (as given by `--set`), values cast to field types."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         changes: dict[str, Any] = {}
         for key, raw in overrides.items():
             if key not in fields:
                 known = ", ".join(sorted(fields)) or "none"
-                raise RopebenchError(f"unknown setting {key!r} for this method; known settings: {known}")
-            current = getattr(self, key)
-            changes[key] = _cast_like(raw, current, key)
+                raise RopebenchError(
+                    f"unknown setting {key!r} for this method; known settings: {known}"
+                )
+            changes[key] = _cast(raw, str(fields[key].type), key)
         return dataclasses.replace(self, **changes)
 
 
-def _cast_like(raw: Any, current: Any, key: str) -> Any:
+def _cast(raw: Any, annotation: str, key: str) -> Any:
+    """Cast a `--set` string to the field's annotated type (bool, int, float, float lists)."""
     if not isinstance(raw, str):
-        return raw
+        return tuple(raw) if isinstance(raw, list) else raw
+    if raw.lower() == "none" and "None" in annotation:
+        return None
     try:
-        if isinstance(current, bool):
+        if annotation.startswith("bool"):
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if isinstance(current, int):
+        if annotation.startswith("int"):
             return int(raw)
-        if isinstance(current, float) or current is None:
-            return float(raw) if raw.lower() != "none" else None
+        if annotation.startswith("float"):
+            return float(raw)
+        if annotation.startswith("tuple[float"):
+            # a comma-separated list, with or without brackets: "1,1.5,2" or "[1, 1.5, 2]"
+            return tuple(float(x) for x in raw.strip("[]() ").split(",") if x.strip())
     except ValueError as err:
-        raise RopebenchError(f"setting {key}={raw!r} is not a valid {type(current).__name__}") from err
+        raise RopebenchError(
+            f"setting {key}={raw!r} is not a valid {annotation}; give a value of that type"
+        ) from err
     return raw
+
+
+def hf_rope_parameters(spec: RopeSpec, rope_type: str, **fields: Any) -> dict[str, Any]:
+    """A transformers 5 `rope_parameters` dict for `spec` (the base and partial rotary kept)."""
+    # partial_rotary_factor is always written: a replaced dict without it would silently rotate
+    # the whole head, and Phi-3's config validation requires it.
+    return {
+        "rope_type": rope_type,
+        "rope_theta": spec.base,
+        "partial_rotary_factor": spec.partial_rotary_factor,
+        **fields,
+    }
 
 
 class Extender(ABC):
@@ -122,8 +144,16 @@ class Extender(ABC):
     def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
         """Analytic factors that stretch `spec.window` to `target_length`."""
 
-    def search(self, model, tokenizer, spec: RopeSpec, target_length: int, settings=None,
-               *, checkpoint: Path | None = None) -> RopeScaling:
+    def search(
+        self,
+        model,
+        tokenizer,
+        spec: RopeSpec,
+        target_length: int,
+        settings=None,
+        *,
+        checkpoint: Path | None = None,
+    ) -> RopeScaling:
         """Search factors on `model`. Methods without a search return their analytic factors."""
         return self.rescale(spec, target_length)
 
@@ -143,41 +173,64 @@ def register(cls: type[Extender]) -> type[Extender]:
     return cls
 
 
-def _plugins() -> dict[str, type[Extender]]:
+def _plugin_entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
-    found: dict[str, type[Extender]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as err:  # a broken plugin must not break the built-ins
-            raise RopebenchError(
-                f"extender plugin {ep.name!r} ({ep.value}) failed to load: {err}; "
-                "fix or uninstall the plugin package"
-            ) from err
-        if not (isinstance(cls, type) and issubclass(cls, Extender)):
-            raise RopebenchError(
-                f"extender plugin {ep.name!r} ({ep.value}) is not an Extender subclass"
-            )
-        found[ep.name] = cls
-    return found
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_plugin(ep: Any) -> type[Extender]:
+    try:
+        cls = ep.load()
+    except Exception as err:  # any import-time failure of third-party code
+        raise RopebenchError(
+            f"extender plugin {ep.name!r} ({ep.value}) failed to load: {err}; "
+            "fix or uninstall the plugin package"
+        ) from err
+    if not (isinstance(cls, type) and issubclass(cls, Extender)):
+        raise RopebenchError(
+            f"extender plugin {ep.name!r} ({ep.value}) is not an Extender subclass; "
+            "point the entry point at a ropebench.extenders.base.Extender subclass"
+        )
+    return cls
+
+
+def plugin_names() -> set[str]:
+    """Names registered through the `ropebench.extenders` entry-point group."""
+    return set(_plugin_entry_points()) - set(_BUILTINS)
 
 
 def available_extenders() -> dict[str, type[Extender]]:
-    """Every extender by name: the built-ins, then entry-point plugins."""
+    """Every extender by name: the built-ins, then entry-point plugins.
+
+    Built-ins win a name clash. A plugin that fails to load is skipped with a warning here (so
+    one broken package does not hide the others) and reported as an error by `get_extender`.
+    """
     import ropebench.extenders  # noqa: F401  (imports the built-in modules, which register)
 
-    return {**_BUILTINS, **_plugins()}
+    found = dict(_BUILTINS)
+    for name, ep in _plugin_entry_points().items():
+        if name in found:
+            continue
+        try:
+            found[name] = _load_plugin(ep)
+        except RopebenchError as err:
+            warnings.warn(str(err), stacklevel=2)
+    return found
 
 
 def get_extender(name: str, overrides: dict[str, Any] | None = None) -> Extender:
     """Instantiate the extender `name`, applying `key=value` config overrides."""
-    known = available_extenders()
-    if name not in known:
-        raise RopebenchError(
-            f"unknown method {name!r}; known methods: {', '.join(sorted(known))}"
-        )
-    cls = known[name]
+    import ropebench.extenders  # noqa: F401
+
+    if name in _BUILTINS:
+        cls = _BUILTINS[name]
+    else:
+        plugins = _plugin_entry_points()
+        if name not in plugins:
+            known = sorted(set(_BUILTINS) | set(plugins))
+            raise RopebenchError(f"unknown method {name!r}; known methods: {', '.join(known)}")
+        cls = _load_plugin(plugins[name])
     config = cls.config_class()
     if overrides:
         config = config.updated(overrides)

@@ -1,0 +1,77 @@
+"""LongRoPE2 (Shang et al. 2025): NTK below the critical pair, searched factors from it on, and
+mixed context window training (original RoPE for short rows, rescaled RoPE for long rows)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ropebench.extenders.base import Extender, ExtenderConfig, RopeScaling, register
+from ropebench.extenders.longrope import longrope_scaling, validate_factors
+from ropebench.extenders.rope import RopeSpec, critical_index, longrope2_factors, scale_of
+
+__all__ = [
+    "LongRope2Config",
+    "LongRope2Extender",
+    "longrope2_factors",
+    "longrope_scaling",
+    "validate_factors",
+]
+
+
+@dataclass
+class LongRope2Config(ExtenderConfig):
+    critical_index: int | None = None  # None: d_tcd (the paper); the released search uses d_tcd - 1
+    # Factors for pairs critical_index.. (non-decreasing, the paper searches them in [s, 2s]).
+    # None: all s, i.e. NTK up to the critical pair and PI from it on, the search's starting point.
+    upper: tuple[float, ...] | None = None
+    attention_factor: float | None = None  # None: sqrt(1 + ln(s)/ln(L))
+
+
+@register
+class LongRope2Extender(Extender):
+    name = "longrope2"
+    config_class = LongRope2Config
+    description = "LongRoPE2: NTK below the critical pair, searched above; mixed-window training."
+
+    def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
+        cfg = self.config
+        scale = scale_of(spec, target_length)
+        c = critical_index(spec) if cfg.critical_index is None else cfg.critical_index
+        upper = cfg.upper if cfg.upper is not None else (scale,) * (spec.n_pairs - c)
+        return longrope_scaling(
+            spec,
+            target_length,
+            longrope2_factors(spec, c, upper),
+            method=self.name,
+            critical_index=c,
+            provenance="given" if cfg.upper is not None else "analytic",
+            attention_factor=cfg.attention_factor,
+        )
+
+    def search(
+        self,
+        model,
+        tokenizer,
+        spec: RopeSpec,
+        target_length: int,
+        settings=None,
+        *,
+        checkpoint: Path | None = None,
+    ) -> RopeScaling:
+        from ropebench.extenders.evolution import SearchSettings, search_longrope2
+
+        settings = settings or SearchSettings()
+        if settings.critical_index is None and self.config.critical_index is not None:
+            settings = dataclasses.replace(settings, critical_index=self.config.critical_index)
+        return search_longrope2(
+            model, tokenizer, spec, target_length, settings, checkpoint=checkpoint
+        )
+
+    def train(self, model, tokenizer, scaling: RopeScaling, settings, *, out_dir: Path):
+        from ropebench.harness.train import train_model
+
+        # Mixed context window training is LongRoPE2's second half; `mixed=False` is the ablation.
+        mixed = getattr(settings, "mixed", True)
+        return train_model(model, tokenizer, scaling, settings, out_dir=out_dir, mixed=mixed)
