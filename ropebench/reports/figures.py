@@ -1,0 +1,173 @@
+"""The report's figures (matplotlib, Agg backend), each returned as a PNG `data:` URI.
+
+Embedding the PNGs keeps the HTML a single file that opens offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import pandas as pd
+
+from ropebench.reports.results import RunResults
+from ropebench.reports.tables import method_order, metric_by_length, niah_grid, ruler_by_length
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_data_uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colors(results: RunResults) -> dict[str, tuple]:
+    cmap = _pyplot().get_cmap("tab10")
+    return {label: cmap(i % 10) for i, label in enumerate(method_order(results))}
+
+
+def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
+               log_y: bool = False) -> str | None:
+    """One line per method over context length, the pretrained window marked."""
+    if table.empty:
+        return None
+    plt = _pyplot()
+    colors = _colors(results)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for method, values in table.iterrows():
+        values = values.dropna()
+        ax.plot(values.index, values.values, marker="o", label=method, color=colors.get(method))
+    window = results.spec.get("window")
+    if window:
+        ax.axvline(window, color="grey", linestyle=":", label=f"window {window}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(table.columns), [str(c) for c in table.columns])
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(title=title, xlabel="context length (tokens)", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
+def ruler_figure(results: RunResults) -> str | None:
+    table = ruler_by_length(results.rows, method_order(results))
+    return _by_length(table, results, title="RULER score vs length", ylabel="score (0-100)")
+
+
+def ppl_figure(results: RunResults) -> str | None:
+    table = metric_by_length(results.rows, "ppl", method_order(results))
+    return _by_length(table, results, title="Perplexity vs length", ylabel="perplexity", log_y=True)
+
+
+def niah_figure(results: RunResults) -> str | None:
+    """Needle heatmaps (depth x length), one per method, side by side on one colour scale."""
+    grids = {m: niah_grid(results.rows, m) for m in method_order(results)}
+    grids = {m: g for m, g in grids.items() if not g.empty}
+    if not grids:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids) + 1, 3.4), squeeze=False,
+                             sharey=True)
+    image = None
+    for ax, (method, grid) in zip(axes[0], grids.items(), strict=True):
+        # Same vmin/vmax everywhere so colours compare across methods.
+        image = ax.imshow(grid.values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_title(method, fontsize=9)
+        ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(grid.index)), [f"{d:g}%" for d in grid.index], fontsize=7)
+        ax.set_xlabel("length")
+    axes[0][0].set_ylabel("needle depth")
+    fig.colorbar(image, ax=axes[0].tolist(), label="score", shrink=0.85)
+    return to_data_uri(fig)
+
+
+def factors_figure(results: RunResults) -> str | None:
+    """Rescale factor per RoPE pair for every method, critical indices marked."""
+    scalings = {m.label: m.scaling for m in results.methods if m.scaling}
+    if not scalings:
+        return None
+    plt = _pyplot()
+    colors = _colors(results)
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for label, scaling in scalings.items():
+        factors = scaling["long_factor"]
+        ax.plot(range(len(factors)), factors, label=label, color=colors.get(label), linewidth=1.4)
+        if scaling.get("critical_index") is not None:
+            c = int(scaling["critical_index"])
+            ax.axvline(c, color=colors.get(label), linestyle="--", linewidth=0.9)
+    theory = _theoretical_critical(results.spec)
+    if theory is not None:
+        ax.axvline(theory, color="black", linestyle=":", label=f"d_tcd = {theory}")
+    ax.set_yscale("log")
+    ax.set(title=f"Rescale factors per RoPE pair (target {results.target_length})",
+           xlabel="pair index i", ylabel="factor f_i (inv_freq_i = theta_i / f_i)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
+def _theoretical_critical(spec: dict) -> int | None:
+    if not spec:
+        return None
+    from ropebench.extenders.rope import RopeSpec, critical_index
+
+    return critical_index(RopeSpec(**spec))
+
+
+def fitness_figure(results: RunResults) -> str | None:
+    """Best needle-PPL per generation of every searched method."""
+    searched = {m.label: m.fitness_history for m in results.methods if m.fitness_history}
+    if not searched:
+        return None
+    plt = _pyplot()
+    colors = _colors(results)
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for label, history in searched.items():
+        ax.plot(range(len(history)), history, marker="o", label=label, color=colors.get(label))
+    ax.set(title="Search: best fitness per generation", xlabel="generation",
+           ylabel="fitness (lower is better)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
+def loss_figure(results: RunResults) -> str | None:
+    trained = {m.label: m.losses for m in results.methods if m.losses}
+    if not trained:
+        return None
+    plt = _pyplot()
+    colors = _colors(results)
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for label, losses in trained.items():
+        steps, values = zip(*losses, strict=True)
+        ax.plot(steps, values, label=label, color=colors.get(label))
+    finite = [v for losses in trained.values() for _, v in losses if math.isfinite(v)]
+    if finite and max(finite) / max(min(finite), 1e-9) > 20:
+        ax.set_yscale("log")
+    ax.set(title="Training loss", xlabel="step", ylabel="loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
+def all_figures(results: RunResults) -> dict[str, str | None]:
+    return {
+        "ruler": ruler_figure(results),
+        "ppl": ppl_figure(results),
+        "niah": niah_figure(results),
+        "factors": factors_figure(results),
+        "fitness": fitness_figure(results),
+        "loss": loss_figure(results),
+    }

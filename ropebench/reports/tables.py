@@ -1,0 +1,134 @@
+"""Result tables from tidy rows (pandas only, no I/O): one function per table of the report.
+
+Generative scores in rows are 0..1 and shown x100; `ppl` rows hold a perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ropebench.reports.results import RunResults
+
+# RULER's 13 tasks (NVIDIA/RULER names as registered by ropebench.tasks).
+RULER_TASKS = (
+    "niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
+    "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe", "qa_1", "qa_2",
+)
+# Tasks with a table of their own; any other task is an lm-eval short-context task.
+LONG_TASKS = (*RULER_TASKS, "niah", "ppl", "passkey", "needle_ppl")
+
+
+def method_order(results: RunResults) -> list[str]:
+    return [m.label for m in results.methods]
+
+
+def ruler_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["task"].isin(RULER_TASKS)]
+
+
+def short_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[~rows["task"].isin(LONG_TASKS)]
+
+
+def ruler_task_table(rows: pd.DataFrame, method: str) -> pd.DataFrame:
+    """task x length, RULER task score (mean of samples x100) for one method."""
+    sub = ruler_rows(rows)
+    sub = sub[sub["method"] == method]
+    table = sub.pivot_table(index="task", columns="length", values="score", aggfunc="mean") * 100
+    order = [t for t in RULER_TASKS if t in table.index]
+    return table.loc[order]
+
+
+def ruler_by_length(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """method x length: the plain mean of the RULER task scores (RULER's per-length score)."""
+    per_task = ruler_rows(rows).groupby(["method", "length", "task"])["score"].mean() * 100
+    table = per_task.groupby(["method", "length"]).mean().unstack("length")
+    return table.reindex([m for m in methods if m in table.index])
+
+
+def effective_length(scores: pd.Series, threshold: float) -> int | None:
+    """The largest length whose score exceeds `threshold` (RULER's effective context length)."""
+    passing = [int(length) for length, score in scores.items() if score > threshold]
+    return max(passing) if passing else None
+
+
+def default_threshold(ruler: pd.DataFrame, baseline: str | None, window: int) -> float | None:
+    """RULER's rule for small models: 0.9 x the original model's score at its own window."""
+    if baseline is None or baseline not in ruler.index:
+        return None
+    inside = [length for length in ruler.columns if length <= window]
+    if not inside:
+        return None
+    return 0.9 * float(ruler.loc[baseline, max(inside)])
+
+
+def metric_by_length(rows: pd.DataFrame, task: str, methods: list[str], scale: float = 1.0) -> pd.DataFrame:
+    """method x length mean score of one task (`scale=100` for accuracies)."""
+    sub = rows[rows["task"] == task]
+    table = sub.pivot_table(index="method", columns="length", values="score", aggfunc="mean") * scale
+    return table.reindex([m for m in methods if m in table.index])
+
+
+def niah_grid(rows: pd.DataFrame, method: str) -> pd.DataFrame:
+    """depth x length mean needle score (0..1) for one method."""
+    sub = rows[(rows["task"] == "niah") & (rows["method"] == method)]
+    if sub.empty:
+        return pd.DataFrame()
+    depth = sub["metadata"].map(lambda meta: float(meta.get("depth", math.nan)))
+    sub = sub.assign(depth=depth)
+    return sub.pivot_table(index="depth", columns="length", values="score", aggfunc="mean")
+
+
+def short_table(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """method x lm-eval task accuracy (x100)."""
+    sub = short_rows(rows)
+    table = sub.pivot_table(index="method", columns="task", values="score", aggfunc="mean") * 100
+    return table.reindex([m for m in methods if m in table.index])
+
+
+def summary_table(results: RunResults, threshold: float | None = None) -> pd.DataFrame:
+    """One row per method: RULER per length, effective length, NIAH, PPL, passkey, short, cost."""
+    rows, methods = results.rows, method_order(results)
+    window = int(results.spec.get("window", 0))
+    summary = pd.DataFrame(index=pd.Index(methods, name="method"))
+    summary["kind"] = [m.method for m in results.methods]
+
+    ruler = ruler_by_length(rows, methods)
+    for length in ruler.columns:
+        summary[f"RULER {length}"] = ruler[length]
+    if not ruler.empty:
+        if threshold is None:
+            threshold = default_threshold(ruler, results.baseline, window)
+        if threshold is not None:
+            summary["effective length"] = [
+                effective_length(ruler.loc[m], threshold) if m in ruler.index else None for m in methods
+            ]
+
+    niah = rows[rows["task"] == "niah"]
+    if not niah.empty:
+        summary["NIAH pass %"] = (niah["score"] >= 1.0).groupby(niah["method"]).mean() * 100
+
+    ppl = metric_by_length(rows, "ppl", methods)
+    for length in ppl.columns:
+        summary[f"PPL {length}"] = ppl[length]
+
+    passkey = rows[rows["task"] == "passkey"]
+    if not passkey.empty:
+        summary["passkey %"] = passkey.groupby("method")["score"].mean() * 100
+
+    short = short_table(rows, methods)
+    if not short.empty:
+        summary["short %"] = short.mean(axis=1)
+        base = results.baseline
+        if base in short.index:
+            summary["short retained %"] = summary["short %"] / summary.loc[base, "short %"] * 100
+
+    summary["search s"] = [m.search_seconds for m in results.methods]
+    summary["search evals"] = [m.search_evaluations for m in results.methods]
+    summary["train s"] = [m.train_seconds for m in results.methods]
+    summary["train tokens"] = [m.train_tokens for m in results.methods]
+    summary = summary.dropna(axis=1, how="all")
+    counts = [c for c in ("effective length", "search evals", "train tokens") if c in summary]
+    return summary.astype({c: "Int64" for c in counts})  # counts, shown without decimals

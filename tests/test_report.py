@@ -1,0 +1,163 @@
+"""The report on a synthetic run directory: tables, figures, HTML (escaped, self-contained), CSV, Markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from ropebench.errors import RopebenchError
+from ropebench.reports import tables
+from ropebench.reports.export import markdown_summary, write_csv
+from ropebench.reports.html import render_html
+from ropebench.reports.results import load_run
+
+LENGTHS = [512, 1024, 2048, 4096]
+DEPTHS = [0.0, 50.0, 100.0]
+EVIL = "<script>alert('x')</script> & <b>bold</b>"
+SPEC = {"base": 10000.0, "head_dim": 32, "rotary_dim": 32, "window": 512,
+        "partial_rotary_factor": 1.0, "model_type": "llama"}
+
+
+def _quality(method: str, length: int) -> float:
+    """Synthetic truth: every method is perfect inside the window, then decays at its own rate."""
+    decay = {"none": 1.5, "pi": 0.25, "longrope2": 0.04}[method]
+    return max(0.0, 1.0 - decay * math.log2(length / 512))
+
+
+def _rows(method: str) -> list[dict]:
+    rng = random.Random(method)
+    rows = []
+
+    def add(task, length, score, prediction="", index=0, **metadata):
+        rows.append({"task": task, "length": length, "method": method, "score": score,
+                     "prediction": prediction, "references": ["1234567"], "input_tokens": length,
+                     "seconds": 0.1, "index": index, "metadata": metadata})
+
+    for length in LENGTHS:
+        q = _quality(method, length)
+        for task in tables.RULER_TASKS:
+            add(task, length, q, prediction=EVIL if task == "vt" else "1234567")
+        for i, depth in enumerate(DEPTHS):
+            add("niah", length, 1.0 if rng.random() < q else 0.0, "1234567", index=i, depth=depth)
+        add("ppl", length, 5.0 + 30.0 * (1.0 - q))
+        add("passkey", length, q, "4242")
+    for task, acc in (("arc_offline", 0.6), ("piqa_offline", 0.7)):
+        add(task, 0, acc * (0.9 if method == "pi" else 1.0))
+    return rows
+
+
+def make_run(root: Path, *, complete: bool = True) -> Path:
+    """A run directory laid out like `ropebench compare` writes it, with made-up numbers."""
+    methods = []
+    for label in ("none", "pi", "longrope2"):
+        stage = root / "stages"
+        scaling_dir, train_dir, eval_dir = (stage / k / f"{label}-k" for k in ("scaling", "train", "eval"))
+        for folder in (scaling_dir, train_dir, eval_dir):
+            folder.mkdir(parents=True)
+        factors = {"none": [1.0] * 16, "pi": [8.0] * 16,
+                   "longrope2": [8.0 ** (i / 9) if i < 9 else 8.0 + 0.2 * (i - 9) for i in range(16)]}[label]
+        scaling = {"method": label, "target_length": 4096, "original_length": 512, "long_factor": factors,
+                   "attention_factor": 1.0, "rope_parameters": {}, "short_factor": None,
+                   "critical_index": 9 if label == "longrope2" else None,
+                   "provenance": "searched" if label == "longrope2" else "analytic",
+                   "extra": {"fitness_history": [9.0, 7.5, 7.1], "evaluations": 24, "seconds": 12.5}
+                   if label == "longrope2" else {}}
+        (scaling_dir / "scaling.json").write_text(json.dumps(scaling))
+        (scaling_dir / "done").write_text("{}")
+        entry = {"label": label, "method": label, "baseline": label == "none",
+                 "scaling": {"path": f"stages/scaling/{label}-k"}, "train": None,
+                 "evals": {"all": {"path": f"stages/eval/{label}-k"}}}
+        if label != "none":
+            losses = {"losses": [[s, 4.0 - s / 20] for s in range(0, 40, 5)], "tokens": 40960, "seconds": 30.0}
+            (train_dir / "losses.json").write_text(json.dumps(losses))
+            (train_dir / "done").write_text("{}")
+            entry["train"] = {"path": f"stages/train/{label}-k"}
+        rows = _rows(label)
+        if not complete and label == "longrope2":
+            rows = rows[: len(rows) // 2]
+        else:
+            (eval_dir / "done").write_text("{}")
+        (eval_dir / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        methods.append(entry)
+    manifest = {"name": "synthetic", "model": "tiny", "target_length": 4096, "spec": SPEC, "methods": methods}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "plan.json").write_text(json.dumps({"name": "synthetic", "note": "<i>plan</i>"}))
+    (root / "runlog.jsonl").write_text(json.dumps(
+        {"event": "run_start", "environment": {"python": "3.x", "versions": {"torch": "test"}}}) + "\n")
+    return root
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return make_run(tmp_path / "run")
+
+
+def test_summary_numbers(run_dir):
+    results = load_run(run_dir)
+    summary = tables.summary_table(results)
+    assert list(summary.index) == ["none", "pi", "longrope2"]
+    assert summary.loc["none", "RULER 512"] == pytest.approx(100.0)
+    assert summary.loc["pi", "RULER 2048"] == pytest.approx(50.0)
+    # Threshold = 0.9 x none's score at its 512 window = 90: none and pi (75 at 1024) pass only
+    # at 512; longrope2 scores 96, 92, 88 beyond the window, so it passes up to 2048.
+    assert summary.loc["none", "effective length"] == 512
+    assert summary.loc["pi", "effective length"] == 512
+    assert summary.loc["longrope2", "effective length"] == 2048
+    assert summary.loc["pi", "short retained %"] == pytest.approx(90.0)
+    assert summary.loc["none", "short retained %"] == pytest.approx(100.0)
+    assert summary.loc["longrope2", "search evals"] == 24
+    assert summary.loc["pi", "train tokens"] == 40960
+    assert summary.loc["pi", "PPL 4096"] == pytest.approx(5.0 + 30.0 * 0.75)
+
+
+def test_explicit_threshold_changes_effective_length(run_dir):
+    summary = tables.summary_table(load_run(run_dir), threshold=40.0)
+    # pi scores 100, 75, 50, 25 at 512..4096: 2048 is the longest length above 40.
+    assert summary.loc["pi", "effective length"] == 2048
+    assert summary.loc["longrope2", "effective length"] == 4096
+
+
+def test_niah_grid_and_ruler_tables(run_dir):
+    results = load_run(run_dir)
+    grid = tables.niah_grid(results.rows, "longrope2")
+    assert list(grid.index) == DEPTHS and list(grid.columns) == LENGTHS
+    assert grid.to_numpy().min() >= 0 and grid.to_numpy().max() <= 1
+    per_task = tables.ruler_task_table(results.rows, "pi")
+    assert list(per_task.index) == list(tables.RULER_TASKS)
+    assert per_task.loc["vt", 1024] == pytest.approx(75.0)
+
+
+def test_html_is_escaped_and_self_contained(run_dir):
+    page = render_html(load_run(run_dir))
+    assert "<script" not in page  # the model output is shown, escaped
+    assert "&lt;script&gt;alert(" in page
+    assert "&lt;i&gt;plan&lt;/i&gt;" in page
+    assert page.count('src="data:image/png;base64,') == 6  # ruler, ppl, niah, factors, fitness, loss
+    for external in ('src="http', "href=\"http", "@import", "url(http"):
+        assert external not in page
+    assert "incomplete" not in page
+
+
+def test_incomplete_run_is_flagged(tmp_path):
+    page = render_html(load_run(make_run(tmp_path / "run", complete=False)))
+    assert "This run is incomplete: longrope2" in page
+
+
+def test_csv_and_markdown(run_dir, tmp_path):
+    results = load_run(run_dir)
+    written = {p.name for p in write_csv(results, tmp_path / "csv")}
+    assert {"summary.csv", "ruler_by_length.csv", "ppl_by_length.csv", "niah_pi.csv",
+            "ruler_tasks_longrope2.csv", "short.csv"} <= written
+    md = markdown_summary(results)
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert "RULER 4096" in header and "short retained %" in header
+    assert "| longrope2 | longrope2 |" in md
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(RopebenchError, match="no manifest.json"):
+        load_run(tmp_path)
