@@ -1,0 +1,81 @@
+"""`ropebench search MODEL --method longrope2 --target-length N --out FILE`: evolutionary factor search.
+
+The output JSON is a saved `RopeScaling` plus the search record (`fitness_history`, `settings`,
+evaluations, seconds), readable by `ropebench extend/eval --factors FILE`. The search state is
+checkpointed after every evaluation (default `FILE.checkpoint.json`); re-running the same command
+resumes an interrupted search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ropebench.extenders.evolution import SearchSettings
+
+    d = SearchSettings()
+    parser.add_argument("model", help="HF model directory, hub id, or `reference`")
+    parser.add_argument("--method", default="longrope2",
+                        help="extender whose search runs (longrope2, longrope; others return "
+                             "their analytic factors)")
+    parser.add_argument("--target-length", type=int, required=True, help="target context length L")
+    parser.add_argument("--out", type=Path, required=True, help="factors JSON to write")
+    parser.add_argument("--population", type=int, default=d.population)
+    parser.add_argument("--iterations", type=int, default=d.iterations)
+    parser.add_argument("--parents", type=int, default=d.parents)
+    parser.add_argument("--mutations", type=int, default=d.mutations)
+    parser.add_argument("--crossovers", type=int, default=d.crossovers)
+    parser.add_argument("--mutation-prob", type=float, default=d.mutation_prob)
+    parser.add_argument("--crossover-prob", type=float, default=d.crossover_prob)
+    parser.add_argument("--samples", "--documents", dest="documents", type=int, default=d.documents,
+                        help="documents the fitness averages over")
+    parser.add_argument("--fitness", default=None,
+                        help="fitness function: needle_ppl (LongRoPE2 default), ppl (LongRoPE default)")
+    parser.add_argument("--mode", choices=("paper", "released"), default=d.mode,
+                        help="paper: scan critical indices d10_tcd..d_tcd; released: fix d_tcd - 1")
+    parser.add_argument("--critical-index", type=int, default=None, help="fix the critical pair index")
+    parser.add_argument("--haystack", default=d.haystack, help="fitness text: pydoc, essay, noise, a folder")
+    parser.add_argument("--n-hat", type=int, default=d.n_hat,
+                        help="LongRoPE: first positions that keep the original RoPE")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="search state file (default: OUT.checkpoint.json)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropebench.errors import RopebenchError
+    from ropebench.extenders import get_extender
+    from ropebench.extenders.evolution import SearchSettings, search_output
+    from ropebench.extenders.patch import spec_of
+    from ropebench.harness.models import load_model
+
+    settings = SearchSettings(
+        population=args.population, iterations=args.iterations, parents=args.parents,
+        mutations=args.mutations, crossovers=args.crossovers, mutation_prob=args.mutation_prob,
+        crossover_prob=args.crossover_prob, documents=args.documents,
+        fitness=args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
+        mode=args.mode, critical_index=args.critical_index, haystack=args.haystack,
+        seed=args.seed, n_hat=args.n_hat,
+    )
+    if args.n_hat and args.method != "longrope":
+        raise RopebenchError("--n-hat applies to --method longrope only")
+    extender = get_extender(args.method)
+    model, tokenizer = load_model(args.model)
+    spec = spec_of(model)
+    checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.json")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    scaling = extender.search(model, tokenizer, spec, args.target_length, settings,
+                              checkpoint=checkpoint)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(search_output(scaling), indent=2))
+    tmp.replace(args.out)
+    history = scaling.extra.get("fitness_history", [])
+    if history:
+        print(f"best {settings.fitness} {history[-1]:.4f} after {scaling.extra['evaluations']} "
+              f"evaluations ({scaling.extra['seconds']:.0f} s); critical index {scaling.critical_index}")
+    print(f"factors written to {args.out}")
+    return 0

@@ -1,0 +1,189 @@
+"""Evolutionary search invariants on a micro model (a custom fitness keeps the tests fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from ropebench.errors import RopebenchError
+from ropebench.extenders import evolution
+from ropebench.extenders.evolution import (
+    GRID,
+    Candidate,
+    SearchSettings,
+    SearchSpace,
+    crossover,
+    mutate,
+    search_longrope,
+    search_longrope2,
+)
+from ropebench.extenders.patch import spec_of
+from helpers import tiny_llama
+
+WINDOW, TARGET = 64, 256  # s = 4
+TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama(window=WINDOW, hidden_size=64, heads=2, layers=1)  # head_dim 32: 16 pairs
+
+
+@pytest.fixture()
+def nll_fitness():
+    """Registers `test_nll`: mean NLL of fixed random tokens at the target length, recording every
+    factor vector it scores. `calls["fail_at"]` raises after that many evaluations."""
+    calls: dict = {"factors": [], "fail_at": None}
+    tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
+
+    def factory(tokenizer, length, settings):
+        def score(model):
+            if calls["fail_at"] is not None and len(calls["factors"]) >= calls["fail_at"]:
+                raise Interrupted
+            calls["factors"].append(tuple(model.config.rope_parameters["long_factor"]))
+            return float(model(tokens, labels=tokens).loss)
+
+        return score
+
+    evolution.register_fitness("test_nll")(factory)
+    yield calls
+    evolution._FITNESS.pop("test_nll")
+
+
+def settings(**kw) -> SearchSettings:
+    return SearchSettings(**{**TINY, "fitness": "test_nll", **kw})
+
+
+def test_longrope2_search_invariants(model, nll_fitness):
+    spec = spec_of(model)
+    result = search_longrope2(model, None, spec, TARGET, settings(), progress=False)
+    s = TARGET / WINDOW
+    c = result.critical_index
+    f = result.long_factor
+    from ropebench.extenders.rope import critical_index, critical_index_10
+
+    assert critical_index_10(spec) <= c <= critical_index(spec)  # paper mode scans this range
+    upper = f[c:]
+    assert all(s - 1e-9 <= x <= 2 * s + 1e-9 for x in upper)
+    assert all(abs(x / GRID - round(x / GRID)) < 1e-6 for x in upper)  # on the 0.01 grid
+    assert all(a <= b for a, b in zip(upper, upper[1:]))
+    for i in range(c):  # NTK-anchored lower group
+        assert f[i] == pytest.approx(upper[0] ** (i / c), rel=1e-6)
+    assert result.short_factor == (1.0,) * spec.n_pairs
+    # Never the same vector twice: every scored factor list is distinct.
+    assert len(nll_fitness["factors"]) == len(set(nll_fitness["factors"]))
+    extra = result.extra
+    assert extra["evaluations"] == len(nll_fitness["factors"])
+    assert extra["evaluations"] <= TINY["population"] + TINY["iterations"] * 4
+    history = extra["fitness_history"]
+    assert len(history) == TINY["iterations"] + 1
+    assert all(b <= a for a, b in zip(history, history[1:]))  # elitism: the best never gets worse
+    assert extra["best_fitness"] == history[-1]
+
+
+def test_search_result_is_the_best_and_model_left_patched(model, nll_fitness):
+    from ropebench.extenders.patch import apply_scaling
+
+    spec = spec_of(model)
+    result = search_longrope2(model, None, spec, TARGET, settings(iterations=1), progress=False)
+    tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        now = float(model(tokens, labels=tokens).loss)
+        apply_scaling(model, result)
+        again = float(model(tokens, labels=tokens).loss)
+    assert now == pytest.approx(result.extra["best_fitness"], rel=1e-5)
+    assert again == pytest.approx(now, rel=1e-6)
+
+
+def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
+    spec = spec_of(model)
+    full = search_longrope2(model, None, spec, TARGET, settings(seed=3), progress=False)
+    n_full = len(nll_fitness["factors"])
+
+    nll_fitness["factors"].clear()
+    nll_fitness["fail_at"] = 11  # dies in the middle of generation 1
+    ckpt = tmp_path / "state.json"
+    with pytest.raises(Interrupted):
+        search_longrope2(model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False)
+    assert json.loads(ckpt.read_text())["state"]["cache"]  # evaluations so far are kept
+    done_before = len(nll_fitness["factors"])
+    nll_fitness["fail_at"] = None
+    resumed = search_longrope2(model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt,
+                               progress=False)
+    assert resumed.long_factor == full.long_factor
+    assert resumed.critical_index == full.critical_index
+    assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
+    # Nothing evaluated twice across the interruption.
+    assert len(nll_fitness["factors"]) == n_full
+    assert done_before == 11
+
+
+def test_checkpoint_of_another_search_is_refused(model, nll_fitness, tmp_path):
+    spec = spec_of(model)
+    ckpt = tmp_path / "state.json"
+    search_longrope2(model, None, spec, TARGET, settings(iterations=0), checkpoint=ckpt, progress=False)
+    with pytest.raises(RopebenchError, match="different search"):
+        search_longrope2(model, None, spec, TARGET, settings(iterations=0, seed=9), checkpoint=ckpt,
+                         progress=False)
+
+
+def test_released_mode_fixes_the_critical_index(model, nll_fitness):
+    from ropebench.extenders.rope import critical_index
+
+    spec = spec_of(model)
+    result = search_longrope2(model, None, spec, TARGET, settings(mode="released", iterations=1),
+                              progress=False)
+    assert result.critical_index == critical_index(spec) - 1
+    fixed = search_longrope2(model, None, spec, TARGET, settings(critical_index=5, iterations=1),
+                             progress=False)
+    assert fixed.critical_index == 5
+
+
+def test_longrope_v1_searches_every_pair_in_bounds(model, nll_fitness):
+    spec = spec_of(model)
+    result = search_longrope(model, None, spec, TARGET, settings(), progress=False)
+    s = TARGET / WINDOW
+    f = result.long_factor
+    assert result.method == "longrope" and result.critical_index is None
+    assert all(1 - 1e-9 <= x <= 1.25 * s + 1e-9 for x in f)
+    assert all(a <= b for a, b in zip(f, f[1:]))
+    assert len(nll_fitness["factors"]) == len(set(nll_fitness["factors"]))
+
+
+def test_mutation_and_crossover_keep_candidates_valid():
+    from ropebench.extenders.rope import RopeSpec
+
+    spec = RopeSpec(base=10000.0, head_dim=32, rotary_dim=32, window=64)
+    space = SearchSpace(spec, low=400, high=800, ntk_lower_group=True)
+    rng = random.Random(0)
+    a = Candidate(3, tuple(range(400, 400 + 13 * 30, 30)))
+    b = Candidate(5, (500,) * 11)
+    assert space.valid(a) and space.valid(b)
+    for _ in range(200):
+        child = mutate(a, space, rng, 0.3)
+        assert space.valid(child) and child.critical_index == 3
+        cross = crossover(a, b, space, rng, 0.15)
+        assert cross.critical_index == 3 and len(cross.genes) == len(a.genes)
+    factors = space.factors(b)
+    assert factors[0] == 1.0 and factors[5] == pytest.approx(5.0)
+    assert factors[2] == pytest.approx(5.0 ** (2 / 5))
+    assert Candidate.from_key(a.key) == a
+
+
+def test_settings_are_checked():
+    with pytest.raises(RopebenchError, match="mode"):
+        SearchSettings(mode="fast")
+    with pytest.raises(RopebenchError, match="parents"):
+        SearchSettings(population=4, parents=8)
+    with pytest.raises(RopebenchError, match="unknown fitness"):
+        evolution.make_scorer(None, 128, SearchSettings(fitness="nope"))
+    assert math.isclose(dataclasses.asdict(SearchSettings())["mutation_prob"], 0.3)
