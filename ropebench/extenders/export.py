@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from ropebench.errors import RopebenchError
@@ -20,31 +21,23 @@ def save_extended(model, tokenizer, scaling: RopeScaling, out_dir: str | Path) -
     The config carries the scaling as transformers 5 `rope_parameters` (pi -> linear,
     ntk -> rope_theta, dynamic-ntk -> dynamic, yarn/ntk-by-parts -> yarn, llama3 -> llama3,
     longrope/longrope2 -> longrope), so loading it needs no ropebench. `ropebench_scaling.json`
-    keeps the full provenance (method, factors, search history). The directory is written next
-    to `out_dir` and renamed into place, so an interrupted save leaves no half model.
+    keeps the full provenance (method, factors, search history). Files are written to a sibling
+    temporary directory and moved in one by one, so an interrupted save never leaves a truncated
+    file; other files already in `out_dir` (training logs) are kept.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not _replaceable(out_dir):
-        raise RopebenchError(
-            f"{out_dir} exists and is not a ropebench export; choose a new or empty --out directory"
-        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RopebenchError(f"{out_dir} is a file; choose a directory for --out")
     apply_scaling(model, scaling)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / SCALING_FILE).write_text(json.dumps(scaling.to_dict(), indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, out_dir / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
-
-
-def _replaceable(path: Path) -> bool:
-    """An empty directory or an earlier export may be overwritten; anything else is kept."""
-    return path.is_dir() and (not any(path.iterdir()) or (path / SCALING_FILE).is_file())

@@ -92,35 +92,59 @@ def _spec_dict(spec: RopeSpec) -> dict[str, Any]:
 
 
 def _rebuild_rotary_modules(model) -> None:
-    """Replace every rotary embedding module by a fresh one built from the updated config.
+    """Replace every rotary embedding module by a fresh transformers one built from the config.
 
-    Only transformers' own modules are rebuilt; a custom rotary module (the mixed-window training
-    module) reads its scaling itself and is left in place.
+    A custom module put in place of transformers' (the mixed-window training module) is replaced
+    too, by the rotary class defined next to its parent (e.g. `LlamaRotaryEmbedding` for
+    `LlamaModel`), which undoes it.
     """
-    replaced = custom = 0
+    replaced = 0
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if not type(child).__name__.endswith("RotaryEmbedding"):
                 continue
-            if not type(child).__module__.startswith("transformers"):
-                custom += 1
-                continue
+            cls = type(child) if _from_transformers(type(child)) else _rotary_class_of(parent)
             try:
-                fresh = type(child)(config=model.config)
+                fresh = cls(config=model.config)
             except TypeError as err:
                 raise RopebenchError(
-                    f"cannot rebuild {type(child).__name__} from the config ({err}); "
+                    f"cannot rebuild {cls.__name__} from the config ({err}); "
                     "this architecture is not supported for patching"
                 ) from err
-            device = child.inv_freq.device if hasattr(child, "inv_freq") else None
+            device = next((b.device for b in child.buffers()), None)
             # .to(device) moves buffers without touching their float32 dtype.
             setattr(parent, child_name, fresh.to(device) if device is not None else fresh)
             replaced += 1
-    if replaced == 0 and custom == 0:
+    if replaced == 0:
         raise RopebenchError(
             f"found no rotary embedding module in {type(model).__name__}; "
             "this model does not use RoPE in a form ropebench can patch"
         )
+
+
+def _from_transformers(cls: type) -> bool:
+    return cls.__module__.startswith("transformers")
+
+
+def _rotary_class_of(parent: torch.nn.Module) -> type:
+    """The transformers rotary class defined in the module of `parent`'s class."""
+    import sys
+
+    namespace = vars(sys.modules[type(parent).__module__])
+    found = [
+        obj
+        for name, obj in namespace.items()
+        if name.endswith("RotaryEmbedding")
+        and isinstance(obj, type)
+        and issubclass(obj, torch.nn.Module)
+        and _from_transformers(obj)
+    ]
+    if len(found) != 1:
+        raise RopebenchError(
+            f"cannot tell which rotary class {type(parent).__name__} uses; "
+            "reload the model instead of patching it again"
+        )
+    return found[0]
 
 
 def switch_length(config) -> int | None:
