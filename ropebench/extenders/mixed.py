@@ -23,7 +23,7 @@ def sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
     """Index of the packed sequence each token belongs to: a new one starts where positions do not
     continue by +1. [B, T] -> [B, T] (0-based within each row)."""
     previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=1)  # [B, T]
-    return (position_ids != previous + 1).cumsum(dim=1) - 1
+    return (position_ids != previous + 1).cumsum(dim=1)  # the first token always continues
 
 
 def long_tokens(position_ids: torch.Tensor, original_length: int) -> torch.Tensor:
