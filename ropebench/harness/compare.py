@@ -21,7 +21,6 @@ import gc
 import hashlib
 import json
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -83,11 +82,9 @@ class ArtifactStore:
     def record(self, stage: Stage) -> dict[str, Any]:
         return json.loads((self.path(stage) / DONE).read_text())
 
-    def open(self, stage: Stage, *, fresh: bool) -> Path:
-        """The stage folder, ready for work; `fresh` drops the leftovers of an interrupted try."""
+    def open(self, stage: Stage) -> Path:
+        """The stage folder, ready for work; an interrupted try's leftovers stay for resuming."""
         folder = self.path(stage)
-        if fresh and folder.exists():
-            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "inputs.json", {"kind": stage.kind, "key": stage.key, **stage.inputs})
         return folder
@@ -114,6 +111,9 @@ def model_fingerprint(name_or_path: str) -> dict[str, Any]:
 
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
     """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
+    from ropebench.tasks import expand_tasks
+
+    tasks = expand_tasks(plan.evaluate.tasks)  # one eval stage per task: `ruler` gives 13
     graph = []
     for m in plan.methods:
         factors = None
@@ -136,7 +136,7 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
                 "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
                 "options": e.options,
             })
-            for task in e.tasks
+            for task in tasks
         }
         graph.append(MethodStages(m, scaling, train, evals))
     return graph
@@ -171,15 +171,15 @@ class ComparisonRunner:
         started = time.perf_counter()
         counter = iter(range(1, len(stages) + 1))
         try:
+            # Every stage resumes inside itself: the search from its checkpoint file, training
+            # from its checkpoint folder (TrainSettings.save_every), evaluation row by row.
             for ms in self.graph:
-                self._step(next(counter), len(stages), ms.scaling, lambda d, ms=ms: self._scaling(ms, d),
-                           fresh=False)
+                self._step(next(counter), len(stages), ms.scaling, lambda d, ms=ms: self._scaling(ms, d))
                 if ms.train is not None:
-                    self._step(next(counter), len(stages), ms.train, lambda d, ms=ms: self._train(ms, d),
-                               fresh=True)  # a half-trained model cannot be resumed: start over
+                    self._step(next(counter), len(stages), ms.train, lambda d, ms=ms: self._train(ms, d))
                 for task, stage in ms.evals.items():
                     self._step(next(counter), len(stages), stage,
-                               lambda d, ms=ms, task=task: self._evaluate(ms, task, d), fresh=False)
+                               lambda d, ms=ms, task=task: self._evaluate(ms, task, d))
                 self._release()
         except BaseException as err:
             self.log.event("run_interrupted", error=f"{type(err).__name__}: {err}",
@@ -190,8 +190,7 @@ class ComparisonRunner:
 
     # -- stages ------------------------------------------------------------------------------
 
-    def _step(self, index: int, total: int, stage: Stage, work: Callable[[Path], dict], *,
-              fresh: bool) -> None:
+    def _step(self, index: int, total: int, stage: Stage, work: Callable[[Path], dict]) -> None:
         what = f"[{index}/{total}] {stage.kind:<7} {stage.label}"
         if self.store.is_done(stage):
             seconds = self.store.record(stage).get("seconds", 0.0)
@@ -200,7 +199,7 @@ class ComparisonRunner:
             return
         self._status(f"{what}: running")
         self.log.event("stage_start", kind=stage.kind, label=stage.label, key=stage.key)
-        folder = self.store.open(stage, fresh=fresh)
+        folder = self.store.open(stage)
         started = time.perf_counter()
         info = work(folder)
         seconds = time.perf_counter() - started
@@ -225,7 +224,7 @@ class ComparisonRunner:
             model, tokenizer = self._model(self.plan.model, None, key="base")
             settings = _settings(SearchSettings, m.search)
             scaling = extender.search(model, tokenizer, self.spec, self.plan.target_length,
-                                      settings, checkpoint=folder / "checkpoint")
+                                      settings, checkpoint=folder / "search-checkpoint.json")
             self._release()  # the search leaves its last candidate patched in
         write_json_atomic(folder / "scaling.json", scaling.to_dict())
         return {"provenance": scaling.provenance}
@@ -314,3 +313,29 @@ def _settings(cls: type, values: dict[str, Any]):
     defaults = cls()
     cast = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) else v for k, v in values.items()}
     return dataclasses.replace(defaults, **cast)
+
+
+def describe(runner: ComparisonRunner) -> str:
+    """What a run will do: per method its stages, and how many are already cached."""
+    plan, spec, store = runner.plan, runner.spec, runner.store
+    lines = [
+        f"Plan {plan.name!r}: {plan.model} (window {spec.window}, base {spec.base:g}, "
+        f"{spec.n_pairs} RoPE pairs) -> {plan.target_length} tokens; run dir {runner.run_dir}",
+        f"Evaluation: {len(runner.graph[0].evals)} tasks x lengths "
+        f"{', '.join(map(str, plan.evaluate.lengths))}, {plan.evaluate.samples} samples, "
+        f"seed {plan.evaluate.seed}",
+    ]
+    for ms in runner.graph:
+        m = ms.method
+        search = "factors from file" if m.factors else ("search" if m.search is not None else "rescale")
+        parts = [search]
+        if m.train is not None:
+            parts.append(f"train {m.train.get('steps', 'default')} steps")
+        evals_done = sum(store.is_done(s) for s in ms.evals.values())
+        parts.append(f"eval {evals_done}/{len(ms.evals)} cached")
+        cached = " (cached)" if store.is_done(ms.scaling) else ""
+        lines.append(f"  {m.label:<14} {parts[0]}{cached}, " + ", ".join(parts[1:]))
+    total = sum(len(ms.all()) for ms in runner.graph)
+    pending = len(runner.pending())
+    lines.append(f"Stages: {total} in all, {total - pending} cached, {pending} to run.")
+    return "\n".join(lines)

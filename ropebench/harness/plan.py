@@ -141,7 +141,7 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     from ropebench.extenders.rope import RopeSpec
     from ropebench.harness.models import load_config_dict
     from ropebench.harness.train import TrainSettings
-    from ropebench.tasks import available_tasks
+    from ropebench.tasks import expand_tasks
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
     if plan.target_length <= spec.window:
@@ -164,12 +164,10 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
         if m.factors is not None and not Path(m.factors).is_file():
             raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
-    tasks = available_tasks()
-    for task in plan.evaluate.tasks:
-        if task not in tasks:
-            raise RopebenchError(
-                f"{source}: evaluate: unknown task {task!r}; known: {', '.join(sorted(tasks))}"
-            )
+    try:
+        expand_tasks(plan.evaluate.tasks)
+    except RopebenchError as err:
+        raise RopebenchError(f"{source}: evaluate: {err}") from err
     longest = max(plan.evaluate.lengths)
     if longest > plan.target_length:
         raise RopebenchError(
@@ -266,7 +264,8 @@ def _check_settings(values: dict[str, Any], cls: type, where: str) -> None:
             continue
         if not _compatible(value, current):
             raise RopebenchError(
-                f"{where}: {key}={value!r} should be a {type(current).__name__} (default {current!r})"
+                f"{where}: {key}={value!r} has the wrong type; expected {type(current).__name__} "
+                f"like the default {current!r}"
             )
 
 

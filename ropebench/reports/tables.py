@@ -10,12 +10,9 @@ import math
 import pandas as pd
 
 from ropebench.reports.results import RunResults
+from ropebench.tasks import GROUPS
 
-# RULER's 13 tasks (NVIDIA/RULER names as registered by ropebench.tasks).
-RULER_TASKS = (
-    "niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1", "niah_multikey_2",
-    "niah_multikey_3", "niah_multivalue", "niah_multiquery", "vt", "cwe", "fwe", "qa_1", "qa_2",
-)
+RULER_TASKS = GROUPS["ruler"]
 # Tasks with a table of their own; any other task is an lm-eval short-context task.
 LONG_TASKS = (*RULER_TASKS, "niah", "ppl", "passkey", "needle_ppl")
 
