@@ -42,11 +42,9 @@ def load_documents(source: str) -> list[str]:
         if not docs:
             raise RopebenchError(f"no .txt or .jsonl documents found in {path}")
         return docs
-    if "/" in source or source.replace("_", "").replace("-", "").isalnum():
-        return _hf_dataset(source)
-    raise RopebenchError(
-        f"data source {source!r} is neither `reference`, a local folder/file, nor a dataset name"
-    )
+    if source.startswith((".", "/", "~")) or path.suffix in (".txt", ".jsonl"):
+        raise RopebenchError(f"data path {source} does not exist; give a folder of .txt/.jsonl files")
+    return _hf_dataset(source)
 
 
 def _read_file(path: Path) -> list[str]:

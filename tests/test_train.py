@@ -1,0 +1,148 @@
+"""Packing rules and the training loop on a micro model (a few steps, float32 on CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import tiny_llama, tiny_tokenizer
+
+from ropebench.errors import RopebenchError
+from ropebench.extenders import get_extender
+from ropebench.extenders.patch import spec_of
+from ropebench.harness.train import TrainSettings, learning_rate, train_model
+from ropebench.harness.train_data import IGNORE, load_documents, pack_mixed, pack_plain
+
+WINDOW, TARGET = 32, 96
+
+
+def test_pack_mixed_rows():
+    short = [[1, 5, 6, 2], [1, 7, 2]]
+    long = [[1] + list(range(10, 60)) + [2]]  # 52 tokens > window 32
+    rows = list(pack_mixed(short + long, 64, 32, pad_id=0))
+    assert [r.long for r in rows] == [False, True]
+    s, lg = rows
+    assert s.input_ids[:7] == [1, 5, 6, 2, 1, 7, 2] and s.input_ids[7:] == [0] * 57
+    assert s.position_ids[:7] == [0, 1, 2, 3, 0, 1, 2]  # restart per document
+    assert s.labels[:7] == [IGNORE, 5, 6, 2, IGNORE, 7, 2] and set(s.labels[7:]) == {IGNORE}
+    assert lg.position_ids[:52] == list(range(52))  # continuous: full causal attention
+    assert lg.position_ids[52:] == list(range(12))  # padding is a sequence of its own
+    assert all(len(r.input_ids) == len(r.position_ids) == len(r.labels) == 64 for r in rows)
+    per_doc = list(pack_mixed(long + long, 128, 32, pad_id=0, per_document_mask_long=True))
+    assert per_doc[0].position_ids[52:104] == list(range(52))
+
+
+def test_pack_mixed_truncates_and_closes_full_rows():
+    docs = [[1] * 20, [1] * 20, [1] * 20, [1] * 200]
+    rows = list(pack_mixed(docs, 48, 32, pad_id=0))
+    assert [r.long for r in rows] == [False, False, True]
+    assert rows[2].position_ids == list(range(48))  # the 200-token document cut to the row
+
+
+def test_pack_plain_cuts_the_stream():
+    rows = list(pack_plain([[1, 2, 3, 4, 5], [1, 6, 7, 8, 9, 10]], 4))
+    assert [r.input_ids for r in rows] == [[1, 2, 3, 4], [5, 1, 6, 7], [8, 9, 10]][:2]
+    assert all(r.position_ids == [0, 1, 2, 3] and r.labels[0] == IGNORE for r in rows)
+
+
+def test_load_documents_from_a_folder(tmp_path):
+    (tmp_path / "a.txt").write_text("first document")
+    (tmp_path / "b.jsonl").write_text('{"text": "second"}\n\n{"text": "third"}\n')
+    assert load_documents(str(tmp_path)) == ["first document", "second", "third"]
+    (tmp_path / "c.jsonl").write_text('{"body": 1}\n')
+    with pytest.raises(RopebenchError, match="c.jsonl:1"):
+        load_documents(str(tmp_path))
+    with pytest.raises(RopebenchError, match="does not exist"):
+        load_documents("./no/such/folder")
+
+
+def test_learning_rate_schedule():
+    s = TrainSettings(steps=100, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(0, s) == pytest.approx(1e-4)
+    assert learning_rate(9, s) == pytest.approx(1e-3)
+    assert learning_rate(10, s) == pytest.approx(1e-3)
+    assert learning_rate(55, s) == pytest.approx(0.55e-3)
+    assert learning_rate(100, s) == pytest.approx(1e-4)
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    """Short and long documents of stdlib text (the tokenizer's own training text)."""
+    import pydoc_data.topics
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    texts = list(pydoc_data.topics.topics.values())[:20]
+    for i, text in enumerate(texts):
+        (folder / f"{i:02d}.txt").write_text(text[: 60 if i % 2 else 1200])
+    return folder
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_training_lowers_the_loss_and_exports(corpus, tmp_path, mixed):
+    from transformers import AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2)
+    scaling = get_extender("longrope2").rescale(spec_of(model), TARGET)
+    settings = TrainSettings(steps=12, lr=3e-3, warmup_steps=2, batch_size=2, grad_accum=2,
+                             data=str(corpus), log_every=4, save_every=0)
+    out = tmp_path / "out"
+    result = train_model(model, tok, scaling, settings, out_dir=out, mixed=mixed)
+    first = sum(loss for _, loss in result.losses[:3]) / 3
+    last = sum(loss for _, loss in result.losses[-3:]) / 3
+    assert last < first - 0.3
+    assert result.tokens > 0 and len(result.losses) == 12
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 4, 8, 12]
+    long_rows = [r["long_rows"] for r in log]  # of 4 rows per step
+    if mixed:
+        assert any(n < 4 for n in long_rows) and any(n > 0 for n in long_rows)  # both kinds
+    else:
+        assert long_rows == [4] * 4
+    # Round trip: vanilla transformers loads the result with the same RoPE and weights.
+    loaded = AutoModelForCausalLM.from_pretrained(out, attn_implementation="sdpa").eval()
+    assert loaded.config.rope_parameters["rope_type"] == "longrope"
+    ids = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)
+    assert not (out / "checkpoint").exists()
+
+
+def test_interrupted_training_resumes(corpus, tmp_path):
+    tok = tiny_tokenizer()
+    kw = dict(lr=3e-3, warmup_steps=2, batch_size=2, data=str(corpus), log_every=1, save_every=3)
+
+    def fresh():
+        return tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2)
+
+    scaling = get_extender("yarn").rescale(spec_of(fresh()), TARGET)
+
+    full = train_model(fresh(), tok, scaling, TrainSettings(steps=6, **kw), out_dir=tmp_path / "a",
+                       mixed=False)
+    # Stop after step 4 (checkpoint at 3, one logged step beyond it), then run to 6 again.
+    part = TrainSettings(steps=6, **kw)
+    model = fresh()
+    original_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def failing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return original_step(self, *a, **k)
+
+    torch.optim.AdamW.step = failing_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_model(model, tok, scaling, part, out_dir=tmp_path / "b", mixed=False)
+    finally:
+        torch.optim.AdamW.step = original_step
+    assert (tmp_path / "b" / "checkpoint" / "progress.json").is_file()
+    resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b", mixed=False)
+    assert [s for s, _ in resumed.losses] == list(range(1, 7))
+    for (_, a), (_, b) in zip(full.losses, resumed.losses):
+        assert a == pytest.approx(b, rel=1e-4)
+    log = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5, 6]
