@@ -91,6 +91,17 @@ class ExtenderConfig:
         return dataclasses.replace(self, **changes)
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """`["key=value", ...]` (repeated `--set` options) as a dict."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RopebenchError(f"--set {item!r} is not KEY=VALUE; write e.g. --set factor=8")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def _cast(raw: Any, annotation: str, key: str) -> Any:
     """Cast a `--set` string to the field's annotated type (bool, int, float, float lists)."""
     if not isinstance(raw, str):

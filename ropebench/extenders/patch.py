@@ -8,27 +8,21 @@ what vanilla transformers builds from the exported config.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 
 from ropebench.errors import RopebenchError
 from ropebench.extenders.base import RopeScaling
-from ropebench.extenders.rope import RopeSpec
+from ropebench.extenders.rope import PRETRAINED_KEY, RopeSpec
 
 # transformers' Phi-3 config accepts only rope_type default or longrope.
 _LONGROPE_ONLY_MODELS = {"phi3"}
 
-# Config attribute that remembers the pretrained RoPE once a model is patched (it is saved in
-# config.json; vanilla transformers keeps it as a plain attribute).
-SPEC_ATTRIBUTE = "ropebench_pretrained_rope"
-
 
 def spec_of(model) -> RopeSpec:
     """The model's pretrained RoPE, also after `apply_scaling` (and after save/load)."""
-    saved = getattr(model.config, SPEC_ATTRIBUTE, None)
-    if isinstance(saved, dict):
-        return RopeSpec(**saved)
     return RopeSpec.from_config(model.config)
 
 
@@ -54,7 +48,7 @@ def apply_scaling(model, scaling: RopeScaling) -> None:
     if hasattr(config, "original_max_position_embeddings"):
         # Phi-3 reads this attribute (default 4096) before rope_parameters for its switch.
         config.original_max_position_embeddings = spec.window
-    setattr(config, SPEC_ATTRIBUTE, _spec_dict(spec))
+    setattr(config, PRETRAINED_KEY, dataclasses.asdict(spec))
     _rebuild_rotary_modules(model)
 
 
@@ -83,12 +77,6 @@ def hf_parameters_for(spec: RopeSpec, scaling: RopeScaling) -> dict[str, Any]:
         attention_factor=scaling.attention_factor,
     )
     return same.rope_parameters
-
-
-def _spec_dict(spec: RopeSpec) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(spec)
 
 
 def _rebuild_rotary_modules(model) -> None:

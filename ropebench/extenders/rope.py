@@ -18,6 +18,10 @@ import torch
 
 from ropebench.errors import RopebenchError
 
+# Config key under which a patched model remembers its pretrained RoPE (saved in config.json;
+# vanilla transformers keeps it as a plain attribute). Extending again starts from it.
+PRETRAINED_KEY = "ropebench_pretrained_rope"
+
 # rope_type values whose `original_max_position_embeddings` is the pretrained window.
 _TYPES_WITH_ORIGINAL_WINDOW = ("yarn", "llama3", "longrope")
 
@@ -40,7 +44,10 @@ class RopeSpec:
 
     @classmethod
     def from_config(cls, config: Any) -> RopeSpec:
-        """Read from a transformers config object or a config.json dict."""
+        """Read from a transformers config object or a config.json dict.
+
+        For a model patched by ropebench this is the pretrained RoPE, not the scaled one.
+        """
         if isinstance(config, dict):
 
             def get(key: str, default: Any = None) -> Any:
@@ -50,6 +57,9 @@ class RopeSpec:
             def get(key: str, default: Any = None) -> Any:
                 return getattr(config, key, default)
 
+        pretrained = get(PRETRAINED_KEY)
+        if isinstance(pretrained, dict):
+            return cls(**pretrained)
         params = dict(get("rope_parameters") or get("rope_scaling") or {})
         base = params.get("rope_theta", get("rope_theta"))
         if base is None:
