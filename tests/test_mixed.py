@@ -126,3 +126,19 @@ def test_n_hat_keeps_the_first_positions_original(setup):
     torch.testing.assert_close(cos[0, :4], expected)
     torch.testing.assert_close(cos[0, 4:], cos_plain[0, 4:])
     assert not torch.allclose(cos[0, 1:4], cos_plain[0, 1:4])
+
+
+def test_eager_attention_takes_the_additive_mask():
+    model = tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=4, seed=5)
+    model.set_attn_implementation("eager")
+    scaling = get_extender("longrope2").rescale(spec_of(model), TARGET)
+    apply_scaling(model, scaling)
+    gen = torch.Generator().manual_seed(6)
+    docs = [torch.randint(3, 384, (n,), generator=gen) for n in (10, 17)]
+    separate = torch.cat([_logits(model, d[None])[0] for d in docs])
+    install_mixed_rotary(model, scaling)
+    positions = torch.cat([torch.arange(len(d)) for d in docs])[None]
+    mask = packed_causal_mask(positions, torch.float32)
+    assert mask.dtype == torch.float32 and mask[0, 0, 0, 1] == torch.finfo(torch.float32).min
+    packed = _logits(model, torch.cat(docs)[None], positions, mask)[0]
+    torch.testing.assert_close(packed, separate, rtol=1e-4, atol=1e-4)

@@ -9,6 +9,7 @@ import random
 
 import pytest
 import torch
+from helpers import tiny_llama
 
 from ropebench.errors import RopebenchError
 from ropebench.extenders import evolution
@@ -23,7 +24,6 @@ from ropebench.extenders.evolution import (
     search_longrope2,
 )
 from ropebench.extenders.patch import spec_of
-from helpers import tiny_llama
 
 WINDOW, TARGET = 64, 256  # s = 4
 TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1)
@@ -75,7 +75,7 @@ def test_longrope2_search_invariants(model, nll_fitness):
     upper = f[c:]
     assert all(s - 1e-9 <= x <= 2 * s + 1e-9 for x in upper)
     assert all(abs(x / GRID - round(x / GRID)) < 1e-6 for x in upper)  # on the 0.01 grid
-    assert all(a <= b for a, b in zip(upper, upper[1:]))
+    assert all(a <= b for a, b in zip(upper, upper[1:], strict=False))
     for i in range(c):  # NTK-anchored lower group
         assert f[i] == pytest.approx(upper[0] ** (i / c), rel=1e-6)
     assert result.short_factor == (1.0,) * spec.n_pairs
@@ -86,7 +86,7 @@ def test_longrope2_search_invariants(model, nll_fitness):
     assert extra["evaluations"] <= TINY["population"] + TINY["iterations"] * 4
     history = extra["fitness_history"]
     assert len(history) == TINY["iterations"] + 1
-    assert all(b <= a for a, b in zip(history, history[1:]))  # elitism: the best never gets worse
+    assert all(b <= a for a, b in zip(history, history[1:], strict=False))  # elitism: the best never gets worse
     assert extra["best_fitness"] == history[-1]
 
 
@@ -155,7 +155,7 @@ def test_longrope_v1_searches_every_pair_in_bounds(model, nll_fitness):
     f = result.long_factor
     assert result.method == "longrope" and result.critical_index is None
     assert all(1 - 1e-9 <= x <= 1.25 * s + 1e-9 for x in f)
-    assert all(a <= b for a, b in zip(f, f[1:]))
+    assert all(a <= b for a, b in zip(f, f[1:], strict=False))
     assert len(nll_fitness["factors"]) == len(set(nll_fitness["factors"]))
 
 

@@ -142,7 +142,7 @@ def test_interrupted_training_resumes(corpus, tmp_path):
     assert (tmp_path / "b" / "checkpoint" / "progress.json").is_file()
     resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b", mixed=False)
     assert [s for s, _ in resumed.losses] == list(range(1, 7))
-    for (_, a), (_, b) in zip(full.losses, resumed.losses):
+    for (_, a), (_, b) in zip(full.losses, resumed.losses, strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     log = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4, 5, 6]

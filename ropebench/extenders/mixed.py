@@ -36,14 +36,22 @@ def long_tokens(position_ids: torch.Tensor, original_length: int) -> torch.Tenso
     return last.gather(1, seq) + 1 > original_length
 
 
-def packed_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean attention mask (True = attend) that is causal inside each packed sequence and blocks
-    attention across sequences. [B, T] -> [B, 1, T, T], the 4D form sdpa and eager accept as is."""
+def packed_causal_mask(position_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Attention mask that is causal inside each packed sequence and blocks attention across
+    sequences. [B, T] -> [B, 1, T, T], a 4D mask transformers passes to attention as is.
+
+    Boolean (True = attend) for sdpa; with `dtype`, additive (0 or the dtype's minimum), which is
+    what eager attention adds to its scores.
+    """
     seq = sequence_ids(position_ids)  # [B, T]
     length = position_ids.shape[1]
     same = seq[:, :, None] == seq[:, None, :]  # [B, T, T]
     causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()  # [T, T]
-    return (same & causal)[:, None]
+    allowed = (same & causal)[:, None]  # [B, 1, T, T]
+    if dtype is None:
+        return allowed
+    zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return zeros.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 class MixedRotaryEmbedding(nn.Module):

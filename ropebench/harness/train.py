@@ -72,18 +72,22 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     return floor + 0.5 * (settings.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def _model_inputs(batch: dict[str, torch.Tensor], mixed: bool, flash: bool) -> dict[str, torch.Tensor]:
+def _model_inputs(
+    batch: dict[str, torch.Tensor], mixed: bool, attention: str, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
     """Forward arguments for one micro-batch of packed rows (each tensor [B, T])."""
     from ropebench.extenders.mixed import packed_causal_mask
 
     inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
     if not mixed:
         return inputs  # rows are single sequences: the model's own causal mask
-    if flash:
+    if attention.startswith("flash_attention"):
         # flash-attn varlen: one flattened row [1, B*T]; transformers cuts it into sequences where
         # positions restart, and the mixed rotary module applies the same rule.
         return {k: v.reshape(1, -1) for k, v in inputs.items()}
-    inputs["attention_mask"] = packed_causal_mask(batch["position_ids"])  # [B, 1, T, T]
+    # sdpa takes a boolean mask; eager adds the mask to its scores.
+    mask_dtype = None if attention == "sdpa" else dtype
+    inputs["attention_mask"] = packed_causal_mask(batch["position_ids"], mask_dtype)  # [B, 1, T, T]
     return inputs
 
 
@@ -123,7 +127,8 @@ def train_model(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model.train()
-    flash = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
+    attention = getattr(model.config, "_attn_implementation", None) or "eager"
+    dtype = next(model.parameters()).dtype
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -179,7 +184,7 @@ def train_model(
             long_rows += int(batch["long"].sum())
             step_tokens += int((batch["labels"] != IGNORE).sum())
             inputs = {k: v.to(accelerator.device)
-                      for k, v in _model_inputs(batch, mixed, flash).items()}
+                      for k, v in _model_inputs(batch, mixed, attention, dtype).items()}
             with accelerator.accumulate(model):
                 loss = model(**inputs, use_cache=False).loss  # mean NLL of this micro-batch's targets
                 accelerator.backward(loss)  # divided by grad_accum inside accelerate
