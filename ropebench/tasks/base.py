@@ -57,6 +57,8 @@ class Task:
     name: str = ""
     kind: str = "generate"
     description: str = ""
+    unit: str = "fraction"  # row scores are fractions in [0, 1], or "perplexity"
+    per_length: bool = True  # False: run once, rows have length 0 (short-context tasks)
 
 
 class GenerativeTask(Task):

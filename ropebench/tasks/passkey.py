@@ -63,7 +63,7 @@ class Passkey(GenerativeTask):
     ) -> list[Sample]:
         return build_samples(
             self.name,
-            passkey_draft,
+            lambda units, rng, _: passkey_draft(units, rng),
             tokenizer,
             length,
             n,

@@ -1,7 +1,7 @@
 """Fit synthetic prompts to a token budget, the way RULER does.
 
-A task supplies a `Builder`: given a number of haystack units (words, lines, documents...) and a
-random generator, it returns a `Draft`. The budget is RULER's: tokens of the prompt (chat wrapper and
+A task supplies a `Builder`: given a number of haystack units (words, lines, documents...), a
+random generator and the sample index, it returns a `Draft`. The budget is RULER's: tokens of the prompt (chat wrapper and
 answer prefix included, BOS excluded) plus `max_new_tokens` must not exceed the target length. The
 largest unit count that fits is found once per (task, length, tokenizer) by galloping + bisection;
 each sample is then built with its own generator and stepped down if its random draw overflows.
@@ -30,7 +30,7 @@ class Draft:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-Builder = Callable[[int, random.Random], Draft]
+Builder = Callable[[int, random.Random, int], Draft]
 
 # tokenizer -> {cache key -> unit count}: the search costs a few full-size tokenizations.
 _FIT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -111,10 +111,15 @@ def build_samples(
         return count_tokens(tokenizer, wrap(tokenizer, draft.text, chat) + draft.answer_prefix)
 
     budget = length - max_new_tokens
-    key = (task, length, max_new_tokens, chat, seed, cache_key)
+    # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that draw one
+    # sample at a time with fresh seeds (training data) reuse it.
+    key = (task, length, max_new_tokens, chat, cache_key)
     cache = _FIT_CACHE.setdefault(tokenizer, {})
     if key not in cache:
-        probe = lambda units: tokens(builder(units, sample_rng(seed, task, length, -1))) <= budget  # noqa: E731
+
+        def probe(units: int) -> bool:
+            return tokens(builder(units, sample_rng(0, task, length, -1), 0)) <= budget
+
         if not probe(min_units):
             raise RopebenchError(
                 f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new tokens); "
@@ -127,7 +132,7 @@ def build_samples(
     for index in range(n):
         units = fitted
         while True:
-            draft = builder(units, sample_rng(seed, task, length, index))
+            draft = builder(units, sample_rng(seed, task, length, index), index)
             n_tokens = tokens(draft)
             if n_tokens <= budget or units == min_units:
                 break

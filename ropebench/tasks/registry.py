@@ -27,14 +27,26 @@ GROUPS: dict[str, tuple[str, ...]] = {"ruler": RULER_TASKS}
 
 
 def _builtin_tasks() -> list[Task]:
+    from ropebench.tasks.grid import NeedleGrid
+    from ropebench.tasks.needle_ppl import NeedlePPLTask
     from ropebench.tasks.passkey import Passkey
+    from ropebench.tasks.ppl import PerplexityTask
     from ropebench.tasks.ruler.cwe import RulerCWE
     from ropebench.tasks.ruler.fwe import RulerFWE
     from ropebench.tasks.ruler.niah import NIAH_TASKS, RulerNiah
+    from ropebench.tasks.ruler.qa import RulerQA
     from ropebench.tasks.ruler.vt import RulerVT
+    from ropebench.tasks.short import ShortTasks
 
     tasks: list[Task] = [RulerNiah(name, config) for name, config in NIAH_TASKS.items()]
-    tasks += [RulerVT(), RulerCWE(), RulerFWE(), Passkey()]
+    tasks += [
+        RulerVT(),
+        RulerCWE(),
+        RulerFWE(),
+        RulerQA("qa_1", "squad"),
+        RulerQA("qa_2", "hotpotqa"),
+    ]
+    tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), ShortTasks()]
     return tasks
 
 

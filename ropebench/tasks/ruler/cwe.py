@@ -68,7 +68,7 @@ class RulerCWE(GenerativeTask):
     ) -> list[Sample]:
         return build_samples(
             self.name,
-            lambda units, rng: cwe_draft(units, rng, length=length, shots=shots),
+            lambda units, rng, _: cwe_draft(units, rng, length=length, shots=shots),
             tokenizer,
             length,
             n,

@@ -68,7 +68,7 @@ class RulerFWE(GenerativeTask):
             )
         return build_samples(
             self.name,
-            lambda units, rng: fwe_draft(units, rng, vocab_size=vocab_size),
+            lambda units, rng, _: fwe_draft(units, rng, vocab_size=vocab_size),
             tokenizer,
             length,
             n,

@@ -151,7 +151,7 @@ class RulerNiah(GenerativeTask):
             get_haystack(essay)  # fail early, with the haystack's own message
         return build_samples(
             self.name,
-            lambda units, rng: niah_draft(self.config, units, rng, essay),
+            lambda units, rng, _: niah_draft(self.config, units, rng, essay),
             tokenizer,
             length,
             n,

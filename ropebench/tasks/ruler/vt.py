@@ -72,7 +72,7 @@ class RulerVT(GenerativeTask):
         if example_length > 0:
             (fitted,) = build_samples(
                 "vt_example",
-                lambda units, rng: vt_draft(units, rng, letters=3),
+                lambda units, rng, _: vt_draft(units, rng, letters=3),
                 tokenizer,
                 example_length,
                 1,
@@ -85,7 +85,7 @@ class RulerVT(GenerativeTask):
             )
             example_units = fitted.metadata["units"]
 
-        def builder(units: int, rng: random.Random) -> Draft:
+        def builder(units: int, rng: random.Random, _: int) -> Draft:
             example = ""
             if example_units:
                 example = render_example(vt_draft(example_units, rng, letters=3))

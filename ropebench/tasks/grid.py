@@ -1,0 +1,106 @@
+"""Needle-in-a-haystack grid (gkamradt/LLMTest_NeedleInAHaystack), scored deterministically.
+
+Every (length, depth) cell asks for one 7-digit value hidden in natural text at the sentence
+boundary before `depth` percent of the sentences. Sample k of every depth uses the same needle and
+text, so the cells of one row differ only in where the needle sits. The prompt is RULER's
+single-needle template; the score is whether the value appears in the answer. Rows carry
+`metadata["depth"]`, ready for a depth x length heatmap.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from ropebench.errors import RopebenchError
+from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.haystacks import get_haystack, split_sentences
+from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.ruler import templates
+from ropebench.tasks.ruler.niah import insert_at_depths
+from ropebench.tasks.ruler.scoring import string_match_all
+from ropebench.tasks.ruler.words import random_key
+
+MAX_NEW = 32
+
+
+def grid_depths(count: int = 11, spacing: str = "linear") -> list[float]:
+    """Depths in percent: evenly spaced, or sigmoid-spaced (denser near both ends) as gkamradt's."""
+    if count < 2:
+        raise RopebenchError(f"the needle grid needs at least 2 depths, got {count}")
+    steps = [i / (count - 1) for i in range(count)]
+    if spacing == "linear":
+        return [round(100 * s, 2) for s in steps]
+    if spacing == "sigmoid":
+        # Logistic spacing over [-6, 6], rescaled to exactly 0..100.
+        raw = [1 / (1 + math.exp(-12 * (s - 0.5))) for s in steps]
+        lo, hi = raw[0], raw[-1]
+        return [round(100 * (r - lo) / (hi - lo), 2) for r in raw]
+    raise RopebenchError(f"depth spacing must be 'linear' or 'sigmoid', got {spacing!r}")
+
+
+def grid_draft(units: int, rng: random.Random, *, depth: float, haystack: str) -> Draft:
+    key, value = random_key(rng), str(rng.randint(10**6, 10**7 - 1))
+    needle = templates.NEEDLE.format(type_needle_v="numbers", key=key, value=value)
+    sentences = split_sentences(get_haystack(haystack).first_words(units))
+    context = insert_at_depths(sentences, [needle], [depth])
+    template, prefix = (
+        templates.single_answer(templates.NIAH_TEMPLATE),
+        templates.single_answer(templates.NIAH_ANSWER_PREFIX),
+    )
+    return Draft(
+        text=template.format(type_needle_v="number", context=context, query=key),
+        answer_prefix=prefix.format(type_needle_v="number", query=key),
+        references=[value],
+        answer=f" {value}.",
+        metadata={"depth": depth, "query": key},
+    )
+
+
+class NeedleGrid(GenerativeTask):
+    name = "niah"
+    description = (
+        "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
+    )
+
+    def samples(
+        self,
+        tokenizer,
+        length: int,
+        n: int,
+        seed: int,
+        *,
+        depths: list[float] | int = 11,
+        depth_spacing: str = "linear",
+        haystack: str = "essay",
+        max_new_tokens: int = MAX_NEW,
+        chat: bool | None = None,
+        **_: object,
+    ) -> list[Sample]:
+        """`n` samples per depth; sample k at depth j has index j * n + k."""
+        depth_list = grid_depths(depths, depth_spacing) if isinstance(depths, int) else list(depths)
+        get_haystack(haystack)  # fail early, with the haystack's own message
+        out: list[Sample] = []
+        for j, depth in enumerate(depth_list):
+            for sample in build_samples(
+                self.name,
+                lambda units, rng, _, depth=depth: grid_draft(
+                    units, rng, depth=depth, haystack=haystack
+                ),
+                tokenizer,
+                length,
+                n,
+                seed,
+                max_new_tokens=max_new_tokens,
+                metric="all",
+                min_units=1,
+                max_units=length,
+                chat=chat,
+                cache_key=(haystack,),
+            ):
+                sample.index = j * n + sample.index
+                out.append(sample)
+        return out
+
+    def score(self, sample: Sample, prediction: str) -> float:
+        return string_match_all(prediction, sample.references)

@@ -1,0 +1,165 @@
+"""Needle-driven perplexity, the LongRoPE2 search fitness (LongRoPE2 paper, section 3.2).
+
+Each document is exactly `length` tokens: an intro saying a magic number is hidden, the needle
+(at the start as in the paper, or at spread depths as in the released builder), natural text, the
+question, and the answer sentence ending in the number. Only the number's tokens are scored, so
+the value measures retrieval across the whole window rather than local fluency.
+
+Built for thousands of calls: the documents are tokenized once in `__init__`; `score(model)`
+costs one forward per document and applies the output head to the answer positions only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ropebench.errors import RopebenchError
+from ropebench.tasks.base import MeasuredTask, Row
+from ropebench.tasks.haystacks import get_haystack
+from ropebench.tasks.ruler.words import random_key
+from ropebench.tasks.scoring_lm import decoder_and_head
+
+INTRO = (
+    "There is a special magic number hidden inside a lot of irrelevant text. Find it and memorize "
+    "it. I will quiz you about the special magic number there.\n"
+)
+NEEDLE = "One of the special magic numbers for {key} is: {value}.\n"
+QUESTION = "\nWhat is the special magic number for {key} mentioned in the provided text?"
+ANSWER = " The special magic number for {key} mentioned in the provided text is"
+RELEASED_DEPTHS = 10  # the released builder spreads needles over 10 depths
+
+
+@dataclass
+class NeedleDocument:
+    input_ids: list[int]  # exactly `length` tokens
+    answer_start: int  # the number's tokens are input_ids[answer_start:]
+    key: str
+    value: str
+    depth: float  # percent of the natural text before the needle
+
+
+def answer_tokens(tokenizer, prefix: str, answer: str) -> tuple[list[int], int]:
+    """Tokens of `prefix + answer` and where the answer's tokens begin (tokenized together, so
+    the split respects how the tokenizer merges across the boundary)."""
+    full = tokenizer(prefix + answer, add_special_tokens=False)["input_ids"]
+    alone = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    shared = 0
+    while shared < min(len(full), len(alone)) and full[shared] == alone[shared]:
+        shared += 1
+    return full, shared
+
+
+class NeedlePPL:
+    """`NeedlePPL(tokenizer, length, documents).score(model)` -> mean per-document perplexity."""
+
+    def __init__(
+        self,
+        tokenizer,
+        length: int,
+        documents: int,
+        seed: int = 0,
+        haystack: str = "pydoc",
+        *,
+        needle_position: str = "start",
+    ) -> None:
+        if needle_position not in ("start", "depths"):
+            raise RopebenchError(
+                f"needle_position must be 'start' or 'depths', got {needle_position!r}"
+            )
+        if documents < 1:
+            raise RopebenchError(f"needle_ppl needs at least one document, got {documents}")
+        self.length = length
+        self.documents = [
+            self._document(
+                tokenizer,
+                length,
+                random.Random(f"{seed}:needle_ppl:{length}:{i}"),
+                i,
+                documents,
+                haystack,
+                needle_position,
+            )
+            for i in range(documents)
+        ]
+
+    @staticmethod
+    def _document(
+        tokenizer, length, rng, index, documents, haystack, needle_position
+    ) -> NeedleDocument:
+        key, value = random_key(rng), str(rng.randint(10**6, 10**7 - 1))
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        intro = tokenizer(INTRO, add_special_tokens=False)["input_ids"]
+        needle = tokenizer(NEEDLE.format(key=key, value=value), add_special_tokens=False)[
+            "input_ids"
+        ]
+        tail, answer_at = answer_tokens(
+            tokenizer, QUESTION.format(key=key) + ANSWER.format(key=key), " " + value
+        )
+        n_text = length - len(bos) - len(intro) - len(needle) - len(tail)
+        if n_text < 1:
+            raise RopebenchError(
+                f"needle_ppl documents need more than {length} tokens; use a longer length"
+            )
+        stack = get_haystack(haystack)
+        stream = stack.token_stream(tokenizer)
+        text = stack.token_window(tokenizer, rng.randrange(len(stream)), n_text)
+        depth = (
+            0.0
+            if needle_position == "start"
+            else 100 * (index % RELEASED_DEPTHS) / (RELEASED_DEPTHS - 1)
+        )
+        cut = int(n_text * depth / 100)
+        ids = bos + intro + text[:cut] + needle + text[cut:] + tail
+        return NeedleDocument(ids, len(ids) - len(tail) + answer_at, key, value, depth)
+
+    @torch.inference_mode()
+    def score(self, model) -> float:
+        base, head = decoder_and_head(model)
+        device = next(model.parameters()).device
+        ppls = []
+        for doc in self.documents:
+            ids = torch.tensor([doc.input_ids], device=device)  # (1, L)
+            hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # (1, L, H)
+            # Positions answer_start-1 .. L-2 predict the answer tokens answer_start .. L-1.
+            logits = head(hidden[0, doc.answer_start - 1 : -1]).float()  # (n_answer, V)
+            nll = F.cross_entropy(logits, ids[0, doc.answer_start :])
+            ppls.append(math.exp(nll.item()))
+        return sum(ppls) / len(ppls)
+
+
+class NeedlePPLTask(MeasuredTask):
+    name = "needle_ppl"
+    unit = "perplexity"
+    description = (
+        "Needle-driven perplexity (LongRoPE2 search fitness; options: haystack, needle_position)"
+    )
+
+    def measure(
+        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+    ) -> list[Row]:
+        haystack = options.get("haystack", "pydoc")
+        position = options.get("needle_position", "start")
+        start = time.perf_counter()
+        value = NeedlePPL(
+            tokenizer, length, samples, seed, haystack, needle_position=position
+        ).score(model)
+        return [
+            Row(
+                task=self.name,
+                length=length,
+                method="",
+                score=value,
+                prediction="",
+                references=[],
+                input_tokens=length,
+                seconds=round(time.perf_counter() - start, 3),
+                metadata={"documents": samples, "haystack": haystack, "needle_position": position},
+            )
+        ]

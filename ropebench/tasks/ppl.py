@@ -1,0 +1,108 @@
+"""Perplexity versus context length, sliding-window or truncated (YaRN / LongRoPE evaluation style).
+
+Documents are windows of a haystack's token stream (BOS first), spread evenly over the stream so
+every method and length sees the same text. Truncate mode: one window of `length` tokens per
+document, every token after the first scored. Sliding mode: windows of `length` tokens every
+`stride` tokens over a document of `document_tokens`, each window scoring only the tokens the
+previous one did not. PPL = exp(mean NLL over all scored tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from ropebench.errors import RopebenchError
+from ropebench.tasks.base import MeasuredTask, Row
+from ropebench.tasks.haystacks import get_haystack
+from ropebench.tasks.scoring_lm import nll_sum
+
+
+def long_documents(
+    tokenizer, n_tokens: int, documents: int, haystack: str = "pydoc"
+) -> list[list[int]]:
+    """`documents` token lists of exactly `n_tokens` (BOS included when the tokenizer has one)."""
+    stack = get_haystack(haystack)
+    stream_len = len(stack.token_stream(tokenizer))
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    step = max(1, stream_len // max(documents, 1))
+    return [
+        bos + stack.token_window(tokenizer, k * step, n_tokens - len(bos)) for k in range(documents)
+    ]
+
+
+def window_spans(n_tokens: int, length: int, stride: int | None) -> list[tuple[int, int, int]]:
+    """(begin, end, first_target) per window: the window is tokens [begin, end) and it scores
+    tokens [first_target, end), which no earlier window scored."""
+    if stride is None:
+        return [(0, min(length, n_tokens), 1)]
+    spans, scored_until = [], 1
+    for begin in range(0, n_tokens, stride):
+        end = min(begin + length, n_tokens)
+        spans.append((begin, end, max(scored_until, begin + 1)))
+        scored_until = end
+        if end == n_tokens:
+            break
+    return spans
+
+
+def perplexity(
+    model,
+    tokenizer,
+    length: int,
+    *,
+    documents: int,
+    stride: int | None = None,
+    haystack: str = "pydoc",
+    document_tokens: int | None = None,
+) -> float:
+    """exp(mean NLL) over `documents` documents, windows of `length` tokens (see module doc)."""
+    if stride is not None and not 0 < stride <= length:
+        raise RopebenchError(f"stride must be in 1..{length} (the window), got {stride}")
+    n_tokens = document_tokens or (length if stride is None else 2 * length)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for ids in long_documents(tokenizer, n_tokens, documents, haystack):
+        tokens = torch.tensor([ids], device=device)  # (1, n_tokens)
+        for begin, end, first in window_spans(n_tokens, length, stride):
+            nll, n = nll_sum(model, tokens[:, begin:end], first - begin)
+            total, count = total + nll, count + n
+    return math.exp(total / count)
+
+
+class PerplexityTask(MeasuredTask):
+    name = "ppl"
+    unit = "perplexity"
+    description = "Perplexity at each length (options: stride, haystack, document_tokens)"
+
+    def measure(
+        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+    ) -> list[Row]:
+        stride = options.get("stride")
+        haystack = options.get("haystack", "pydoc")
+        start = time.perf_counter()
+        value = perplexity(
+            model,
+            tokenizer,
+            length,
+            documents=samples,
+            stride=stride,
+            haystack=haystack,
+            document_tokens=options.get("document_tokens"),
+        )
+        return [
+            Row(
+                task=self.name,
+                length=length,
+                method="",
+                score=value,
+                prediction="",
+                references=[],
+                input_tokens=length,
+                seconds=round(time.perf_counter() - start, 3),
+                metadata={"documents": samples, "stride": stride, "haystack": haystack},
+            )
+        ]
