@@ -52,7 +52,9 @@ class SearchSettings:
     critical_index: int | None = None  # fixes the critical index (default: see `mode`)
     haystack: str = "pydoc"
     seed: int = 0
-    n_hat: int = 0  # LongRoPE v1: the first n_hat positions keep the original RoPE
+    # LongRoPE v1: the first n_hat positions keep the original RoPE during the search. Recorded in
+    # the result's `extra`; transformers' longrope has no such option, so exported models ignore it.
+    n_hat: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("paper", "released"):
