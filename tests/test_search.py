@@ -187,3 +187,17 @@ def test_settings_are_checked():
     with pytest.raises(RopebenchError, match="unknown fitness"):
         evolution.make_scorer(None, 128, SearchSettings(fitness="nope"))
     assert math.isclose(dataclasses.asdict(SearchSettings())["mutation_prob"], 0.3)
+
+
+def test_longrope_v1_with_n_hat_scores_through_the_mixed_module(model, nll_fitness):
+    from ropebench.extenders.mixed import MixedRotaryEmbedding
+    from ropebench.extenders.patch import apply_scaling
+
+    spec = spec_of(model)
+    result = search_longrope(model, None, spec, TARGET, settings(iterations=1, n_hat=4),
+                             progress=False)
+    try:
+        assert isinstance(model.model.rotary_emb, MixedRotaryEmbedding)
+        assert model.model.rotary_emb.n_hat == 4 and result.extra["n_hat"] == 4
+    finally:
+        apply_scaling(model, result)
