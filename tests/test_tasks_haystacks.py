@@ -1,0 +1,81 @@
+"""Haystack sources: built-ins, folders, the essay lookup, cached token streams."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import tiny_tokenizer
+from ropebench.errors import RopebenchError
+from ropebench.tasks import haystacks
+from ropebench.tasks.haystacks import NOISE_LINE, Haystack, get_haystack, split_sentences
+
+ESSAYS = Path("/work/shared/data/paul_graham_essays")
+
+
+def test_noise_is_the_ruler_line_repeated():
+    stack = get_haystack("noise")
+    assert stack.documents[0].split("\n")[:2] == [NOISE_LINE, NOISE_LINE]
+    assert NOISE_LINE == "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+
+
+def test_pydoc_is_offline_and_sizeable():
+    stack = get_haystack("pydoc")
+    assert len(stack.documents) > 50
+    assert len(stack.words) > 50_000
+
+
+def test_first_words_cycles_when_the_haystack_is_short():
+    stack = Haystack("tiny", ("one two three",))
+    assert stack.first_words(2) == "one two"
+    assert stack.first_words(7) == "one two three one two three one"
+
+
+def test_split_sentences():
+    assert split_sentences("A b. C d!  E f? G") == ["A b.", "C d!", "E f?", "G"]
+    assert split_sentences("   ") == []
+
+
+def test_folder_haystack(tmp_path):
+    (tmp_path / "b.txt").write_text("Second file.")
+    (tmp_path / "a.txt").write_text("First file.")
+    stack = get_haystack(str(tmp_path))
+    assert stack.documents == ("First file.", "Second file.")
+
+
+def test_empty_folder_and_unknown_name_fail_clearly(tmp_path):
+    with pytest.raises(RopebenchError, match="no .txt files"):
+        haystacks.folder_haystack(tmp_path)
+    with pytest.raises(RopebenchError, match="unknown haystack"):
+        get_haystack("no-such-haystack")
+
+
+def test_essay_offline_says_how_to_point_at_a_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(haystacks.ESSAY_ENV, raising=False)
+    monkeypatch.setenv("ROPEBENCH_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(RopebenchError, match=haystacks.ESSAY_ENV):
+        haystacks.essay_haystack()
+
+
+def test_essay_from_env_folder(monkeypatch):
+    if not ESSAYS.is_dir():
+        pytest.skip("shared essay folder not available")
+    monkeypatch.setenv(haystacks.ESSAY_ENV, str(ESSAYS))
+    stack = haystacks.essay_haystack()
+    assert stack.name == "essay" and len(stack.documents) == 49
+
+
+def test_token_stream_is_cached_and_windows_wrap():
+    tok = tiny_tokenizer()
+    stack = Haystack("small", ("alpha beta gamma", "delta"))
+    stream = stack.token_stream(tok)
+    assert stack.token_stream(tok) is stream
+    window = stack.token_window(tok, len(stream) - 2, 5)
+    assert window == stream[-2:] + stream[:3]
