@@ -44,10 +44,10 @@ class RunLog:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def event(self, kind: str, **data: Any) -> None:
-        record = {"event": kind, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **data}
+    def event(self, name: str, /, **data: Any) -> None:
+        record = {"event": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **data}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
