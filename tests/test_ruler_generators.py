@@ -13,7 +13,6 @@ from ropebench.errors import RopebenchError
 from ropebench.tasks import get_task
 from ropebench.tasks.haystacks import NOISE_LINE
 from ropebench.tasks.prompting import count_tokens, largest_fitting
-from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.niah import DEPTHS, insert_at_depths, join_queries
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -73,8 +72,13 @@ def test_single_needle_template_is_rewritten(drawn):
         "A special magic number is hidden within the following text. Make sure to memorize it. "
         "I will quiz you about the number afterwards.\n"
     )
-    assert sample.prompt.endswith(f"\nWhat is the special magic number for {key} mentioned in the provided text?")
-    assert sample.answer_prefix == f" The special magic number for {key} mentioned in the provided text is"
+    assert sample.prompt.endswith(
+        f"\nWhat is the special magic number for {key} mentioned in the provided text?"
+    )
+    assert (
+        sample.answer_prefix
+        == f" The special magic number for {key} mentioned in the provided text is"
+    )
     assert sample.max_new_tokens == 128 and sample.metric == "all"
     assert re.fullmatch(r"\d{7}", sample.references[0])
     assert sample.answer == f" {sample.references[0]}."
@@ -107,7 +111,10 @@ def test_needle_haystack_lines_are_all_needles(drawn):
     lines = sample.prompt.split("\n")[1:-1]
     assert len(lines) > 5
     uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-    assert all(re.fullmatch(f"One of the special magic uuids for {uuid} is: {uuid}.", line) for line in lines)
+    assert all(
+        re.fullmatch(f"One of the special magic uuids for {uuid} is: {uuid}.", line)
+        for line in lines
+    )
     assert re.fullmatch(uuid, sample.references[0])
 
 
@@ -151,7 +158,9 @@ def test_cwe_common_words_dominate(drawn):
     top = {w for w, _ in words.most_common(10)}
     assert top == set(sample.references)
     assert all(words[w] == 6 for w in sample.references)  # below 4K: common x6, others x1
-    assert sample.prompt.count("Question: What are the 10 most common words in the above list?") == 2
+    assert (
+        sample.prompt.count("Question: What are the 10 most common words in the above list?") == 2
+    )
 
 
 def test_fwe_zipf_counts(drawn):
@@ -165,14 +174,19 @@ def test_fwe_zipf_counts(drawn):
 
 @pytest.mark.parametrize(
     ("name", "option", "file"),
-    [("qa_1", "squad_path", "squad_dev_tiny.json"), ("qa_2", "hotpotqa_path", "hotpot_dev_distractor_tiny.json")],
+    [
+        ("qa_1", "squad_path", "squad_dev_tiny.json"),
+        ("qa_2", "hotpotqa_path", "hotpot_dev_distractor_tiny.json"),
+    ],
 )
 def test_qa_from_local_files(tok, name, option, file):
     samples = get_task(name).samples(tok, 1024, 3, 42, **{option: str(FIXTURES / file)})
     first = samples[0]
     assert first.metric == "part" and first.answer_prefix == " Answer:"
     assert first.prompt.startswith("Answer the question based on the given documents.")
-    assert "Document 1:\n" in first.prompt and first.prompt.endswith(f"Question: {first.prompt.split('Question: ')[-1]}")
+    assert "Document 1:\n" in first.prompt and first.prompt.endswith(
+        f"Question: {first.prompt.split('Question: ')[-1]}"
+    )
     if name == "qa_1":
         assert first.references == ["Robert Stevenson"]  # the impossible question is skipped
         assert samples[1].references == ["1998", "in 1998"]
@@ -195,7 +209,9 @@ def test_chat_template_is_inside_the_budget(tok):
     chat_tok = tiny_tokenizer()
     chat_tok.chat_template = "<|user|>{{ messages[0]['content'] }}<|assistant|>"
     (sample,) = get_task("niah_single_1").samples(chat_tok, 1024, 1, 0)
-    assert sample.prompt.startswith("<|user|>A special magic number") and sample.prompt.endswith("<|assistant|>")
+    assert sample.prompt.startswith("<|user|>A special magic number") and sample.prompt.endswith(
+        "<|assistant|>"
+    )
     assert count_tokens(chat_tok, sample.input_text) + 128 <= 1024
     (plain,) = get_task("niah_single_1").samples(chat_tok, 1024, 1, 0, chat=False)
     assert plain.prompt.startswith("A special magic number")

@@ -6,8 +6,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from helpers import tiny_tokenizer
+
 from ropebench.errors import RopebenchError
 from ropebench.tasks import haystacks
 from ropebench.tasks.haystacks import NOISE_LINE, Haystack, get_haystack, split_sentences
@@ -18,7 +18,10 @@ ESSAYS = Path("/work/shared/data/paul_graham_essays")
 def test_noise_is_the_ruler_line_repeated():
     stack = get_haystack("noise")
     assert stack.documents[0].split("\n")[:2] == [NOISE_LINE, NOISE_LINE]
-    assert NOISE_LINE == "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+    assert (
+        NOISE_LINE
+        == "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+    )
 
 
 def test_pydoc_is_offline_and_sizeable():

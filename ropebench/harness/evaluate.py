@@ -9,6 +9,7 @@ convention), raw values for perplexities.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def _generative(task, model, tokenizer, length, method, samples, seed, opts, wri
     try:
         built = task.samples(tokenizer, length, samples, seed, **opts)
     except RopebenchError as err:
-        bar.write(f"skipping {task.name} at {length}: {err}")
+        bar.write(f"skipping {task.name} at {length}: {err}", file=sys.stderr)
         bar.update(samples)
         return
     # Some tasks make several samples per requested one (the needle grid: one per depth).

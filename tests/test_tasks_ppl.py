@@ -1,0 +1,106 @@
+"""Perplexity and needle-driven perplexity: exactness against full logits, and what is scored."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import tiny_llama, tiny_tokenizer
+
+from ropebench.errors import RopebenchError
+from ropebench.tasks.needle_ppl import NeedlePPL, answer_tokens
+from ropebench.tasks.ppl import long_documents, perplexity, window_spans
+from ropebench.tasks.scoring_lm import nll_sum
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama(window=256, seed=3)
+
+
+def full_logits_nll(model, ids: torch.Tensor, first: int, last: int) -> float:
+    logits = model(input_ids=ids).logits[0].float()  # (T, V)
+    return F.cross_entropy(logits[first - 1 : last - 1], ids[0, first:last], reduction="sum").item()
+
+
+def test_nll_sum_matches_full_logits(model, monkeypatch):
+    ids = torch.randint(3, 384, (1, 300))
+    monkeypatch.setattr("ropebench.tasks.scoring_lm.HEAD_CHUNK", 64)  # exercise the chunking
+    total, count = nll_sum(model, ids, 1)
+    assert count == 299
+    assert total == pytest.approx(full_logits_nll(model, ids, 1, 300), rel=1e-5)
+    part, n = nll_sum(model, ids, 250, 280)
+    assert n == 30 and part == pytest.approx(full_logits_nll(model, ids, 250, 280), rel=1e-5)
+
+
+def test_window_spans_score_every_token_once():
+    assert window_spans(100, 100, None) == [(0, 100, 1)]
+    spans = window_spans(300, 128, 64)
+    scored = [t for _, end, first in spans for t in range(first, end)]
+    assert scored == list(range(1, 300))
+    assert all(end - begin <= 128 for begin, end, _ in spans)
+
+
+def test_truncate_perplexity_equals_hf_loss(model, tok):
+    (doc,) = long_documents(tok, 200, 1)
+    ids = torch.tensor([doc])
+    expected = math.exp(model(input_ids=ids, labels=ids).loss.item())
+    assert perplexity(model, tok, 200, documents=1) == pytest.approx(expected, rel=1e-4)
+
+
+def test_sliding_perplexity_runs_and_checks_stride(model, tok):
+    value = perplexity(model, tok, 128, documents=2, stride=64)
+    assert 1 < value < 1000
+    with pytest.raises(RopebenchError, match="stride"):
+        perplexity(model, tok, 128, documents=1, stride=200)
+
+
+def test_documents_have_exact_length_and_bos(tok):
+    docs = long_documents(tok, 333, 3)
+    assert [len(d) for d in docs] == [333] * 3
+    assert all(d[0] == tok.bos_token_id for d in docs)
+    assert docs[0] != docs[1]
+
+
+def test_answer_tokens_split_at_the_boundary(tok):
+    full, at = answer_tokens(tok, "The number is", " 1234567")
+    assert tok.decode(full[at:]).strip() == "1234567"
+    assert tok.decode(full[:at]) == "The number is" or tok.decode(full[:at]).startswith(
+        "The number is"
+    )
+
+
+@pytest.mark.parametrize("position", ["start", "depths"])
+def test_needle_documents_are_exactly_length_and_score_only_the_number(tok, position):
+    scorer = NeedlePPL(tok, 600, 3, seed=1, needle_position=position)
+    for doc in scorer.documents:
+        assert len(doc.input_ids) == 600
+        assert tok.decode(doc.input_ids[doc.answer_start :]).strip() == doc.value
+        text = tok.decode(doc.input_ids)
+        assert text.count(f"One of the special magic numbers for {doc.key} is: {doc.value}.") == 1
+        assert text.rstrip().endswith(f"mentioned in the provided text is {doc.value}")
+    if position == "depths":
+        assert [d.depth for d in scorer.documents] == pytest.approx([0, 100 / 9, 200 / 9])
+
+
+def test_needle_ppl_equals_manual_answer_only_perplexity(tok, model):
+    scorer = NeedlePPL(tok, 600, 2, seed=5)
+    manual = []
+    for doc in scorer.documents:
+        ids = torch.tensor([doc.input_ids])
+        logits = model(input_ids=ids).logits[0]
+        nll = F.cross_entropy(logits[doc.answer_start - 1 : -1], ids[0, doc.answer_start :])
+        manual.append(math.exp(nll.item()))
+    assert scorer.score(model) == pytest.approx(sum(manual) / 2, rel=1e-4)
+
+
+def test_needle_ppl_rejects_a_length_too_short(tok):
+    with pytest.raises(RopebenchError):
+        NeedlePPL(tok, 64, 1)
