@@ -26,6 +26,24 @@ def spec_of(model) -> RopeSpec:
     return RopeSpec.from_config(model.config)
 
 
+def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
+    """The RoPE described by a config.json, without loading weights.
+
+    Old configs leave some RoPE fields to transformers' defaults (no rope_theta written); those
+    go through the model type's config class to fill them in.
+    """
+    try:
+        return RopeSpec.from_config(config)
+    except RopebenchError:
+        from transformers import CONFIG_MAPPING
+
+        model_type = config.get("model_type")
+        if model_type not in CONFIG_MAPPING:
+            raise
+        fields = {k: v for k, v in config.items() if k != "model_type"}
+        return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))
+
+
 def apply_scaling(model, scaling: RopeScaling) -> None:
     """Patch `model` in place: new `rope_parameters`, `max_position_embeddings`, rotary module.
 

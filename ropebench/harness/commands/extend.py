@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.extenders import get_extender, load_scaling
     from ropebench.extenders.base import parse_overrides
     from ropebench.extenders.export import save_extended
-    from ropebench.extenders.patch import spec_of
-    from ropebench.extenders.rope import RopeSpec, scale_of
+    from ropebench.extenders.patch import spec_from_config_dict, spec_of
+    from ropebench.extenders.rope import scale_of
     from ropebench.harness.models import load_config_dict, load_model
 
     if args.method is None and args.factors is None:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be checked from config.json is checked before the weights load.
     extender = get_extender(args.method, parse_overrides(args.overrides)) if args.method else None
     config = load_config_dict(args.model)
-    spec = RopeSpec.from_config(config)
+    spec = spec_from_config_dict(config)
     if args.factors is not None:
         scaling = load_scaling(args.factors, spec, args.target_length)
         if args.method is not None and scaling.method != args.method:

@@ -24,22 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="extender setting for --method (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow custom config code from a hub repository",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ropebench.errors import RopebenchError
     from ropebench.extenders.base import get_extender, parse_overrides
+    from ropebench.extenders.patch import spec_from_config_dict
     from ropebench.extenders.rope import critical_index, critical_index_10
     from ropebench.harness.models import load_config_dict
 
     if (args.method is None) != (args.target_length is None):
         raise RopebenchError("--method and --target-length go together; give both or neither")
-    spec = _spec_from_config(load_config_dict(args.model), args.trust_remote_code)
+    spec = spec_from_config_dict(load_config_dict(args.model))
     scaling = None
     if args.method is not None:
         extender = get_extender(args.method, parse_overrides(args.overrides))
@@ -97,21 +93,3 @@ def run(args: argparse.Namespace) -> int:
         marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
         print(line + (f"  <- {', '.join(marks)}" if marks else ""))
     return 0
-
-
-def _spec_from_config(config: dict, trust_remote_code: bool):
-    """RopeSpec from config.json; configs that rely on transformers' defaults (no rope_theta
-    written) go through the model type's config class."""
-    from ropebench.errors import RopebenchError
-    from ropebench.extenders.rope import RopeSpec
-
-    try:
-        return RopeSpec.from_config(config)
-    except RopebenchError:
-        from transformers import CONFIG_MAPPING
-
-        model_type = config.get("model_type")
-        if model_type not in CONFIG_MAPPING:
-            raise
-        fields = {k: v for k, v in config.items() if k != "model_type"}
-        return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))
