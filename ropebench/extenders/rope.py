@@ -48,14 +48,11 @@ class RopeSpec:
 
         For a model patched by ropebench this is the pretrained RoPE, not the scaled one.
         """
-        if isinstance(config, dict):
 
-            def get(key: str, default: Any = None) -> Any:
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(config, dict):
                 return config.get(key, default)
-        else:
-
-            def get(key: str, default: Any = None) -> Any:
-                return getattr(config, key, default)
+            return getattr(config, key, default)
 
         pretrained = get(PRETRAINED_KEY)
         if isinstance(pretrained, dict):
