@@ -46,7 +46,7 @@ def _rows(method: str) -> list[dict]:
         add("ppl", length, 5.0 + 30.0 * (1.0 - q))
         add("passkey", length, q, "4242")
     for task, acc in (("arc_offline", 0.6), ("piqa_offline", 0.7)):
-        add(task, 0, acc * (0.9 if method == "pi" else 1.0))
+        add("short", 0, acc * (0.9 if method == "pi" else 1.0), lm_eval_task=task)
     return rows
 
 
@@ -102,11 +102,11 @@ def test_summary_numbers(run_dir):
     assert list(summary.index) == ["none", "pi", "longrope2"]
     assert summary.loc["none", "RULER 512"] == pytest.approx(100.0)
     assert summary.loc["pi", "RULER 2048"] == pytest.approx(50.0)
-    # Threshold = 0.9 x none's score at its 512 window = 90: none and pi (75 at 1024) pass only
-    # at 512; longrope2 scores 96, 92, 88 beyond the window, so it passes up to 2048.
+    # none scores 100 at its window, above RULER's 85.6, so 85.6 is the bar: none and pi (75 at
+    # 1024) pass only at 512; longrope2 scores 96, 92, 88 beyond the window and passes at 4096.
     assert summary.loc["none", "effective length"] == 512
     assert summary.loc["pi", "effective length"] == 512
-    assert summary.loc["longrope2", "effective length"] == 2048
+    assert summary.loc["longrope2", "effective length"] == 4096
     assert summary.loc["pi", "short retained %"] == pytest.approx(90.0)
     assert summary.loc["none", "short retained %"] == pytest.approx(100.0)
     assert summary.loc["longrope2", "search evals"] == 24
@@ -118,7 +118,14 @@ def test_explicit_threshold_changes_effective_length(run_dir):
     summary = tables.summary_table(load_run(run_dir), threshold=40.0)
     # pi scores 100, 75, 50, 25 at 512..4096: 2048 is the longest length above 40.
     assert summary.loc["pi", "effective length"] == 2048
-    assert summary.loc["longrope2", "effective length"] == 4096
+    assert summary.loc["none", "effective length"] == 512
+
+
+def test_weak_baseline_lowers_the_threshold(run_dir):
+    results = load_run(run_dir)
+    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    ruler.loc["none", 512] = 50.0  # a small model: 0.9 x its own score at the window
+    assert tables.ruler_threshold(ruler, "none", 512) == pytest.approx(45.0)
 
 
 def test_niah_grid_and_ruler_tables(run_dir):

@@ -339,3 +339,74 @@ def describe(runner: ComparisonRunner) -> str:
     pending = len(runner.pending())
     lines.append(f"Stages: {total} in all, {total - pending} cached, {pending} to run.")
     return "\n".join(lines)
+
+
+# Rough costs, in forward passes at the target length, for work that is not one plain forward.
+TRAIN_STEP_FORWARDS = 3.0  # forward + backward (about twice a forward) + optimizer
+DECODE_TOKEN_FORWARDS = 0.02  # one cached decoding step of a small model, relative to a full prefill
+SHORT_TASK_FORWARDS = 60.0  # the offline lm-eval set: a few hundred short loglikelihood requests
+MAX_NEW_TOKENS = 32  # typical answer budget when the plan sets none
+
+
+def estimate_seconds(runner: ComparisonRunner) -> float:
+    """Seconds the pending stages should take: work counted in forward passes, one timed here."""
+    pending = {s.key for s in runner.pending()}
+    if not pending:
+        return 0.0
+    plan = runner.plan
+    model, _ = runner._model(plan.model, None, key="base")
+    forward = _forward_seconds(model, plan.target_length)
+    runner._release()
+    e = plan.evaluate
+    new_tokens = int(e.options.get("max_new_tokens", MAX_NEW_TOKENS))
+    forwards = 0.0
+    for ms in runner.graph:
+        m = ms.method
+        if ms.scaling.key in pending and m.search is not None:
+            s = _settings_of("search", m.search)
+            candidates = s.population + s.iterations * (s.mutations + s.crossovers)
+            forwards += candidates * s.documents
+        if ms.train is not None and ms.train.key in pending:
+            t = _settings_of("train", m.train)
+            forwards += t.steps * t.batch_size * t.grad_accum * TRAIN_STEP_FORWARDS
+        for task, stage in ms.evals.items():
+            if stage.key not in pending:
+                continue
+            if task == "short":
+                forwards += SHORT_TASK_FORWARDS
+                continue
+            per_sample = 1.0 + (0.0 if task in ("ppl", "needle_ppl") else new_tokens * DECODE_TOKEN_FORWARDS)
+            repeats = _depth_count(e.options.get(task, {})) if task == "niah" else 1
+            # A forward's cost grows about linearly with length for small models.
+            lengths = sum(length / plan.target_length for length in e.lengths)
+            forwards += e.samples * repeats * per_sample * lengths
+    return forwards * forward
+
+
+def _forward_seconds(model, length: int) -> float:
+    """The faster of two timed forwards at `length` (the first also pays warm-up costs)."""
+    import torch
+
+    ids = torch.zeros(1, length, dtype=torch.long, device=model.device)
+    times = []
+    with torch.no_grad():
+        for _ in range(2):
+            started = time.perf_counter()
+            model(input_ids=ids, use_cache=False)
+            times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _settings_of(kind: str, values: dict[str, Any]):
+    if kind == "search":
+        from ropebench.extenders.evolution import SearchSettings
+
+        return _settings(SearchSettings, values)
+    from ropebench.harness.train import TrainSettings
+
+    return _settings(TrainSettings, values)
+
+
+def _depth_count(niah_options: dict[str, Any]) -> int:
+    depths = niah_options.get("depths", 11)  # the needle grid's default
+    return depths if isinstance(depths, int) else len(depths)

@@ -11,10 +11,10 @@ import pandas as pd
 
 from ropebench.reports.results import RunResults
 from ropebench.tasks import GROUPS
+from ropebench.tasks.ruler.aggregate import default_threshold, effective_length
 
 RULER_TASKS = GROUPS["ruler"]
-# Tasks with a table of their own; any other task is an lm-eval short-context task.
-LONG_TASKS = (*RULER_TASKS, "niah", "ppl", "passkey", "needle_ppl")
+SHORT_TASK = "short"  # one row per lm-eval task, named in metadata["lm_eval_task"]
 
 
 def method_order(results: RunResults) -> list[str]:
@@ -26,7 +26,8 @@ def ruler_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def short_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[~rows["task"].isin(LONG_TASKS)]
+    sub = rows[rows["task"] == SHORT_TASK]
+    return sub.assign(subtask=sub["metadata"].map(lambda meta: meta.get("lm_eval_task", SHORT_TASK)))
 
 
 def ruler_task_table(rows: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -45,20 +46,15 @@ def ruler_by_length(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return table.reindex([m for m in methods if m in table.index])
 
 
-def effective_length(scores: pd.Series, threshold: float) -> int | None:
-    """The largest length whose score exceeds `threshold` (RULER's effective context length)."""
-    passing = [int(length) for length, score in scores.items() if score > threshold]
-    return max(passing) if passing else None
-
-
-def default_threshold(ruler: pd.DataFrame, baseline: str | None, window: int) -> float | None:
-    """RULER's rule for small models: 0.9 x the original model's score at its own window."""
+def ruler_threshold(ruler: pd.DataFrame, baseline: str | None, window: int) -> float:
+    """RULER's 85.6, or 0.9 x the original model's score at its window when that is lower."""
     if baseline is None or baseline not in ruler.index:
-        return None
-    inside = [length for length in ruler.columns if length <= window]
-    if not inside:
-        return None
-    return 0.9 * float(ruler.loc[baseline, max(inside)])
+        return default_threshold({})
+    return default_threshold(_per_length(ruler.loc[baseline]), window)
+
+
+def _per_length(scores: pd.Series) -> dict[int, float]:
+    return {int(length): float(score) for length, score in scores.dropna().items()}
 
 
 def metric_by_length(rows: pd.DataFrame, task: str, methods: list[str], scale: float = 1.0) -> pd.DataFrame:
@@ -81,7 +77,9 @@ def niah_grid(rows: pd.DataFrame, method: str) -> pd.DataFrame:
 def short_table(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """method x lm-eval task accuracy (x100)."""
     sub = short_rows(rows)
-    table = sub.pivot_table(index="method", columns="task", values="score", aggfunc="mean") * 100
+    if sub.empty:
+        return pd.DataFrame()
+    table = sub.pivot_table(index="method", columns="subtask", values="score", aggfunc="mean") * 100
     return table.reindex([m for m in methods if m in table.index])
 
 
@@ -97,11 +95,11 @@ def summary_table(results: RunResults, threshold: float | None = None) -> pd.Dat
         summary[f"RULER {length}"] = ruler[length]
     if not ruler.empty:
         if threshold is None:
-            threshold = default_threshold(ruler, results.baseline, window)
-        if threshold is not None:
-            summary["effective length"] = [
-                effective_length(ruler.loc[m], threshold) if m in ruler.index else None for m in methods
-            ]
+            threshold = ruler_threshold(ruler, results.baseline, window)
+        summary["effective length"] = [
+            effective_length(_per_length(ruler.loc[m]), threshold) if m in ruler.index else None
+            for m in methods
+        ]
 
     niah = rows[rows["task"] == "niah"]
     if not niah.empty:
