@@ -1,0 +1,69 @@
+"""`ropebench reference train`: (re)build the built-in reference model with ropebench's own code."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    train = sub.add_parser(
+        "train", help="Train the reference model (about 45 minutes on 2 CPU cores)."
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/reference"),
+        help="work directory (checkpoints, loss log); re-running resumes",
+    )
+    train.add_argument("--steps", type=int, default=None, help="total optimiser steps")
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--micro",
+        action="store_true",
+        help="a few steps of a tiny model: a smoke test of the pipeline",
+    )
+    train.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the result over the shipped checkpoint inside the package",
+    )
+    sub.add_parser("path", help="Print where the shipped reference checkpoint lives.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropebench.harness.models import reference_model_dir
+
+    if args.action == "path":
+        print(reference_model_dir())
+        return 0
+    from ropebench.harness.reference.train import ModelShape, ReferenceTrainConfig, train_reference
+
+    cfg = ReferenceTrainConfig(seed=args.seed)
+    if args.micro:
+        cfg = ReferenceTrainConfig(
+            steps=8,
+            batch_size=2,
+            warmup_steps=2,
+            checkpoint_every=4,
+            seed=args.seed,
+            shape=ModelShape(
+                vocab_size=512, hidden_size=32, intermediate_size=64, layers=1, heads=2, window=128
+            ),
+            curriculum=[(0.25, 0), (1.0, 128)], recall_length=64, corpus_limit=40,
+        )
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if args.batch_size is not None:
+        cfg.batch_size = args.batch_size
+    final = train_reference(args.out, cfg)
+    print(f"reference model written to {final}")
+    if args.install:
+        target = reference_model_dir()
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(final, target)
+        print(f"installed into {target}")
+    return 0

@@ -1,0 +1,165 @@
+"""The reference model's training mix: natural text plus retrieval tasks in the evaluation formats.
+
+Every retrieval example comes from the same generators the evaluation uses (`ropebench.tasks`), so
+the model learns exactly the formats it is tested on; only the answer differs from a test sample:
+it is included, and its tokens weigh `answer_weight` times more in the loss.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ropebench.errors import RopebenchError
+
+# task name -> share of the retrieval examples. Multi-key tasks come in from the start: a model
+# that only ever sees one needle learns to copy "the number" rather than to match its key.
+DEFAULT_TASK_MIX: dict[str, float] = {
+    "niah_single_1": 0.14,
+    "niah_single_2": 0.10,
+    "niah_multikey_1": 0.16,
+    "niah_multikey_2": 0.10,
+    "niah_multivalue": 0.08,
+    "niah_multiquery": 0.08,
+    "passkey": 0.14,
+    "vt": 0.08,
+    "cwe": 0.06,
+    "fwe": 0.06,
+}
+
+MIN_LENGTH = {"vt": 256, "cwe": 512, "fwe": 256}
+
+
+@dataclass
+class MixtureConfig:
+    natural_share: float = 0.5  # rows of plain corpus text
+    recall_share: float = 0.1  # rows of dense key-value recall (short, many pairs)
+    answer_weight: float = 5.0
+    text_haystacks: int = 8  # shuffled copies of the train corpus used as essay-style haystacks
+    task_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
+
+
+class TrainingMixture:
+    """Draws rows of exactly `length` tokens: `(input_ids, loss_weights)`, padding weighted 0."""
+
+    def __init__(self, tokenizer, config: MixtureConfig, seed: int, work_dir: Path,
+                 docs: tuple[str, ...]):
+        self.tok = tokenizer
+        self.work_dir = work_dir
+        self.config = config
+        self.rng = random.Random(seed)
+        self.docs = docs
+        ids: list[int] = []
+        for doc_ids in tokenizer(list(docs), add_special_tokens=False).input_ids:
+            ids += [tokenizer.bos_token_id, *doc_ids, tokenizer.eos_token_id]
+        self.stream = torch.tensor(ids, dtype=torch.long)  # [n_tokens] the whole train corpus
+        self._tasks = None
+        self._haystacks: list[str] = []
+
+    def _task_objects(self):
+        if self._tasks is None:
+            from ropebench.tasks import get_task
+
+            self._tasks = {name: get_task(name) for name in self.config.task_mix}
+            self._haystacks = self._write_text_haystacks()
+        return self._tasks
+
+    def _write_text_haystacks(self) -> list[str]:
+        """Essay-style tasks read the *first* words of a haystack, so give them several orders of
+        the training corpus: the model must not get to memorise one fixed filler text."""
+        docs = self.docs
+        folders = []
+        for k in range(self.config.text_haystacks):
+            folder = self.work_dir / "haystacks" / f"train-{k}"
+            if not folder.is_dir():
+                folder.mkdir(parents=True)
+                order = random.Random(k).sample(range(len(docs)), len(docs))
+                # File names sort in the shuffled order: the haystack reads files sorted by name.
+                for rank, i in enumerate(order[:64]):  # 64 modules: far more text than a row needs
+                    (folder / f"{rank:03d}.txt").write_text(docs[i])
+            folders.append(str(folder))
+        return folders
+
+    def natural_row(self, length: int) -> tuple[list[int], list[float]]:
+        start = self.rng.randrange(0, len(self.stream) - length)
+        ids = self.stream[start : start + length].tolist()
+        return ids, [1.0] * length
+
+    def recall_row(self, length: int) -> tuple[list[int], list[float]]:
+        """Dense key-value recall: as many needles as fit in `length` tokens, then one is asked."""
+        from ropebench.tasks.ruler.words import random_key
+
+        pairs: list[tuple[str, str]] = []
+        lines: list[int] = []
+        while True:
+            key, value = random_key(self.rng), str(self.rng.randrange(10, 10_000))
+            line = self.tok(f"One of the special magic numbers for {key} is: {value}.\n",
+                            add_special_tokens=False).input_ids
+            asked_key, asked_value = self.rng.choice(pairs) if pairs else (key, value)
+            question = self.tok(f"What is the special magic number for {asked_key}? "
+                                f"The special magic number for {asked_key} is:",
+                                add_special_tokens=False).input_ids
+            answer = self.tok(f" {asked_value}.", add_special_tokens=False).input_ids
+            if pairs and 1 + len(lines) + len(line) + len(question) + len(answer) > length:
+                break
+            pairs.append((key, value))
+            lines += line
+        # Re-draw the question among all pairs (the loop above drew it before the last pair).
+        key, value = self.rng.choice(pairs)
+        question = self.tok(f"What is the special magic number for {key}? "
+                            f"The special magic number for {key} is:", add_special_tokens=False).input_ids
+        answer = self.tok(f" {value}.", add_special_tokens=False).input_ids
+        ids = ([self.tok.bos_token_id] + lines + question)[: length - len(answer)] + answer
+        weights = [1.0] * (len(ids) - len(answer)) + [self.config.answer_weight] * len(answer)
+        return ids, weights
+
+    def task_row(self, length: int) -> tuple[list[int], list[float]]:
+        tasks = self._task_objects()
+        # Word-list tasks (cwe, fwe, vt) carry a one-shot example and need longer rows.
+        names = [n for n in self.config.task_mix if length >= MIN_LENGTH.get(n, 0)]
+        name = self.rng.choices(names, weights=[self.config.task_mix[n] for n in names])[0]
+        task = tasks[name]
+        # Spread needle distances over the whole window with a few total lengths (each length's
+        # haystack size is searched once and cached by the task), leaving room for the answer.
+        budget = max(112, self.rng.choice([length // 4, length // 2, 3 * length // 4, length])) - 24
+        for _ in range(4):
+            try:
+                sample = task.samples(
+                    self.tok, budget, 1, self.rng.randrange(1 << 30),
+                    haystack=self.rng.choice(self._haystacks), max_new_tokens=0,
+                )[0]
+            except RopebenchError:  # the template alone outgrows a short row
+                return self.recall_row(length)
+            prompt = self.tok(sample.prompt + sample.answer_prefix).input_ids  # BOS included
+            answer = self.tok(sample.answer, add_special_tokens=False).input_ids
+            if len(prompt) + len(answer) <= length:
+                weights = [1.0] * len(prompt) + [self.config.answer_weight] * len(answer)
+                return prompt + answer, weights
+            budget = max(32, budget - (len(prompt) + len(answer) - length) - 8)
+        return self.recall_row(length)
+
+    def _draw(self, length: int) -> tuple[list[int], list[float]]:
+        draw = self.rng.random()
+        if draw < self.config.natural_share:
+            return self.natural_row(length)
+        if draw < self.config.natural_share + self.config.recall_share:
+            return self.recall_row(min(length, 128))
+        return self.task_row(length)
+
+    def batch(self, batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(input_ids [B, length], weights [B, length])`; weight 0 marks padding."""
+        return self._stack([self._draw(length) for _ in range(batch_size)], length)
+
+    def recall_batch(self, batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._stack([self.recall_row(length) for _ in range(batch_size)], length)
+
+    def _stack(self, rows: list[tuple[list[int], list[float]]], length: int):
+        input_ids = torch.full((len(rows), length), self.tok.pad_token_id, dtype=torch.long)
+        weights = torch.zeros(len(rows), length)
+        for b, (ids, w) in enumerate(rows):
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            weights[b, : len(w)] = torch.tensor(w)
+        return input_ids, weights
