@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="copy the result over the shipped checkpoint inside the package",
     )
+    card = sub.add_parser("card", help="Measure the shipped model and write its model card.")
+    card.add_argument("--train-dir", type=Path, default=Path("runs/reference"),
+                      help="the training work directory (config and loss log)")
+    card.add_argument("--out", type=Path, default=Path("runs/reference-card"),
+                      help="where the measurement rows go (re-running resumes)")
+    card.add_argument("--samples", type=int, default=50)
     sub.add_parser("path", help="Print where the shipped reference checkpoint lives.")
 
 
@@ -39,6 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "path":
         print(reference_model_dir())
+        return 0
+    if args.action == "card":
+        from ropebench.harness.models import load_model
+        from ropebench.harness.reference.card import CardSettings, measure, write_card
+
+        model, tokenizer = load_model("reference")
+        tables = measure(model, tokenizer, args.out, CardSettings(samples=args.samples))
+        for name, table in tables.items():
+            print(f"\n{name}\n{table.to_string()}")
+        print(f"model card written to {write_card(reference_model_dir(), args.train_dir, tables)}")
         return 0
     from ropebench.harness.reference.train import ModelShape, ReferenceTrainConfig, train_reference
 

@@ -129,7 +129,7 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     model.train()
-    t0, tokens = time.time(), 0
+    t0 = time.time()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not progress)
     with log_path.open("a") as log:
         for step in bar:
@@ -146,14 +146,14 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            tokens += int((weights > 0).sum())
+            step_tokens = int((weights > 0).sum())
             # Loss on the answer tokens alone tells whether retrieval is being learned.
             with torch.no_grad():
                 nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
                 answer_mask = weights[:, 1:] > 1.0
                 answer_loss = float(nll[answer_mask].mean()) if answer_mask.any() else float("nan")
             entry = {"step": step + 1, "length": length, "loss": round(loss.item(), 4),
-                     "answer_loss": round(answer_loss, 4), "lr": lr_at(cfg, step),
+                     "answer_loss": round(answer_loss, 4), "lr": lr_at(cfg, step), "tokens": step_tokens,
                      "elapsed_s": round(time.time() - t0, 1)}
             log.write(json.dumps(entry) + "\n")
             bar.set_postfix(len=length, loss=f"{loss.item():.3f}", ans=f"{answer_loss:.3f}")

@@ -1,0 +1,169 @@
+"""Measure the reference model the way its model card reports it.
+
+Three questions, each answered on fresh samples:
+1. Does it retrieve at its native 512-token window (needle, passkey, multi-key)?
+2. Does it fail out of distribution without extension (needle at 2048; perplexity of the last
+   512 positions of a 2048 window against the first 512)?
+3. Do untrained extensions (none, PI, NTK, YaRN) behave differently at 4x and 8x? A test bed on
+   which every method scores the same cannot rank them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ropebench.extenders import get_extender
+from ropebench.extenders.patch import apply_scaling, spec_of
+from ropebench.harness.evaluate import run_evaluation
+from ropebench.tasks.ppl import long_documents
+from ropebench.tasks.scoring_lm import nll_sum
+
+NATIVE = 512
+UNTRAINED_METHODS = ("none", "pi", "ntk", "yarn")
+
+
+@dataclass
+class CardSettings:
+    samples: int = 50
+    ppl_documents: int = 8
+    seed: int = 1234  # not the training seed: every sample here is fresh
+    haystack: str = "pydoc"  # held-out text for the essay-style tasks and perplexity
+
+
+def position_ppl(model, tokenizer, window: int, documents: int, haystack: str) -> tuple[float, float]:
+    """Perplexity of the first and of the last `NATIVE` positions of `window`-token documents."""
+    first = last = 0.0
+    n_first = n_last = 0
+    device = next(model.parameters()).device
+    for ids in long_documents(tokenizer, window, documents, haystack):
+        tokens = __import__("torch").tensor([ids], device=device)  # (1, window)
+        s, n = nll_sum(model, tokens, 1, NATIVE)
+        first, n_first = first + s, n_first + n
+        s, n = nll_sum(model, tokens, window - NATIVE)
+        last, n_last = last + s, n_last + n
+    return math.exp(first / n_first), math.exp(last / n_last)
+
+
+def measure(model, tokenizer, out_dir: Path, settings: CardSettings) -> dict[str, pd.DataFrame]:
+    """Run every measurement (rows land in `out_dir`, so a re-run resumes) and tabulate."""
+    spec = spec_of(model)
+    common = dict(samples=settings.samples, seed=settings.seed, out_dir=out_dir,
+                  options={"haystack": settings.haystack}, progress=True)
+    native = run_evaluation(model, tokenizer, method="none",
+                            tasks=["niah_single_1", "passkey", "niah_multikey_1"],
+                            lengths=[256, NATIVE], **common)
+    ood = run_evaluation(model, tokenizer, method="none", tasks=["niah_single_1", "passkey"],
+                         lengths=[1024, 2048], **common)
+    p_first, p_last = position_ppl(model, tokenizer, 4 * NATIVE, settings.ppl_documents, settings.haystack)
+
+    rows = []
+    for method in UNTRAINED_METHODS:
+        for scale in (4, 8):
+            target = scale * NATIVE
+            apply_scaling(model, get_extender(method).rescale(spec, target))
+            label = f"{method}-x{scale}"
+            frame = run_evaluation(model, tokenizer, method=label, tasks=["niah_single_1", "ppl"],
+                                   lengths=[NATIVE, target], **{**common, "samples": settings.samples})
+            for length in (NATIVE, target):
+                at = frame[frame["length"] == length]
+                rows.append({
+                    "method": method, "scale": f"x{scale}", "length": length,
+                    "niah_single_1": 100 * at[at["task"] == "niah_single_1"]["score"].mean(),
+                    "ppl": at[at["task"] == "ppl"]["score"].mean(),
+                })
+    apply_scaling(model, get_extender("none").rescale(spec, 2 * NATIVE))
+
+    retrieval = pd.concat([native, ood]).groupby(["task", "length"])["score"].mean().mul(100)
+    return {
+        "retrieval": retrieval.round(1).unstack("length"),
+        "position_ppl": pd.DataFrame([{"window": 4 * NATIVE, "first_512": round(p_first, 2),
+                                       "last_512": round(p_last, 2),
+                                       "ratio": round(p_last / p_first, 2)}]),
+        "untrained": pd.DataFrame(rows).round(2),
+    }
+
+
+def _loss_curve(log: list[dict], out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in log]
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    ax.plot(steps, pd.Series([e["loss"] for e in log]).rolling(25, min_periods=1).mean(), label="loss")
+    answer = pd.Series([e["answer_loss"] for e in log]).rolling(25, min_periods=1).mean()
+    ax.plot(steps, answer, label="answer-token loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (25-step mean)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    """README.md (model card) + loss_curve.png beside the shipped weights."""
+    import json
+
+    from ropebench.harness.reference.corpus import documents
+
+    cfg = json.loads((train_dir / "train_config.json").read_text())
+    log = [json.loads(line) for line in (train_dir / "loss_log.jsonl").read_text().splitlines()]
+    _loss_curve(log, checkpoint / "loss_curve.png")
+    tokens = sum(e.get("tokens", 0) for e in log)
+    wall = log[-1]["elapsed_s"]
+    shape = cfg["shape"]
+    n_params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"])
+                   .load_file(str(checkpoint / "model.safetensors")).values())
+    text = f"""# ropebench reference model
+
+A tiny Llama trained by `ropebench reference train` on two CPU cores, so that every method in
+ropebench can be compared for real without a GPU or a download. It has a native window of
+{shape['window']} tokens and, like large models, fails beyond it unless its RoPE is extended.
+
+## Model
+`LlamaForCausalLM`: {shape['layers']} layers, hidden {shape['hidden_size']}, {shape['heads']} heads
+(head dim {shape['hidden_size'] // shape['heads']}, {shape['hidden_size'] // shape['heads'] // 2} RoPE pairs),
+MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta']:g},
+{n_params / 1e6:.2f}M parameters; float32 safetensors. Tokenizer: byte-level BPE, vocabulary
+{shape['vocab_size']}, digits split one per token, `<|bos|>` / `<|eos|>` / `<|pad|>`.
+
+## Data
+- Natural text: docstrings and comments of the Python standard library
+  ({len(documents('train'))} modules, `ropebench.harness.reference.corpus`); the language reference
+  topics of `pydoc_data` are held out (the `pydoc` haystack and the perplexity evaluations).
+- Retrieval in the evaluation formats, from `ropebench.tasks` generators: RULER niah (noise, text and
+  distractor-needle haystacks, multi-key, multi-value, multi-query), passkey, variable tracking,
+  common- and frequent-word extraction, plus dense key-value recall; answer tokens weighted
+  x{cfg['mixture']['answer_weight']:g}. Half the rows are natural text.
+- Curriculum: {', '.join(f"{'dense recall' if length == 0 else length} until {int(until * 100)}%" for until, length in cfg['curriculum'])}
+  of the steps.
+
+## Training
+{cfg['steps']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M non-padding tokens, AdamW (lr
+{cfg['lr']:g} -> {cfg['min_lr']:g}, warm-up {cfg['warmup_steps']}, cosine, weight decay
+{cfg['weight_decay']:g}, clip {cfg['max_grad_norm']:g}), seed {cfg['seed']}; wall time
+{wall / 60:.1f} min on 2 CPU cores (one thread). Final loss {log[-1]['loss']:.3f}.
+
+![loss curve](loss_curve.png)
+
+## Measured (fresh samples, `ropebench reference card`)
+Retrieval, % exact (RULER string-match-all; passkey: first integer), no extension:
+
+{tables['retrieval'].to_markdown()}
+
+Perplexity by position in a {int(tables['position_ppl']['window'][0])}-token window (held-out text):
+
+{tables['position_ppl'].to_markdown(index=False)}
+
+Untrained extensions at 4x and 8x (niah_single_1 % and perplexity at the native window and the target):
+
+{tables['untrained'].to_markdown(index=False)}
+"""
+    (checkpoint / "README.md").write_text(text)
+    return checkpoint / "README.md"
