@@ -28,16 +28,27 @@ def test_pack_mixed_rows():
     assert s.labels[:7] == [IGNORE, 5, 6, 2, IGNORE, 7, 2] and set(s.labels[7:]) == {IGNORE}
     assert lg.position_ids[:52] == list(range(52))  # continuous: full causal attention
     assert lg.position_ids[52:] == list(range(12))  # padding is a sequence of its own
+    assert set(lg.labels[52:]) == {IGNORE}
     assert all(len(r.input_ids) == len(r.position_ids) == len(r.labels) == 64 for r in rows)
-    per_doc = list(pack_mixed(long + long, 128, 32, pad_id=0, per_document_mask_long=True))
-    assert per_doc[0].position_ids[52:104] == list(range(52))
 
 
-def test_pack_mixed_truncates_and_closes_full_rows():
-    docs = [[1] * 20, [1] * 20, [1] * 20, [1] * 200]
+def test_pack_mixed_long_documents_fill_rows_back_to_back():
+    docs = [[1] * 20, [3] * 40, [1] * 20, [4] * 200, [5] * 40]
     rows = list(pack_mixed(docs, 48, 32, pad_id=0))
-    assert [r.long for r in rows] == [False, False, True]
-    assert rows[2].position_ids == list(range(48))  # the 200-token document cut to the row
+    assert [r.long for r in rows] == [True, True, False]
+    first, second, short = rows
+    assert first.input_ids == [3] * 40 + [4] * 8 and first.position_ids == list(range(48))
+    assert second.input_ids == [4] * 40 + [5] * 8  # the 200-token document was cut to 48
+    assert short.input_ids[:40] == [1] * 40 and short.position_ids[:40] == [*range(20), *range(20)]
+
+
+def test_pack_mixed_per_document_long_rows_keep_documents_whole():
+    long = [1] + list(range(10, 60)) + [2]  # 52 tokens
+    rows = list(pack_mixed([long, long, long], 128, 32, pad_id=0, per_document_mask_long=True))
+    assert [r.long for r in rows] == [True, True]
+    assert rows[0].position_ids[:104] == [*range(52), *range(52)]
+    assert rows[0].labels[52] == IGNORE  # no document predicts the next one's first token
+    assert rows[1].input_ids[:52] == long
 
 
 def test_pack_plain_cuts_the_stream():

@@ -9,8 +9,9 @@ Two packings:
   attention (plain fine-tuning, the baselines' "same mid-training procedure").
 - `pack_mixed`: LongRoPE2's mixed context window rows. Documents of at most the pretrained window
   share short rows with positions restarting at 0 for each document (so attention and RoPE stay
-  per document); longer documents, truncated to L, fill long rows with continuous positions and
-  full causal attention, or restarting positions with `per_document_mask_long`.
+  per document); longer documents, truncated to L, fill long rows back to back with continuous
+  positions and full causal attention, or whole, each with its own positions, with
+  `per_document_mask_long`.
 A padding tail always restarts its positions, so it never joins a document.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,37 +127,57 @@ class _RowBuilder:
         return row
 
 
-def pack_plain(docs: Sequence[Sequence[int]], row_length: int) -> Iterator[PackedRow]:
+def _full_rows(stream: list[int], row_length: int) -> Iterator[PackedRow]:
+    """Cut whole rows off the front of a token stream (in place), positions 0..L-1."""
+    while len(stream) >= row_length:
+        ids = stream[:row_length]
+        del stream[:row_length]
+        yield PackedRow(ids, list(range(row_length)), [IGNORE, *ids[1:]], long=True)
+
+
+def pack_plain(docs: Iterable[Sequence[int]], row_length: int) -> Iterator[PackedRow]:
     """Concatenate every document and cut rows of `row_length` (the last partial row is dropped)."""
-    buffer: list[int] = []
+    stream: list[int] = []
     for doc in docs:
-        buffer += doc
-        while len(buffer) >= row_length:
-            ids, buffer = buffer[:row_length], buffer[row_length:]
-            yield PackedRow(ids, list(range(row_length)), [IGNORE, *ids[1:]], long=True)
+        stream += doc
+        yield from _full_rows(stream, row_length)
 
 
 def pack_mixed(
-    docs: Sequence[Sequence[int]],
+    docs: Iterable[Sequence[int]],
     row_length: int,
     original_length: int,
     pad_id: int,
     *,
     per_document_mask_long: bool = False,
 ) -> Iterator[PackedRow]:
-    """LongRoPE2's mixed rows, first fit in document order; a row is closed (padded) when the next
-    document of its kind does not fit."""
+    """LongRoPE2's mixed rows, in document order.
+
+    Short documents fill rows first fit; a row is padded and closed when the next one does not fit.
+    Long documents (truncated to the row) are concatenated and cut into full rows, as in plain
+    packing; with `per_document_mask_long` they are packed like the short ones instead, so no
+    document is split and each keeps its own positions.
+    """
     short = _RowBuilder(row_length, pad_id, restart=True)
-    long = _RowBuilder(row_length, pad_id, restart=per_document_mask_long)
+    long = _RowBuilder(row_length, pad_id, restart=True)
+    stream: list[int] = []
     for doc in docs:
+        doc = list(doc[:row_length])
+        if len(doc) > original_length and not per_document_mask_long:
+            stream += doc
+            yield from _full_rows(stream, row_length)
+            continue
         builder = short if len(doc) <= original_length else long
-        doc = doc[:row_length]
         if len(doc) > builder.free:
             yield builder.finish(long=builder is long)
         builder.add(doc)
     for builder in (short, long):
         if builder.ids:
             yield builder.finish(long=builder is long)
+    if len(stream) > original_length:  # the tail still reaches past the window: pad it
+        tail = _RowBuilder(row_length, pad_id, restart=False)
+        tail.add(stream)
+        yield tail.finish(long=True)
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
