@@ -198,3 +198,10 @@ def test_settings_accept_yaml_lists():
 
     settings = compare._settings(TrainSettings, {"betas": [0.8, 0.9], "steps": 5})
     assert settings.betas == (0.8, 0.9) and settings.steps == 5
+
+
+def test_budget_counts_only_pending_work(workspace, reference_run, tmp_path):
+    plan = plan_from_dict(raw_plan(workspace))
+    assert compare.estimate_seconds(ComparisonRunner(plan, reference_run, progress=False)) == 0.0
+    fresh = compare.estimate_seconds(ComparisonRunner(plan, tmp_path / "new", progress=False))
+    assert fresh > 0.0

@@ -102,3 +102,18 @@ def test_bad_yaml_is_one_clear_line(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(RopebenchError, match="does not exist"):
         load_plan(tmp_path / "missing.yaml")
+
+
+def test_packaged_demo_plan_is_valid(tmp_path):
+    """The demo's plan, as shipped, on any 512-token-window model (the reference model's shape)."""
+    from helpers import tiny_llama
+
+    from ropebench.harness.commands.demo import demo_plan_path
+
+    tiny_llama(window=512).config.save_pretrained(tmp_path)
+    plan = load_plan(demo_plan_path(), {"model": str(tmp_path)})
+    assert [m.label for m in plan.methods] == ["none", "pi", "ntk", "yarn", "longrope2"]
+    assert plan.method("longrope2").search is not None and plan.method("yarn").search is None
+    steps = {m.train["steps"] for m in plan.methods if m.train is not None}
+    assert len(steps) == 1 and plan.method("none").train is None  # the same training for all
+    assert plan.target_length == 4096 and max(plan.evaluate.lengths) == 4096

@@ -157,6 +157,7 @@ class ComparisonRunner:
         self.spec = RopeSpec.from_config(load_config_dict(plan.model))
         self.graph = plan_stages(plan, model_fingerprint(plan.model))
         self._loaded: tuple[str, Any, Any] | None = None  # (stage key, model, tokenizer)
+        self._started = time.perf_counter()
 
     def pending(self) -> list[Stage]:
         return [s for ms in self.graph for s in ms.all() if not self.store.is_done(s)]
@@ -168,7 +169,7 @@ class ComparisonRunner:
                        pending=len(self.pending()), stages=len(stages))
         write_json_atomic(self.run_dir / "plan.json", self.plan.to_dict())
         self._write_manifest()
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         counter = iter(range(1, len(stages) + 1))
         try:
             # Every stage resumes inside itself: the search from its checkpoint file, training
@@ -207,7 +208,8 @@ class ComparisonRunner:
         self.log.event("stage_done", kind=stage.kind, label=stage.label, key=stage.key,
                        seconds=round(seconds, 3))
         self._write_manifest()
-        self._status(f"{what}: done in {seconds:.1f}s")
+        elapsed = time.perf_counter() - self._started
+        self._status(f"{what}: done in {seconds:.1f}s (run time {elapsed / 60:.1f} min)")
 
     def _scaling(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
         from ropebench.extenders import get_extender, load_scaling

@@ -58,8 +58,13 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
     env = Environment(loader=PackageLoader("ropebench.reports", "templates"),
                       autoescape=True)
     summary = tables.summary_table(results, threshold)
+    ruler = tables.ruler_by_length(rows, methods)
+    if threshold is None and not ruler.empty:
+        threshold = tables.ruler_threshold(ruler, results.baseline, int(results.spec.get("window", 0)))
     context = {
         "results": results,
+        "threshold": None if threshold is None else format_value(float(threshold)),
+        "ruler_included": [t for t in tables.RULER_TASKS if t in set(rows["task"])],
         "summary": table_view(summary),
         "ruler_tasks": [
             {"method": m, "table": table_view(tables.ruler_task_table(rows, m), index_name="task")}

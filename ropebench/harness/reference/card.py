@@ -115,7 +115,8 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     cfg = json.loads((train_dir / "train_config.json").read_text())
     log = [json.loads(line) for line in (train_dir / "loss_log.jsonl").read_text().splitlines()]
     _loss_curve(log, checkpoint / "loss_curve.png")
-    tokens = sum(e.get("tokens", 0) for e in log)
+    # Rows x row length: the tokens the model processed, padding of short task rows included.
+    tokens = sum(cfg["batch_size"] * (e["length"] or cfg["recall_length"]) for e in log)
     wall = log[-1]["elapsed_s"]
     shape = cfg["shape"]
     n_params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"])
@@ -145,7 +146,7 @@ MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta'
   of the steps.
 
 ## Training
-{cfg['steps']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M non-padding tokens, AdamW (lr
+{cfg['steps']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M tokens processed, AdamW (lr
 {cfg['lr']:g} -> {cfg['min_lr']:g}, warm-up {cfg['warmup_steps']}, cosine, weight decay
 {cfg['weight_decay']:g}, clip {cfg['max_grad_norm']:g}), seed {cfg['seed']}; wall time
 {wall / 60:.1f} min on 2 CPU cores (one thread). Final loss {log[-1]['loss']:.3f}.
