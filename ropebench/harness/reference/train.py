@@ -55,6 +55,16 @@ class ReferenceTrainConfig:
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
 
 
+def micro_config(seed: int = 0) -> ReferenceTrainConfig:
+    """A few steps of a tiny model on a slice of the corpus: a smoke test of the whole pipeline."""
+    return ReferenceTrainConfig(
+        steps=8, batch_size=2, warmup_steps=2, checkpoint_every=4, seed=seed,
+        shape=ModelShape(vocab_size=512, hidden_size=32, intermediate_size=64, layers=1, heads=2,
+                         window=128),
+        curriculum=[(0.25, 0), (1.0, 128)], recall_length=64, corpus_limit=40,
+    )
+
+
 def build_model(shape: ModelShape, tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -126,6 +136,11 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
         mixture.rng.setstate(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         start_step = state["step"]
+        # Steps after the checkpoint were lost with the interruption: drop their log lines.
+        if log_path.exists():
+            kept = [line for line in log_path.read_text().splitlines()
+                    if json.loads(line)["step"] <= start_step]
+            log_path.write_text("".join(line + "\n" for line in kept))
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     model.train()
