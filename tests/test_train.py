@@ -17,6 +17,15 @@ from ropebench.harness.train_data import IGNORE, load_documents, pack_mixed, pac
 WINDOW, TARGET = 32, 96
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Micro models: extra threads cost more than they save, above all on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_pack_mixed_rows():
     short = [[1, 5, 6, 2], [1, 7, 2]]
     long = [[1] + list(range(10, 60)) + [2]]  # 52 tokens > window 32
