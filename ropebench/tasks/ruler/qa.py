@@ -5,8 +5,7 @@ distractors up to the token budget and shuffled. SQuAD's distractors are first t
 of the same article, then random ones. Scored with `string_match_part`.
 
 Data: a local file via the `squad_path` / `hotpotqa_path` option or `$ROPEBENCH_SQUAD` /
-`$ROPEBENCH_HOTPOTQA`, else
-`~/.cache/ropebench/qa/`, downloaded there when the network allows.
+`$ROPEBENCH_HOTPOTQA`, else `~/.cache/ropebench/qa/`, downloaded there when the network allows.
 """
 
 from __future__ import annotations
