@@ -343,11 +343,13 @@ def describe(runner: ComparisonRunner) -> str:
     return "\n".join(lines)
 
 
-# Rough costs, in forward passes at the target length, for work that is not one plain forward.
+# Rough costs, in forward passes at the target length, for work that is not one plain forward
+# (measured on the reference model's shape on CPU).
 TRAIN_STEP_FORWARDS = 3.0  # forward + backward (about twice a forward) + optimizer
-DECODE_TOKEN_FORWARDS = 0.02  # one cached decoding step of a small model, relative to a full prefill
-SHORT_TASK_FORWARDS = 60.0  # the offline lm-eval set: a few hundred short loglikelihood requests
+DECODE_TOKEN_FORWARDS = 0.01  # one cached decoding step, relative to a full prefill at the target
+SHORT_TASK_FORWARDS = 10.0  # the offline lm-eval set at a few dozen items per task
 MAX_NEW_TOKENS = 32  # typical answer budget when the plan sets none
+LENGTH_EXPONENT = 1.4  # a forward at L costs ~ (L / target)^1.4 of one at the target (attention)
 
 
 def estimate_seconds(runner: ComparisonRunner) -> float:
@@ -379,8 +381,7 @@ def estimate_seconds(runner: ComparisonRunner) -> float:
                 continue
             per_sample = 1.0 + (0.0 if task in ("ppl", "needle_ppl") else new_tokens * DECODE_TOKEN_FORWARDS)
             repeats = _depth_count(e.options.get(task, {})) if task == "niah" else 1
-            # A forward's cost grows about linearly with length for small models.
-            lengths = sum(length / plan.target_length for length in e.lengths)
+            lengths = sum((length / plan.target_length) ** LENGTH_EXPONENT for length in e.lengths)
             forwards += e.samples * repeats * per_sample * lengths
     return forwards * forward
 

@@ -37,7 +37,7 @@ def _colors(results: RunResults) -> dict[str, tuple]:
 
 
 def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
-               log_y: bool = False) -> str | None:
+               log_y: bool = False, ylim: tuple[float, float] | None = None) -> str | None:
     """One line per method over context length, the pretrained window marked."""
     if table.empty:
         return None
@@ -54,6 +54,8 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
     ax.set_xticks(list(table.columns), [str(c) for c in table.columns])
     if log_y:
         ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set(title=title, xlabel="context length (tokens)", ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -62,7 +64,8 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
 
 def ruler_figure(results: RunResults) -> str | None:
     table = ruler_by_length(results.rows, method_order(results))
-    return _by_length(table, results, title="RULER score vs length", ylabel="score (0-100)")
+    return _by_length(table, results, title="RULER score vs length", ylabel="score (0-100)",
+                      ylim=(-2, 102))
 
 
 def ppl_figure(results: RunResults) -> str | None:
@@ -85,7 +88,7 @@ def niah_figure(results: RunResults) -> str | None:
         image = ax.imshow(grid.values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_title(method, fontsize=9)
         ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], rotation=45, fontsize=7)
-        ax.set_yticks(range(len(grid.index)), [f"{d:g}%" for d in grid.index], fontsize=7)
+        ax.set_yticks(range(len(grid.index)), [f"{d:.0f}%" for d in grid.index], fontsize=7)
         ax.set_xlabel("length")
     axes[0][0].set_ylabel("needle depth")
     fig.colorbar(image, ax=axes[0].tolist(), label="score", shrink=0.85)
