@@ -35,13 +35,14 @@ def model_dir(tmp_path_factory):
 def test_search_writes_loadable_factors_and_resumes(model_dir, tmp_path, capsys):
     out = tmp_path / "factors.json"
     argv = ["search", str(model_dir), "--method", "longrope2", "--target-length", str(TARGET),
-            "--population", "4", "--iterations", "1", "--parents", "2", "--mutations", "1",
-            "--crossovers", "1", "--samples", "1", "--out", str(out), "--no-progress"]
+            "--population", "4", "--iterations", "1", "--samples", "1", "--out", str(out),
+            "--no-progress"]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     for key in ("long_factor", "short_factor", "critical_index", "fitness_history", "settings"):
         assert key in data
     assert data["settings"]["fitness"] == "needle_ppl" and data["evaluations"] == 6
+    assert (data["settings"]["parents"], data["settings"]["mutations"]) == (2, 1)  # paper ratios
     assert len(data["fitness_history"]) == 2
     spec = spec_of(tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2))
     scaling = load_scaling(out, spec, TARGET)

@@ -25,9 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="factors JSON to write")
     parser.add_argument("--population", type=int, default=d.population)
     parser.add_argument("--iterations", type=int, default=d.iterations)
-    parser.add_argument("--parents", type=int, default=d.parents)
-    parser.add_argument("--mutations", type=int, default=d.mutations)
-    parser.add_argument("--crossovers", type=int, default=d.crossovers)
+    parser.add_argument("--parents", type=int, default=None,
+                        help=f"survivors per generation (default: half the population, {d.parents})")
+    parser.add_argument("--mutations", type=int, default=None,
+                        help=f"mutants per generation (default: a quarter of the population, {d.mutations})")
+    parser.add_argument("--crossovers", type=int, default=None,
+                        help=f"crossover children per generation (default: a quarter, {d.crossovers})")
     parser.add_argument("--mutation-prob", type=float, default=d.mutation_prob)
     parser.add_argument("--crossover-prob", type=float, default=d.crossover_prob)
     parser.add_argument("--samples", "--documents", dest="documents", type=int, default=d.documents,
@@ -53,9 +56,14 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.extenders.patch import spec_of
     from ropebench.harness.models import load_model
 
+    # The paper's proportions (64 / 32 / 16 / 16) unless given.
+    quarter = max(args.population // 4, 1)
     settings = SearchSettings(
-        population=args.population, iterations=args.iterations, parents=args.parents,
-        mutations=args.mutations, crossovers=args.crossovers, mutation_prob=args.mutation_prob,
+        population=args.population, iterations=args.iterations,
+        parents=args.parents or max(args.population // 2, 1),
+        mutations=quarter if args.mutations is None else args.mutations,
+        crossovers=quarter if args.crossovers is None else args.crossovers,
+        mutation_prob=args.mutation_prob,
         crossover_prob=args.crossover_prob, documents=args.documents,
         fitness=args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
         mode=args.mode, critical_index=args.critical_index, haystack=args.haystack,
