@@ -51,7 +51,7 @@ def raw_plan(workspace: Path) -> dict:
         "train": {"steps": 2, "lr": 1e-3, "warmup_steps": 0, "log_every": 1,
                   "data": str(workspace / "data")},
         "methods": ["none", "pi", "longrope2"],
-        "evaluate": {"tasks": ["passkey", "niah_single_1"], "lengths": [256, 512], "samples": 2,
+        "evaluate": {"tasks": ["passkey", "niah_single_1"], "lengths": [512], "samples": 2,
                      "options": {"max_new_tokens": 12}},
     }
 
@@ -86,6 +86,11 @@ def test_keys_follow_their_inputs(workspace):
     assert before["pi"].evals["passkey"].key != after["pi"].evals["passkey"].key  # downstream
     for label in ("none", "longrope2"):
         assert [s.key for s in before[label].all()] == [s.key for s in after[label].all()]
+    retuned = raw_plan(workspace)
+    retuned["evaluate"]["options"]["passkey"] = {"max_new_tokens": 8}
+    tuned = {ms.method.label: ms for ms in plan_stages(plan_from_dict(retuned), {"id": 1})}
+    assert tuned["pi"].evals["passkey"].key != before["pi"].evals["passkey"].key
+    assert tuned["pi"].evals["niah_single_1"].key == before["pi"].evals["niah_single_1"].key
     other_model = {ms.method.label: ms for ms in plan_stages(plan, {"id": 2})}
     assert other_model["pi"].scaling.key != before["pi"].scaling.key
 

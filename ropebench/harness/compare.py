@@ -111,6 +111,7 @@ def model_fingerprint(name_or_path: str) -> dict[str, Any]:
 
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
     """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
+    from ropebench.harness.evaluate import task_options
     from ropebench.tasks import expand_tasks
 
     tasks = expand_tasks(plan.evaluate.tasks)  # one eval stage per task: `ruler` gives 13
@@ -134,7 +135,8 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
             task: Stage("eval", f"{m.label}-{task}", {
                 "version": __version__, "upstream": upstream, "task": task,
                 "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
-                "options": e.options,
+                # Only the options this task sees: another task's option leaves it cached.
+                "options": task_options(e.options, task),
             })
             for task in tasks
         }
