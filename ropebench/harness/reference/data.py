@@ -58,6 +58,7 @@ class TrainingMixture:
         self.stream = torch.tensor(ids, dtype=torch.long)  # [n_tokens] the whole train corpus
         self._tasks = None
         self._haystacks: list[str] = []
+        self.recall_pairs = (3, 6)  # (min, max) pairs per compact recall row; the trainer widens it
 
     def _task_objects(self):
         if self._tasks is None:
@@ -141,6 +142,36 @@ class TrainingMixture:
             budget = max(32, budget - (len(prompt) + len(answer) - length) - 8)
         return self.recall_row(length)
 
+    def compact_recall_row(self, length: int) -> tuple[list[int], list[float]]:
+        """The warm-up format: `key value` lines, then keys asked back one after another.
+
+        Compact pairs put many retrievals in a short row; every answer is weighted. The value
+        follows its key directly, so "find the earlier occurrence of this token and copy what came
+        next" (an induction head) solves it; a small model learns that circuit here, where the
+        pattern is plain, and reuses it in the wordier evaluation formats.
+        """
+        from ropebench.tasks.ruler.words import random_key
+
+        ids = [self.tok.bos_token_id]
+        weights = [1.0]
+        pairs: list[tuple[list[int], list[int]]] = []
+        n_pairs = self.rng.randint(self.recall_pairs[0], self.recall_pairs[1])
+        for _ in range(n_pairs):
+            key = self.tok(random_key(self.rng), add_special_tokens=False).input_ids
+            value = self.tok(f" {self.rng.randrange(10, 10_000)}\n", add_special_tokens=False).input_ids
+            if len(ids) + len(key) + len(value) > 3 * length // 5:
+                break
+            pairs.append((key, value))
+            ids += key + value
+            weights += [1.0] * (len(key) + len(value))
+        while True:
+            key, value = self.rng.choice(pairs)
+            if len(ids) + len(key) + len(value) > length:
+                break
+            ids += key + value
+            weights += [1.0] * len(key) + [self.config.answer_weight] * len(value)
+        return ids, weights
+
     def _draw(self, length: int) -> tuple[list[int], list[float]]:
         draw = self.rng.random()
         if draw < self.config.natural_share:
@@ -154,7 +185,12 @@ class TrainingMixture:
         return self._stack([self._draw(length) for _ in range(batch_size)], length)
 
     def recall_batch(self, batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._stack([self.recall_row(length) for _ in range(batch_size)], length)
+        """The warm-up: mostly compact recall, some in the evaluation's needle wording."""
+        rows = [
+            self.compact_recall_row(length) if self.rng.random() < 0.8 else self.recall_row(length)
+            for _ in range(batch_size)
+        ]
+        return self._stack(rows, length)
 
     def _stack(self, rows: list[tuple[list[int], list[float]]], length: int):
         input_ids = torch.full((len(rows), length), self.tok.pad_token_id, dtype=torch.long)

@@ -46,9 +46,12 @@ class ReferenceTrainConfig:
     seed: int = 0
     # (fraction of steps, row length): the curriculum. Length 0 = the dense recall warm-up.
     curriculum: list[tuple[float, int]] = field(
-        default_factory=lambda: [(0.06, 0), (0.18, 128), (0.35, 256), (1.0, 512)]
+        default_factory=lambda: [(0.35, 0), (0.45, 128), (0.60, 256), (1.0, 512)]
     )
-    recall_length: int = 128
+    # Short rows make the warm-up cheap (~0.1 s a step): a small model needs ~1,000 steps of dense
+    # recall before its answer loss leaves chance, and without that it never learns to retrieve.
+    recall_length: int = 96
+    max_recall_pairs: int = 6
     checkpoint_every: int = 200
     corpus_limit: int | None = None  # use only the first N corpus documents (smoke tests)
     shape: ModelShape = field(default_factory=ModelShape)
@@ -150,6 +153,10 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
         for step in bar:
             length = stage_length(cfg, step)
             if length == 0:
+                # Start with one pair per row (plain copying), then add distractor pairs: a
+                # small model does not find key matching when it starts with many pairs.
+                warmup_end = cfg.curriculum[0][0] * cfg.steps
+                mixture.recall_pairs = (1, 1 + int(cfg.max_recall_pairs * step / warmup_end))
                 input_ids, weights = mixture.recall_batch(cfg.batch_size, cfg.recall_length)
             else:
                 input_ids, weights = mixture.batch(cfg.batch_size, length)  # [B, T] each
