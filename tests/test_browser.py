@@ -10,6 +10,7 @@ import io
 import shutil
 
 import pytest
+from test_compare import reference_run, workspace  # noqa: F401  (fixtures: a real micro run)
 from test_report import make_run
 
 from ropebench.harness.cli import main
@@ -62,6 +63,23 @@ def test_report_renders_in_chromium(page, tmp_path, capsys):
     assert page.locator("table.outputs b").count() == 0
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert _colourful((tmp_path / "report.png").read_bytes())
+
+
+@pytest.mark.slow
+def test_report_of_a_real_run_in_chromium(page, reference_run, tmp_path):  # noqa: F811
+    """The end-to-end micro comparison's report: loads offline, no console errors, figures shown."""
+    from ropebench.reports import write_report
+
+    html = write_report(reference_run, tmp_path / "report.html")
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.goto(html.as_uri(), wait_until="load")
+    assert problems == []
+    images = page.locator("figure img")
+    assert images.count() == 4  # RULER, factors, search fitness, training loss (no ppl/grid here)
+    assert all(images.nth(i).evaluate("img => img.naturalWidth > 100") for i in range(images.count()))
+    assert "longrope2" in page.locator("#summary + p + div table").inner_text()
 
 
 def _colourful(png: bytes) -> bool:
