@@ -196,6 +196,8 @@ def test_plan_from_flags(workspace, tmp_path, capsys):
     assert code == 0
     assert "none " in out and "yarn " in out and "Stages: 6 in all, 0 cached, 6 to run." in out
     assert not (tmp_path / "run" / "manifest.json").exists()  # a dry run writes nothing
+    assert main(["compare", "--model", str(workspace / "model"), "--out", str(tmp_path)]) == 2
+    assert "give a PLAN file, or the flags --target-length, --methods" in capsys.readouterr().err
 
 
 def test_settings_accept_yaml_lists():

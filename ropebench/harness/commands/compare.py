@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plan is not None:
         plan = load_plan(args.plan, overrides)
     else:
+        missing = [flag for flag, value in (("--model", args.model), ("--target-length", args.target_length),
+                                            ("--methods", args.methods), ("--tasks", args.tasks),
+                                            ("--lengths", args.lengths)) if value is None]
+        if missing:
+            raise RopebenchError(f"give a PLAN file, or the flags {', '.join(missing)}")
         plan = plan_from_dict({k: v for k, v in overrides.items() if v is not None}, source="flags")
     if plan.out is None:
         raise RopebenchError("no run directory: pass --out RUN_DIR or set `out:` in the plan")
