@@ -25,7 +25,7 @@ from ropebench.reports.results import load_run
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with the browser test
 def workspace(tmp_path_factory):
     """A 128-token-window micro Llama with its tokenizer, and a folder of training text."""
     import pydoc_data.topics
@@ -67,7 +67,7 @@ def events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "runlog.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference_run(workspace):
     """The uninterrupted run every other run is compared with."""
     run_dir = workspace / "reference-run"
