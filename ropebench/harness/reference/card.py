@@ -106,6 +106,20 @@ def _loss_curve(log: list[dict], out_png: Path) -> None:
     plt.close(fig)
 
 
+def _curriculum(log: list[dict]) -> str:
+    """Step ranges per row length, as they actually ran (0 = the dense recall warm-up)."""
+    spans: list[list[int]] = []  # [length, first step, last step]
+    for entry in log:
+        if spans and spans[-1][0] == entry["length"]:
+            spans[-1][2] = entry["step"]
+        else:
+            spans.append([entry["length"], entry["step"], entry["step"]])
+    return ", ".join(
+        f"steps {first}-{last}: {'dense recall' if length == 0 else f'{length}-token rows'}"
+        for length, first, last in spans
+    )
+
+
 def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame]) -> Path:
     """README.md (model card) + loss_curve.png beside the shipped weights."""
     import json
@@ -117,7 +131,9 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     _loss_curve(log, checkpoint / "loss_curve.png")
     # Rows x row length: the tokens the model processed, padding of short task rows included.
     tokens = sum(cfg["batch_size"] * (e["length"] or cfg["recall_length"]) for e in log)
-    wall = log[-1]["elapsed_s"]
+    # elapsed_s restarts from 0 when a run resumes: add up the segments.
+    wall = sum(e["elapsed_s"] for e, nxt in zip(log, log[1:] + [None])
+               if nxt is None or nxt["elapsed_s"] < e["elapsed_s"])
     shape = cfg["shape"]
     n_params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"])
                    .load_file(str(checkpoint / "model.safetensors")).values())
@@ -142,11 +158,10 @@ MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta'
   distractor-needle haystacks, multi-key, multi-value, multi-query), passkey, variable tracking,
   common- and frequent-word extraction, plus dense key-value recall; answer tokens weighted
   x{cfg['mixture']['answer_weight']:g}. Half the rows are natural text.
-- Curriculum: {', '.join(f"{'dense recall' if length == 0 else length} until {int(until * 100)}%" for until, length in cfg['curriculum'])}
-  of the steps.
+- Curriculum (from the loss log): {_curriculum(log)}.
 
 ## Training
-{cfg['steps']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M tokens processed, AdamW (lr
+{log[-1]['step']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M tokens processed, AdamW (lr
 {cfg['lr']:g} -> {cfg['min_lr']:g}, warm-up {cfg['warmup_steps']}, cosine, weight decay
 {cfg['weight_decay']:g}, clip {cfg['max_grad_norm']:g}), seed {cfg['seed']}; wall time
 {wall / 60:.1f} min on 2 CPU cores (one thread). Final loss {log[-1]['loss']:.3f}.
