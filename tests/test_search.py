@@ -210,3 +210,17 @@ def test_longrope_v1_with_n_hat_scores_through_the_mixed_module(model, nll_fitne
         assert model.model.rotary_emb.n_hat == 4 and result.extra["n_hat"] == 4
     finally:
         apply_scaling(model, result)
+
+
+def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
+    spec = spec_of(model)
+    ckpt = tmp_path / "state.json"
+    straight = search_longrope2(model, None, spec, TARGET, settings(iterations=3), progress=False)
+    nll_fitness["factors"].clear()
+    search_longrope2(model, None, spec, TARGET, settings(iterations=1), checkpoint=ckpt,
+                     progress=False)
+    extended = search_longrope2(model, None, spec, TARGET, settings(iterations=3), checkpoint=ckpt,
+                                progress=False)
+    assert extended.long_factor == straight.long_factor
+    assert extended.extra["fitness_history"] == straight.extra["fitness_history"]
+    assert len(nll_fitness["factors"]) == straight.extra["evaluations"]

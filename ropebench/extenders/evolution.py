@@ -252,11 +252,14 @@ class SearchState:
 
 
 def _fingerprint(method: str, spec: RopeSpec, target_length: int, settings: SearchSettings) -> dict:
+    """What a checkpoint must agree on. Not `iterations`: it only says when to stop, so a finished
+    search can be resumed with more generations."""
+    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k != "iterations"}
     return {
         "method": method,
         "spec": dataclasses.asdict(spec),
         "target_length": target_length,
-        "settings": dataclasses.asdict(settings),
+        "settings": kept,
     }
 
 
