@@ -47,15 +47,18 @@ def test_short_tasks_run_through_lm_eval_in_memory(model, tok):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ROPEBENCH_SLOW"), reason="minutes on CPU; set ROPEBENCH_SLOW=1")
-def test_niah_single_1_cross_check_with_lm_eval(model, tok, tmp_path):
-    """Same model, same tokenizer, same length: both pipelines run and build the same prompt shape."""
+def test_niah_single_1_cross_check_with_lm_eval(tmp_path):
+    """The shipped reference model, one tokenizer, one length: both pipelines score the model
+    that really retrieves at its window, and build the same prompt shape."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     from ropebench.harness.evaluate import run_evaluation
+    from ropebench.harness.models import load_model
 
-    length, n = 1024, 3
+    model, tok = load_model("reference")
+    length, n = 512, 20
     tok_dir = tmp_path / "tok"
     tok.save_pretrained(tok_dir)
     lm = HFLM(pretrained=model, tokenizer=tok, max_length=length, batch_size=1)
