@@ -153,6 +153,7 @@ class LongRopeExtender(Extender):
             tokenizer,
             spec,
             target_length,
-            settings or SearchSettings(),
+            # LongRoPE (v1) searches on plain perplexity of long documents.
+            settings or SearchSettings(fitness="ppl"),
             checkpoint=checkpoint,
         )
