@@ -9,48 +9,24 @@ import torch
 
 
 @functools.lru_cache(maxsize=1)
-def _tokenizer_files(vocab_size: int = 384) -> Path:
-    """Train a byte-level BPE on a slice of the stdlib docs once per test session."""
+def _tokenizer_dir() -> Path:
+    """The reference tokenizer recipe on a slice of the stdlib docs, trained once per session."""
+    import pydoc_data.topics
     import tempfile
 
-    import pydoc_data.topics
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from ropebench.harness.reference.tokenizer import train_tokenizer
 
-    text = list(pydoc_data.topics.topics.values())[:20]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    # Digits are split one by one so 7-digit values are 7 tokens, as in the reference tokenizer.
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(text, trainer=trainer)
+    tokenizer = train_tokenizer(list(pydoc_data.topics.topics.values())[:20], vocab_size=384)
     out = Path(tempfile.mkdtemp(prefix="ropebench-tok-"))
-    tok.save(str(out / "tokenizer.json"))
+    tokenizer.save_pretrained(out)
     return out
 
 
 def tiny_tokenizer():
-    """A PreTrainedTokenizerFast with bos/eos/pad; adds BOS like Llama's tokenizer."""
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
+    """A fresh PreTrainedTokenizerFast with bos/eos/pad that adds BOS like Llama's tokenizer."""
+    from transformers import AutoTokenizer
 
-    path = _tokenizer_files()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(path / "tokenizer.json"),
-        bos_token="<|bos|>",
-        eos_token="<|eos|>",
-        pad_token="<|pad|>",
-    )
-    bos_id = tok.convert_tokens_to_ids("<|bos|>")
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<|bos|> $A", pair="<|bos|> $A $B", special_tokens=[("<|bos|>", bos_id)]
-    )
-    return tok
+    return AutoTokenizer.from_pretrained(_tokenizer_dir())
 
 
 def tiny_llama(

@@ -42,7 +42,7 @@ def test_mixture_rows_fit_and_weight_the_answer(small_tokenizer, tmp_path):
     assert (weights[ids == small_tokenizer.pad_token_id] == 0).all()
     assert (weights > 1).any(), "retrieval rows must weight their answer tokens"
     row, w = mix.recall_row(128)
-    answer = small_tokenizer.decode([t for t, x in zip(row, w) if x > 1]).strip()
+    answer = small_tokenizer.decode([t for t, x in zip(row, w, strict=True) if x > 1]).strip()
     asked = small_tokenizer.decode(row).split("The special magic number for ")[-1]
     assert answer.rstrip(".") in small_tokenizer.decode(row[: len(row) - 8])  # the value was shown
     assert asked.endswith(answer)
@@ -80,5 +80,5 @@ def test_micro_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
     final_b = ref_train.train_reference(tmp_path / "b", cfg, progress=False)
     assert [e["loss"] for e in _log(tmp_path / "b")] == [e["loss"] for e in log_a]
     model_b = AutoModelForCausalLM.from_pretrained(final_b)
-    for (name, p), q in zip(model.state_dict().items(), model_b.state_dict().values()):
+    for (name, p), q in zip(model.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name

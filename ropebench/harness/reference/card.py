@@ -132,8 +132,9 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     # Rows x row length: the tokens the model processed, padding of short task rows included.
     tokens = sum(cfg["batch_size"] * (e["length"] or cfg["recall_length"]) for e in log)
     # elapsed_s restarts from 0 when a run resumes: add up the segments.
-    wall = sum(e["elapsed_s"] for e, nxt in zip(log, log[1:] + [None])
-               if nxt is None or nxt["elapsed_s"] < e["elapsed_s"])
+    ends = [e for e, nxt in zip(log, log[1:] + [None], strict=True) if nxt is None or nxt["elapsed_s"] < e["elapsed_s"]]
+    wall = sum(e["elapsed_s"] for e in ends)
+    resumed = ", ".join(str(e["step"] + 1) for e in ends[:-1])
     shape = cfg["shape"]
     n_params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"])
                    .load_file(str(checkpoint / "model.safetensors")).values())
@@ -154,17 +155,18 @@ MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta'
 - Natural text: docstrings and comments of the Python standard library
   ({len(documents('train'))} modules, `ropebench.harness.reference.corpus`); the language reference
   topics of `pydoc_data` are held out (the `pydoc` haystack and the perplexity evaluations).
-- Retrieval in the evaluation formats, from `ropebench.tasks` generators: RULER niah (noise, text and
-  distractor-needle haystacks, multi-key, multi-value, multi-query), passkey, variable tracking,
-  common- and frequent-word extraction, plus dense key-value recall; answer tokens weighted
-  x{cfg['mixture']['answer_weight']:g}. Half the rows are natural text.
+- Retrieval in the evaluation formats, from the `ropebench.tasks` generators
+  ({', '.join(f"{name} {share:.0%}" for name, share in cfg['mixture']['task_mix'].items())}; essay-style
+  haystacks are shuffled training text), plus dense key-value recall; answer tokens weighted
+  x{cfg['mixture']['answer_weight']:g}, an EOS after each answer. Half the rows are natural text.
 - Curriculum (from the loss log): {_curriculum(log)}.
 
 ## Training
 {log[-1]['step']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M tokens processed, AdamW (lr
 {cfg['lr']:g} -> {cfg['min_lr']:g}, warm-up {cfg['warmup_steps']}, cosine, weight decay
 {cfg['weight_decay']:g}, clip {cfg['max_grad_norm']:g}), seed {cfg['seed']}; wall time
-{wall / 60:.1f} min on 2 CPU cores (one thread). Final loss {log[-1]['loss']:.3f}.
+{wall / 60:.1f} min on 2 CPU cores{f" (resumed at step {resumed})" if resumed else ""}. Final loss
+{log[-1]['loss']:.3f}.
 
 ![loss curve](loss_curve.png)
 
