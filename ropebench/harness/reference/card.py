@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ropebench.extenders import get_extender
 from ropebench.extenders.patch import apply_scaling, spec_of
@@ -40,7 +41,7 @@ def position_ppl(model, tokenizer, window: int, documents: int, haystack: str) -
     n_first = n_last = 0
     device = next(model.parameters()).device
     for ids in long_documents(tokenizer, window, documents, haystack):
-        tokens = __import__("torch").tensor([ids], device=device)  # (1, window)
+        tokens = torch.tensor([ids], device=device)  # (1, window)
         s, n = nll_sum(model, tokens, 1, NATIVE)
         first, n_first = first + s, n_first + n
         s, n = nll_sum(model, tokens, window - NATIVE)
@@ -136,8 +137,9 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     wall = sum(e["elapsed_s"] for e in ends)
     resumed = ", ".join(str(e["step"] + 1) for e in ends[:-1])
     shape = cfg["shape"]
-    n_params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_file"])
-                   .load_file(str(checkpoint / "model.safetensors")).values())
+    from safetensors.torch import load_file
+
+    n_params = sum(p.numel() for p in load_file(str(checkpoint / "model.safetensors")).values())
     text = f"""# ropebench reference model
 
 A tiny Llama trained by `ropebench reference train` on two CPU cores, so that every method in
