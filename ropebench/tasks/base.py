@@ -82,3 +82,17 @@ class MeasuredTask(Task):
         self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         raise NotImplementedError
+
+    def value_row(self, length: int, value: float, seconds: float, **metadata: Any) -> Row:
+        """The single row of a measurement that yields one number per length."""
+        return Row(
+            task=self.name,
+            length=length,
+            method="",
+            score=value,
+            prediction="",
+            references=[],
+            input_tokens=length,
+            seconds=round(seconds, 3),
+            metadata=metadata,
+        )

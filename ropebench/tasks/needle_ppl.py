@@ -150,16 +150,6 @@ class NeedlePPLTask(MeasuredTask):
         value = NeedlePPL(
             tokenizer, length, samples, seed, haystack, needle_position=position
         ).score(model)
-        return [
-            Row(
-                task=self.name,
-                length=length,
-                method="",
-                score=value,
-                prediction="",
-                references=[],
-                input_tokens=length,
-                seconds=round(time.perf_counter() - start, 3),
-                metadata={"documents": samples, "haystack": haystack, "needle_position": position},
-            )
-        ]
+        seconds = time.perf_counter() - start
+        return [self.value_row(length, value, seconds, documents=samples, haystack=haystack,
+                               needle_position=position)]

@@ -93,16 +93,6 @@ class PerplexityTask(MeasuredTask):
             haystack=haystack,
             document_tokens=options.get("document_tokens"),
         )
-        return [
-            Row(
-                task=self.name,
-                length=length,
-                method="",
-                score=value,
-                prediction="",
-                references=[],
-                input_tokens=length,
-                seconds=round(time.perf_counter() - start, 3),
-                metadata={"documents": samples, "stride": stride, "haystack": haystack},
-            )
-        ]
+        seconds = time.perf_counter() - start
+        return [self.value_row(length, value, seconds, documents=samples, stride=stride,
+                               haystack=haystack)]
