@@ -21,7 +21,13 @@ from ropebench.tasks.base import GenerativeTask, MeasuredTask
 ROWS_FILE = "rows.jsonl"
 SUMMARY_FILE = "summary.csv"
 # Options that steer the generation loop rather than the sample generators.
-GENERATION_OPTIONS = ("batch_size", "max_batch_tokens", "stop_at_newline")
+GENERATION_OPTIONS = (
+    "batch_size",
+    "max_batch_tokens",
+    "stop_at_newline",
+    "engine",
+    "stop_when_settled",
+)
 
 
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
@@ -83,15 +89,23 @@ def _generative(task, model, tokenizer, length, method, samples, seed, opts, wri
     # Prompts of a task at one length share max_new_tokens; generate in chunks so rows land on
     # disk steadily and an interruption loses little.
     chunk = max(1, gen_opts.get("batch_size", 8)) * 4
+    early = gen_opts.get("stop_when_settled", True)
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
+        # A row may stop once its score is final; its prediction then ends there.
+        settled = (lambda i, text, part=part: task.settled(part[i], text)) if early else None
         completions = greedy_completions(
             model,
             tokenizer,
             [s.input_text for s in part],
             part[0].max_new_tokens,
             stop_at_newline=gen_opts.get("stop_at_newline", task.name == "passkey"),
-            **{k: v for k, v in gen_opts.items() if k != "stop_at_newline"},
+            settled=settled,
+            **{
+                k: v
+                for k, v in gen_opts.items()
+                if k not in ("stop_at_newline", "stop_when_settled")
+            },
         )
         for sample, completion in zip(part, completions, strict=True):
             writer.write(

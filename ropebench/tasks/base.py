@@ -72,6 +72,11 @@ class GenerativeTask(Task):
     def score(self, sample: Sample, prediction: str) -> float:
         raise NotImplementedError
 
+    def settled(self, sample: Sample, prediction: str) -> bool:
+        """True once no continuation of `prediction` can change its score, so generation may
+        stop early. The default never settles: the row runs to EOS or `max_new_tokens`."""
+        return False
+
 
 class MeasuredTask(Task):
     """Runs the model itself and returns finished rows (the loop fills in `method`)."""

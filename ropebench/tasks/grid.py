@@ -13,12 +13,12 @@ import math
 import random
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import get_haystack, split_sentences
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.niah import insert_at_depths
-from ropebench.tasks.ruler.scoring import string_match_all
+from ropebench.tasks.ruler.scoring import StringMatchTask
 from ropebench.tasks.ruler.words import random_key
 
 MAX_NEW = 32
@@ -57,7 +57,7 @@ def grid_draft(units: int, rng: random.Random, *, depth: float, haystack: str) -
     )
 
 
-class NeedleGrid(GenerativeTask):
+class NeedleGrid(StringMatchTask):
     name = "niah"
     description = (
         "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
@@ -101,6 +101,3 @@ class NeedleGrid(GenerativeTask):
                 sample.index = j * n + sample.index
                 out.append(sample)
         return out
-
-    def score(self, sample: Sample, prediction: str) -> float:
-        return string_match_all(prediction, sample.references)

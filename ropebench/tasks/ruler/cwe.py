@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.base import Sample
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import METRICS
+from ropebench.tasks.ruler.scoring import StringMatchTask
 from ropebench.tasks.ruler.words import cwe_vocabulary
 
 COMMON = 10
@@ -50,7 +50,7 @@ def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int = 1) ->
     )
 
 
-class RulerCWE(GenerativeTask):
+class RulerCWE(StringMatchTask):
     name = "cwe"
     description = "RULER common words extraction: the 10 most frequent words of a numbered list"
 
@@ -81,5 +81,3 @@ class RulerCWE(GenerativeTask):
             cache_key=(shots,),
         )
 
-    def score(self, sample: Sample, prediction: str) -> float:
-        return METRICS[sample.metric](prediction, sample.references)

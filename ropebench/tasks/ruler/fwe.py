@@ -7,10 +7,10 @@ import random
 import string
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.base import Sample
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import METRICS
+from ropebench.tasks.ruler.scoring import StringMatchTask
 
 ALPHA = 2.0
 ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
@@ -46,7 +46,7 @@ def fwe_draft(units: int, rng: random.Random, *, vocab_size: int) -> Draft:
     )
 
 
-class RulerFWE(GenerativeTask):
+class RulerFWE(StringMatchTask):
     name = "fwe"
     description = "RULER frequent words extraction: the 3 most frequent coded words (Zipf, alpha 2)"
 
@@ -80,5 +80,3 @@ class RulerFWE(GenerativeTask):
             chat=chat,
         )
 
-    def score(self, sample: Sample, prediction: str) -> float:
-        return METRICS[sample.metric](prediction, sample.references)

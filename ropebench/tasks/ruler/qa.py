@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import cache_dir
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import METRICS
+from ropebench.tasks.ruler.scoring import StringMatchTask
 
 SOURCES = {
     "squad": (
@@ -155,7 +155,7 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int) -> 
     )
 
 
-class RulerQA(GenerativeTask):
+class RulerQA(StringMatchTask):
     """qa_1 (SQuAD v2) or qa_2 (HotpotQA); option `squad_path` / `hotpotqa_path`: a local file."""
 
     def __init__(self, name: str, source: str) -> None:
@@ -197,5 +197,3 @@ class RulerQA(GenerativeTask):
             cache_key=(str(path),),
         )
 
-    def score(self, sample: Sample, prediction: str) -> float:
-        return METRICS[sample.metric](prediction, sample.references)

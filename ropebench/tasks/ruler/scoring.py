@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ropebench.tasks.base import GenerativeTask, Sample
+
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
@@ -28,3 +30,14 @@ def string_match_part(prediction: str, references: Sequence[str]) -> float:
 
 
 METRICS = {"all": string_match_all, "part": string_match_part}
+
+
+class StringMatchTask(GenerativeTask):
+    """A task scored by RULER's string match, as named by each sample's `metric`."""
+
+    def score(self, sample: Sample, prediction: str) -> float:
+        return METRICS[sample.metric](prediction, sample.references)
+
+    def settled(self, sample: Sample, prediction: str) -> bool:
+        # More text can only add substring matches, so a full score cannot change again.
+        return self.score(sample, prediction) >= 1.0
