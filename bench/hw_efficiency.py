@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="4096,8192,16384")
     parser.add_argument("--tasks", default="needle_ppl,ppl,niah_single_1")
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=8)  # one full generation batch
     args = parser.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
 

@@ -97,7 +97,7 @@ def main() -> None:
             Path(__file__).resolve().parent.parent / "ropebench/harness/plans/demo.yaml"
         )
         model, tokenizer = load_model("reference")
-        demo = SearchSettings(**plan.search)
+        demo = SearchSettings(**plan.method("longrope2").search)
         demo_seconds, demo_evals, demo_best = timed_search(
             model, tokenizer, plan.target_length, demo
         )

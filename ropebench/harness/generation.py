@@ -31,6 +31,8 @@ from transformers.cache_utils import DynamicLayer
 from ropebench.tasks.prompting import encode
 
 ENGINES = ("fast", "hf")
+# `model.generate` prefills a batch padded to its longest row with a dense mask: keep that small.
+HF_BATCH_TOKENS = 16384
 
 # tokenizer -> ids of every token whose text contains a newline.
 _NEWLINE_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -240,13 +242,16 @@ def greedy_completions(
     max_new_tokens: int,
     *,
     batch_size: int = 8,
-    max_batch_tokens: int = 16384,
+    max_batch_tokens: int = 65536,
     stop_at_newline: bool = False,
     settled: Callable[[int, str], bool] | None = None,
     engine: str = "fast",
 ) -> list[Completion]:
     """Greedy completions of `texts`, in order. A row stops at EOS (and at a newline when asked;
-    its text is then cut there), or once `settled(index, text)` is true (fast engine)."""
+    its text is then cut there), or once `settled(index, text)` is true (fast engine).
+
+    A batch holds at most `batch_size` rows and `max_batch_tokens` prompt tokens in its KV cache
+    (the fast engine prefills rows one at a time, so this bounds the cache, not the prefill)."""
     if engine not in ENGINES:
         from ropebench.errors import RopebenchError
 
@@ -280,7 +285,13 @@ def greedy_completions(
 
             new = decode_batch(model, prompts, max_new_tokens, row_done)
         if new is None:
-            new = _hf_generate(model, prompts, max_new_tokens, stop_ids, pad)
+            new = [[] for _ in prompts]
+            for part in _batches([len(p) for p in prompts], batch_size, HF_BATCH_TOKENS):
+                tokens = _hf_generate(
+                    model, [prompts[r] for r in part], max_new_tokens, stop_ids, pad
+                )
+                for r, row_tokens in zip(part, tokens, strict=True):
+                    new[r] = row_tokens
         seconds = (time.perf_counter() - start) / len(batch)
         for row, i in enumerate(batch):
             results[i] = Completion(text_of(new[row]), len(encoded[i]), seconds)
