@@ -56,6 +56,23 @@ def test_longrope2_default_is_ntk_below_critical_and_pi_above():
     assert scaling.rope_parameters["rope_type"] == "longrope"
 
 
+def test_longrope2_temperature_choices():
+    from ropebench.extenders.rope import longrope_mscale, yarn_mscale
+
+    spec = RopeSpec(base=10000.0, head_dim=64, rotary_dim=64, window=512)
+    default = get_extender("longrope2").rescale(spec, 4096)
+    yarn = get_extender("longrope2", {"mscale": "yarn"}).rescale(spec, 4096)
+    given = get_extender("longrope2", {"mscale": "yarn", "attention_factor": "1.3"}).rescale(
+        spec, 4096
+    )
+    assert default.attention_factor == pytest.approx(longrope_mscale(8, 512))
+    assert yarn.attention_factor == pytest.approx(yarn_mscale(8))
+    assert given.attention_factor == pytest.approx(1.3)
+    assert yarn.long_factor == default.long_factor
+    with pytest.raises(RopebenchError, match="mscale"):
+        get_extender("longrope2", {"mscale": "ntk"}).rescale(spec, 4096)
+
+
 def test_overrides_are_cast_to_field_types():
     ext = get_extender("yarn", {"beta_fast": "16", "truncate": "false", "factor": "none"})
     assert (

@@ -95,7 +95,9 @@ def test_longrope2_search_invariants(model, nll_fitness):
     assert extra["evaluations"] <= TINY["population"] + TINY["iterations"] * 4
     history = extra["fitness_history"]
     assert len(history) == TINY["iterations"] + 1
-    assert all(b <= a for a, b in zip(history, history[1:], strict=False))  # elitism: the best never gets worse
+    assert all(
+        b <= a for a, b in zip(history, history[1:], strict=False)
+    )  # elitism: the best never gets worse
     assert extra["best_fitness"] == history[-1]
 
 
@@ -122,12 +124,15 @@ def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
     nll_fitness["fail_at"] = 11  # dies in the middle of generation 1
     ckpt = tmp_path / "state.json"
     with pytest.raises(Interrupted):
-        search_longrope2(model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False)
+        search_longrope2(
+            model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False
+        )
     assert json.loads(ckpt.read_text())["state"]["cache"]  # evaluations so far are kept
     done_before = len(nll_fitness["factors"])
     nll_fitness["fail_at"] = None
-    resumed = search_longrope2(model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt,
-                               progress=False)
+    resumed = search_longrope2(
+        model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False
+    )
     assert resumed.long_factor == full.long_factor
     assert resumed.critical_index == full.critical_index
     assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
@@ -139,22 +144,65 @@ def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
 def test_checkpoint_of_another_search_is_refused(model, nll_fitness, tmp_path):
     spec = spec_of(model)
     ckpt = tmp_path / "state.json"
-    search_longrope2(model, None, spec, TARGET, settings(iterations=0), checkpoint=ckpt, progress=False)
+    search_longrope2(
+        model, None, spec, TARGET, settings(iterations=0), checkpoint=ckpt, progress=False
+    )
     with pytest.raises(RopebenchError, match="different search"):
-        search_longrope2(model, None, spec, TARGET, settings(iterations=0, seed=9), checkpoint=ckpt,
-                         progress=False)
+        search_longrope2(
+            model,
+            None,
+            spec,
+            TARGET,
+            settings(iterations=0, seed=9),
+            checkpoint=ckpt,
+            progress=False,
+        )
 
 
 def test_released_mode_fixes_the_critical_index(model, nll_fitness):
     from ropebench.extenders.rope import critical_index
 
     spec = spec_of(model)
-    result = search_longrope2(model, None, spec, TARGET, settings(mode="released", iterations=1),
-                              progress=False)
+    result = search_longrope2(
+        model, None, spec, TARGET, settings(mode="released", iterations=1), progress=False
+    )
     assert result.critical_index == critical_index(spec) - 1
-    fixed = search_longrope2(model, None, spec, TARGET, settings(critical_index=5, iterations=1),
-                             progress=False)
+    fixed = search_longrope2(
+        model, None, spec, TARGET, settings(critical_index=5, iterations=1), progress=False
+    )
     assert fixed.critical_index == 5
+
+
+def test_yarn_temperature_option_reaches_the_candidates(model, nll_fitness):
+    """The released code's YaRN-style temperature: every candidate and the result carry it."""
+    from ropebench.extenders.rope import longrope_mscale, yarn_mscale
+
+    spec = spec_of(model)
+    temperatures = []
+    original = evolution.make_scorer
+
+    def recording(tokenizer, length, settings_):
+        score = original(tokenizer, length, settings_)
+
+        def wrapped(model_):
+            temperatures.append(model_.config.rope_parameters["attention_factor"])
+            return score(model_)
+
+        return wrapped
+
+    evolution.make_scorer, saved = recording, evolution.make_scorer
+    try:
+        result = search_longrope2(
+            model, None, spec, TARGET, settings(mscale="yarn", iterations=1), progress=False
+        )
+    finally:
+        evolution.make_scorer = saved
+    s = TARGET / WINDOW
+    assert result.attention_factor == pytest.approx(yarn_mscale(s))
+    assert temperatures and all(t == pytest.approx(yarn_mscale(s)) for t in temperatures)
+    assert yarn_mscale(s) != pytest.approx(longrope_mscale(s, WINDOW))
+    with pytest.raises(RopebenchError, match="mscale"):
+        SearchSettings(mscale="ntk")
 
 
 def test_longrope_v1_searches_every_pair_in_bounds(model, nll_fitness):
@@ -203,8 +251,9 @@ def test_longrope_v1_with_n_hat_scores_through_the_mixed_module(model, nll_fitne
     from ropebench.extenders.patch import apply_scaling
 
     spec = spec_of(model)
-    result = search_longrope(model, None, spec, TARGET, settings(iterations=1, n_hat=4),
-                             progress=False)
+    result = search_longrope(
+        model, None, spec, TARGET, settings(iterations=1, n_hat=4), progress=False
+    )
     try:
         assert isinstance(model.model.rotary_emb, MixedRotaryEmbedding)
         assert model.model.rotary_emb.n_hat == 4 and result.extra["n_hat"] == 4
@@ -217,10 +266,12 @@ def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
     ckpt = tmp_path / "state.json"
     straight = search_longrope2(model, None, spec, TARGET, settings(iterations=3), progress=False)
     nll_fitness["factors"].clear()
-    search_longrope2(model, None, spec, TARGET, settings(iterations=1), checkpoint=ckpt,
-                     progress=False)
-    extended = search_longrope2(model, None, spec, TARGET, settings(iterations=3), checkpoint=ckpt,
-                                progress=False)
+    search_longrope2(
+        model, None, spec, TARGET, settings(iterations=1), checkpoint=ckpt, progress=False
+    )
+    extended = search_longrope2(
+        model, None, spec, TARGET, settings(iterations=3), checkpoint=ckpt, progress=False
+    )
     assert extended.long_factor == straight.long_factor
     assert extended.extra["fitness_history"] == straight.extra["fitness_history"]
     assert len(nll_fitness["factors"]) == straight.extra["evaluations"]

@@ -51,6 +51,9 @@ class SearchSettings:
     mode: str = "paper"  # "paper": candidate critical indices d10_tcd..d_tcd; "released": one fixed index
     critical_index: int | None = None  # fixes the critical index (default: see `mode`)
     haystack: str = "pydoc"
+    # The candidates' attention temperature: "longrope" (the paper's models) or "yarn" (an option
+    # of the released code); see `longrope_scaling`.
+    mscale: str = "longrope"
     seed: int = 0
     # LongRoPE v1: the first n_hat positions keep the original RoPE during the search. Recorded in
     # the result's `extra`; transformers' longrope has no such option, so exported models ignore it.
@@ -67,6 +70,12 @@ class SearchSettings:
             )
         if not (0 <= self.mutation_prob <= 1 and 0 <= self.crossover_prob <= 1):
             raise RopebenchError("mutation_prob and crossover_prob must be within [0, 1]")
+        from ropebench.extenders.rope import LONGROPE_MSCALES
+
+        if self.mscale not in LONGROPE_MSCALES:
+            raise RopebenchError(
+                f"mscale {self.mscale!r} is unknown; use one of {', '.join(LONGROPE_MSCALES)}"
+            )
         if self.n_hat < 0:
             raise RopebenchError(f"n_hat must be >= 0, got {self.n_hat}")
 
@@ -316,6 +325,7 @@ def _evolve(
             critical_index=cand.critical_index if problem.method == "longrope2" else None,
             provenance="searched",
             extra={"n_hat": settings.n_hat, **(extra or {})},
+            mscale=settings.mscale,
         )
 
     def patch(cand: Candidate) -> None:

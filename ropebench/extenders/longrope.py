@@ -21,9 +21,9 @@ from ropebench.extenders.base import (
     register,
 )
 from ropebench.extenders.rope import (
+    LONGROPE_MSCALES,
     RopeSpec,
     check_positive,
-    longrope_mscale,
     scale_of,
     unit_factors,
     yarn_factors,
@@ -68,17 +68,28 @@ def longrope_scaling(
     provenance: str = "searched",
     extra: dict[str, Any] | None = None,
     attention_factor: float | None = None,
+    mscale: str = "longrope",
 ) -> RopeScaling:
     """A switching scaling: `short_factor` (default: all 1) up to the window, `long_factor` past it.
 
-    The magnitude defaults to sqrt(1 + ln(s)/ln(L)), the value transformers' `longrope` computes;
-    it is written explicitly so the export does not depend on max_position_embeddings.
+    The magnitude is `attention_factor` when given, else the temperature named by `mscale`:
+    "longrope" sqrt(1 + ln(s)/ln(L)) (transformers' `longrope` value) or "yarn" 0.1 ln(s) + 1
+    (an option of the released LongRoPE2 code). It is written explicitly so the export does not
+    depend on max_position_embeddings.
     """
     scale = scale_of(spec, target_length)
     monotone_from = critical_index if method == "longrope2" else None
     long = validate_factors(spec, long_factor, monotone_from=monotone_from)
     short = unit_factors(spec) if short_factor is None else validate_factors(spec, short_factor)
-    m = longrope_mscale(scale, spec.window) if attention_factor is None else float(attention_factor)
+    if mscale not in LONGROPE_MSCALES:
+        raise RopebenchError(
+            f"mscale {mscale!r} is unknown; use one of {', '.join(LONGROPE_MSCALES)}"
+        )
+    m = (
+        LONGROPE_MSCALES[mscale](scale, spec.window)
+        if attention_factor is None
+        else float(attention_factor)
+    )
     if not (math.isfinite(m) and m > 0):
         raise RopebenchError(
             f"attention factor {m} must be finite and positive; fix attention_factor"

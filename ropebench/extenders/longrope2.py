@@ -26,7 +26,10 @@ class LongRope2Config(ExtenderConfig):
     # Factors for pairs critical_index.. (non-decreasing, the paper searches them in [s, 2s]).
     # None: all s, i.e. NTK up to the critical pair and PI from it on, the search's starting point.
     upper: tuple[float, ...] | None = None
-    attention_factor: float | None = None  # None: sqrt(1 + ln(s)/ln(L))
+    # Attention temperature: "longrope" sqrt(1 + ln(s)/ln(L)) or "yarn" 0.1 ln(s) + 1 (the released
+    # code's option); an explicit attention_factor wins over both.
+    mscale: str = "longrope"
+    attention_factor: float | None = None
 
 
 @register
@@ -48,6 +51,7 @@ class LongRope2Extender(Extender):
             critical_index=c,
             provenance="given" if cfg.upper is not None else "analytic",
             attention_factor=cfg.attention_factor,
+            mscale=cfg.mscale,
         )
 
     def search(
@@ -65,6 +69,8 @@ class LongRope2Extender(Extender):
         settings = settings or SearchSettings()
         if settings.critical_index is None and self.config.critical_index is not None:
             settings = dataclasses.replace(settings, critical_index=self.config.critical_index)
+        if settings.mscale == "longrope" and self.config.mscale != "longrope":
+            settings = dataclasses.replace(settings, mscale=self.config.mscale)
         return search_longrope2(
             model, tokenizer, spec, target_length, settings, checkpoint=checkpoint
         )

@@ -268,6 +268,13 @@ def longrope_mscale(factor: float, window: int) -> float:
     return 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(window))
 
 
+# LongRoPE's attention temperatures by name: its own, and the YaRN form the released code offers.
+LONGROPE_MSCALES = {
+    "longrope": longrope_mscale,
+    "yarn": lambda factor, window: yarn_mscale(factor),
+}
+
+
 def longrope2_factors(
     spec: RopeSpec, critical_index: int, upper: Sequence[float]
 ) -> tuple[float, ...]:

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("paper", "released"), default=d.mode,
                         help="paper: scan critical indices d10_tcd..d_tcd; released: fix d_tcd - 1")
     parser.add_argument("--critical-index", type=int, default=None, help="fix the critical pair index")
+    parser.add_argument("--mscale", choices=("longrope", "yarn"), default=d.mscale,
+                        help="attention temperature of the candidates: sqrt(1+ln s/ln L) (longrope) "
+                        "or 0.1 ln s + 1 (yarn, an option of the released LongRoPE2 code)")
     parser.add_argument("--haystack", default=d.haystack, help="fitness text: pydoc, essay, noise, a folder")
     parser.add_argument("--n-hat", type=int, default=d.n_hat,
                         help="LongRoPE: first positions that keep the original RoPE")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         crossover_prob=args.crossover_prob, documents=args.documents,
         fitness=args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
         mode=args.mode, critical_index=args.critical_index, haystack=args.haystack,
-        seed=args.seed, n_hat=args.n_hat,
+        mscale=args.mscale, seed=args.seed, n_hat=args.n_hat,
     )
     if args.n_hat and args.method != "longrope":
         raise RopebenchError("--n-hat applies to --method longrope only")
