@@ -38,6 +38,7 @@ def test_search_writes_loadable_factors_and_resumes(model_dir, tmp_path, capsys)
             "--population", "4", "--iterations", "1", "--samples", "1", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
+    assert "search longrope2" not in capsys.readouterr().err  # --no-progress hides the bar
     data = json.loads(out.read_text())
     for key in ("long_factor", "short_factor", "critical_index", "fitness_history", "settings"):
         assert key in data

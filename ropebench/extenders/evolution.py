@@ -58,6 +58,7 @@ class SearchSettings:
     # LongRoPE v1: the first n_hat positions keep the original RoPE during the search. Recorded in
     # the result's `extra`; transformers' longrope has no such option, so exported models ignore it.
     n_hat: int = 0
+    progress: bool = True  # show a progress bar (how a search runs, not what it finds)
 
     def __post_init__(self) -> None:
         if self.mode not in ("paper", "released"):
@@ -262,8 +263,10 @@ class SearchState:
 
 def _fingerprint(method: str, spec: RopeSpec, target_length: int, settings: SearchSettings) -> dict:
     """What a checkpoint must agree on. Not `iterations`: it only says when to stop, so a finished
-    search can be resumed with more generations."""
-    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k != "iterations"}
+    search can be resumed with more generations; nor `progress`, which only changes the display."""
+    kept = {
+        k: v for k, v in dataclasses.asdict(settings).items() if k not in ("iterations", "progress")
+    }
     return {
         "method": method,
         "spec": dataclasses.asdict(spec),
@@ -338,7 +341,7 @@ def _evolve(
 
     total = settings.population + settings.iterations * (settings.mutations + settings.crossovers)
     bar = tqdm(total=total, initial=len(state.cache), desc=f"search {problem.method}",
-               disable=not progress, unit="eval")
+               disable=not (progress and settings.progress), unit="eval")
 
     def evaluate(cand: Candidate) -> float:
         """Fitness of a candidate; cached values come from before an interruption."""

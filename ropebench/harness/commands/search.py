@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         crossover_prob=args.crossover_prob, documents=args.documents,
         fitness=args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
         mode=args.mode, critical_index=args.critical_index, haystack=args.haystack,
-        mscale=args.mscale, seed=args.seed, n_hat=args.n_hat,
+        mscale=args.mscale, seed=args.seed, n_hat=args.n_hat, progress=not args.no_progress,
     )
     if args.n_hat and args.method != "longrope":
         raise RopebenchError("--n-hat applies to --method longrope only")
