@@ -49,9 +49,9 @@ def model():
 
 @pytest.fixture()
 def nll_fitness():
-    """Registers `test_nll`: mean NLL of fixed random tokens at the target length, recording every
-    factor vector it scores. `calls["fail_at"]` raises after that many evaluations."""
-    calls: dict = {"factors": [], "fail_at": None}
+    """Registers `test_nll`: mean NLL of fixed random tokens at the target length, recording the
+    factor vector and attention factor of every candidate it scores. `calls["fail_at"]` raises after that many evaluations."""
+    calls: dict = {"factors": [], "attention": [], "fail_at": None}
     tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
 
     def factory(tokenizer, length, settings):
@@ -59,6 +59,7 @@ def nll_fitness():
             if calls["fail_at"] is not None and len(calls["factors"]) >= calls["fail_at"]:
                 raise Interrupted
             calls["factors"].append(tuple(model.config.rope_parameters["long_factor"]))
+            calls["attention"].append(model.config.rope_parameters["attention_factor"])
             return float(model(tokens, labels=tokens).loss)
 
         return score
@@ -177,26 +178,10 @@ def test_yarn_temperature_option_reaches_the_candidates(model, nll_fitness):
     """The released code's YaRN-style temperature: every candidate and the result carry it."""
     from ropebench.extenders.rope import longrope_mscale, yarn_mscale
 
-    spec = spec_of(model)
-    temperatures = []
-    original = evolution.make_scorer
-
-    def recording(tokenizer, length, settings_):
-        score = original(tokenizer, length, settings_)
-
-        def wrapped(model_):
-            temperatures.append(model_.config.rope_parameters["attention_factor"])
-            return score(model_)
-
-        return wrapped
-
-    evolution.make_scorer, saved = recording, evolution.make_scorer
-    try:
-        result = search_longrope2(
-            model, None, spec, TARGET, settings(mscale="yarn", iterations=1), progress=False
-        )
-    finally:
-        evolution.make_scorer = saved
+    result = search_longrope2(
+        model, None, spec_of(model), TARGET, settings(mscale="yarn", iterations=1), progress=False
+    )
+    temperatures = nll_fitness["attention"]
     s = TARGET / WINDOW
     assert result.attention_factor == pytest.approx(yarn_mscale(s))
     assert temperatures and all(t == pytest.approx(yarn_mscale(s)) for t in temperatures)

@@ -108,22 +108,8 @@ class _PaddedLayer(DynamicLayer):
 
     def update(self, key_states, value_states, *args, **kwargs):
         new = key_states.shape[-2]
-        if self._length + new > self._keys.shape[2]:  # only if asked for more than planned
-            grow = self._length + new - self._keys.shape[2]
-            self._keys = torch.cat(
-                [
-                    self._keys,
-                    self._keys.new_zeros(*self._keys.shape[:2], grow, self._keys.shape[3]),
-                ],
-                2,
-            )
-            self._values = torch.cat(
-                [
-                    self._values,
-                    self._values.new_zeros(*self._values.shape[:2], grow, self._values.shape[3]),
-                ],
-                2,
-            )
+        if self._length + new > self._keys.shape[2]:
+            raise RuntimeError("decode ran past the answer length the cache was sized for")
         self._keys[:, :, self._length : self._length + new] = key_states
         self._values[:, :, self._length : self._length + new] = value_states
         self._length += new
