@@ -74,6 +74,8 @@ def main() -> None:
         ratio = peaks["full-logits"][-1] / max(peaks["ppl"][-1], 1.0)
         print(f"full-logits / ppl peak rise at {lengths[-1]} tokens: {ratio:.1f}x")
         print(f"ratio: {ratio:.2f}")
+    else:
+        print("ratio: n/a (the ratio needs the ppl and full-logits modes)")
 
 
 if __name__ == "__main__":
