@@ -71,12 +71,9 @@ class SearchSettings:
             )
         if not (0 <= self.mutation_prob <= 1 and 0 <= self.crossover_prob <= 1):
             raise RopebenchError("mutation_prob and crossover_prob must be within [0, 1]")
-        from ropebench.extenders.rope import LONGROPE_MSCALES
+        from ropebench.extenders.rope import check_mscale
 
-        if self.mscale not in LONGROPE_MSCALES:
-            raise RopebenchError(
-                f"mscale {self.mscale!r} is unknown; use one of {', '.join(LONGROPE_MSCALES)}"
-            )
+        check_mscale(self.mscale)
         if self.n_hat < 0:
             raise RopebenchError(f"n_hat must be >= 0, got {self.n_hat}")
 

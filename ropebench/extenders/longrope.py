@@ -21,9 +21,9 @@ from ropebench.extenders.base import (
     register,
 )
 from ropebench.extenders.rope import (
-    LONGROPE_MSCALES,
     RopeSpec,
     check_positive,
+    named_mscale,
     scale_of,
     unit_factors,
     yarn_factors,
@@ -81,12 +81,8 @@ def longrope_scaling(
     monotone_from = critical_index if method == "longrope2" else None
     long = validate_factors(spec, long_factor, monotone_from=monotone_from)
     short = unit_factors(spec) if short_factor is None else validate_factors(spec, short_factor)
-    if mscale not in LONGROPE_MSCALES:
-        raise RopebenchError(
-            f"mscale {mscale!r} is unknown; use one of {', '.join(LONGROPE_MSCALES)}"
-        )
     m = (
-        LONGROPE_MSCALES[mscale](scale, spec.window)
+        named_mscale(mscale, scale, spec.window)
         if attention_factor is None
         else float(attention_factor)
     )

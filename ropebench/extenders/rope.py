@@ -275,6 +275,17 @@ LONGROPE_MSCALES = {
 }
 
 
+def check_mscale(name: str) -> None:
+    if name not in LONGROPE_MSCALES:
+        raise RopebenchError(f"mscale {name!r} is unknown; use one of {', '.join(LONGROPE_MSCALES)}")
+
+
+def named_mscale(name: str, factor: float, window: int) -> float:
+    """The LongRoPE attention temperature called `name` (see `LONGROPE_MSCALES`)."""
+    check_mscale(name)
+    return LONGROPE_MSCALES[name](factor, window)
+
+
 def longrope2_factors(
     spec: RopeSpec, critical_index: int, upper: Sequence[float]
 ) -> tuple[float, ...]:
