@@ -56,21 +56,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{name}\n{table.to_string()}")
         print(f"model card written to {write_card(reference_model_dir(), args.train_dir, tables)}")
         return 0
-    from ropebench.harness.reference.train import ModelShape, ReferenceTrainConfig, train_reference
+    from ropebench.harness.reference.train import (
+        ReferenceTrainConfig,
+        micro_config,
+        train_reference,
+    )
 
-    cfg = ReferenceTrainConfig(seed=args.seed)
-    if args.micro:
-        cfg = ReferenceTrainConfig(
-            steps=8,
-            batch_size=2,
-            warmup_steps=2,
-            checkpoint_every=4,
-            seed=args.seed,
-            shape=ModelShape(
-                vocab_size=512, hidden_size=32, intermediate_size=64, layers=1, heads=2, window=128
-            ),
-            curriculum=[(0.25, 0), (1.0, 128)], recall_length=64, corpus_limit=40,
-        )
+    cfg = micro_config(args.seed) if args.micro else ReferenceTrainConfig(seed=args.seed)
     if args.steps is not None:
         cfg.steps = args.steps
     if args.batch_size is not None:

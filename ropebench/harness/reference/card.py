@@ -137,6 +137,7 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     wall = sum(e["elapsed_s"] for e in ends)
     resumed = ", ".join(str(e["step"] + 1) for e in ends[:-1])
     shape = cfg["shape"]
+    head_dim = shape.get("head_dim") or shape["hidden_size"] // shape["heads"]
     from safetensors.torch import load_file
 
     n_params = sum(p.numel() for p in load_file(str(checkpoint / "model.safetensors")).values())
@@ -148,7 +149,7 @@ ropebench can be compared for real without a GPU or a download. It has a native 
 
 ## Model
 `LlamaForCausalLM`: {shape['layers']} layers, hidden {shape['hidden_size']}, {shape['heads']} heads
-(head dim {shape['hidden_size'] // shape['heads']}, {shape['hidden_size'] // shape['heads'] // 2} RoPE pairs),
+(head dim {head_dim}, {head_dim // 2} RoPE pairs),
 MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta']:g},
 {n_params / 1e6:.2f}M parameters; float32 safetensors. Tokenizer: byte-level BPE, vocabulary
 {shape['vocab_size']}, digits split one per token, `<|bos|>` / `<|eos|>` / `<|pad|>`.

@@ -31,6 +31,8 @@ class ModelShape:
     # Two layers: deeper variants trained here for the same time never left chance on retrieval.
     layers: int = 2
     heads: int = 4
+    # None: hidden_size // heads.
+    head_dim: int | None = None
     window: int = 512
     rope_theta: float = 10000.0
 
@@ -79,6 +81,7 @@ def build_model(shape: ModelShape, tokenizer):
         num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads,
         num_key_value_heads=shape.heads,
+        head_dim=shape.head_dim or shape.hidden_size // shape.heads,
         max_position_embeddings=shape.window,
         rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
         bos_token_id=tokenizer.bos_token_id,
