@@ -18,13 +18,7 @@ from ropebench.extenders.patch import apply_scaling, spec_of
 WINDOW, TARGET = 32, 128
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models: extra threads cost more than they save, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ WINDOW, TARGET = 64, 256  # s = 4
 TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models: extra threads cost more than they save, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Interrupted(Exception):

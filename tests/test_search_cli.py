@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.extenders import load_scaling
@@ -15,13 +14,7 @@ from ropebench.harness.cli import main
 WINDOW, TARGET = 128, 512
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models: extra threads cost more than they save, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ropebench.harness.commands.arguments import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model directory, hub id, or `reference`")
@@ -21,14 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-length", type=int, default=None, help="context length the method extends to"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extender setting, e.g. --set beta_fast=16 (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument(
         "--factors", type=Path, default=None, help="factors JSON (e.g. from `ropebench search`)"
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ropebench.harness.commands.arguments import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model directory, hub id, or `reference`")
@@ -25,14 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="target context length (optional with a --factors file that has one)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extender setting, e.g. --set beta_fast=16 (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument(
         "--factors",
         type=Path,

@@ -10,19 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from ropebench.harness.commands.arguments import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model directory, hub id, or `reference`")
     parser.add_argument("--method", default=None, help="also show this extender's factors")
     parser.add_argument("--target-length", type=int, default=None, help="target for --method")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extender setting for --method (repeatable)",
-    )
+    add_set_option(parser, "extender setting for --method (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

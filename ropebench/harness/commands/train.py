@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ropebench.harness.commands.arguments import add_set_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ropebench.harness.train import TrainSettings
@@ -22,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
     parser.add_argument("--factors", type=Path, default=None,
                         help="factors JSON (e.g. from `ropebench search`) instead of analytic factors")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="extender setting, e.g. --set critical_index=20 (repeatable)")
+    add_set_option(parser, "extender setting, e.g. --set critical_index=20 (repeatable)")
     parser.add_argument("--data", default=d.data,
                         help="`reference`, a folder/file of .txt/.jsonl, or an HF dataset name[:config][@split]")
     parser.add_argument("--steps", type=int, default=d.steps)
