@@ -79,6 +79,7 @@ def main() -> None:
         mutations=args.population // 2,
         crossovers=args.population // 2,
         documents=args.documents,
+        baselines=(),  # scored outside the candidates: they would blur the per-candidate cost
     )
     seconds, evaluations, best = timed_search(model, tokenizer, args.target_length, settings)
     per_candidate = seconds / evaluations

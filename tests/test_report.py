@@ -64,7 +64,8 @@ def make_run(root: Path, *, complete: bool = True) -> Path:
                    "attention_factor": 1.0, "rope_parameters": {}, "short_factor": None,
                    "critical_index": 9 if label == "longrope2" else None,
                    "provenance": "searched" if label == "longrope2" else "analytic",
-                   "extra": {"fitness_history": [9.0, 7.5, 7.1], "evaluations": 24, "seconds": 12.5}
+                   "extra": {"fitness_history": [9.0, 7.5, 7.1], "evaluations": 24, "seconds": 12.5,
+                             "baseline_fitness": {"pi": 41.0, "yarn": 7.3}}
                    if label == "longrope2" else {}}
         (scaling_dir / "scaling.json").write_text(json.dumps(scaling))
         (scaling_dir / "done").write_text("{}")
@@ -168,3 +169,19 @@ def test_csv_and_markdown(run_dir, tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(RopebenchError, match="no manifest.json"):
         load_run(tmp_path)
+
+
+def test_fitness_figure_draws_the_baselines_scored_by_the_search(run_dir, monkeypatch):
+    from ropebench.reports import figures
+
+    results = load_run(run_dir)
+    searched = [m for m in results.methods if m.fitness_history]
+    assert [m.baseline_fitness for m in searched] == [{"pi": 41.0, "yarn": 7.3}]
+    drawn = {}
+    monkeypatch.setattr(figures, "to_data_uri", lambda fig: drawn.setdefault("fig", fig) and "uri")
+    assert figures.fitness_figure(results) == "uri"
+    ax = drawn["fig"].axes[0]
+    dashed = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
+    assert dashed == [7.3, 41.0]
+    assert ax.get_yscale() == "log"  # 41 against 7: a linear axis would flatten the history
+    figures._pyplot().close(drawn["fig"])

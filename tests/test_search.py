@@ -22,11 +22,13 @@ from ropebench.extenders.evolution import (
     mutate,
     search_longrope,
     search_longrope2,
+    search_output,
 )
 from ropebench.extenders.patch import spec_of
 
 WINDOW, TARGET = 64, 256  # s = 4
-TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1)
+TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1,
+            baselines=())
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -254,3 +256,43 @@ def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
     assert extended.long_factor == straight.long_factor
     assert extended.extra["fitness_history"] == straight.extra["fitness_history"]
     assert len(nll_fitness["factors"]) == straight.extra["evaluations"]
+
+
+def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(model, tmp_path):
+    """Each analytic method is scored once with the search's own scorer, outside the search."""
+    from ropebench.extenders import get_extender
+    from ropebench.extenders.patch import apply_scaling
+
+    tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(1))
+    scored: list[str] = []
+
+    def factory(tokenizer, length, settings):
+        def score(model):
+            scored.append(model.config.rope_parameters["rope_type"])
+            return float(model(tokens, labels=tokens).loss)
+
+        return score
+
+    evolution.register_fitness("test_loss")(factory)
+    try:
+        spec = spec_of(model)
+        ckpt = tmp_path / "state.json"
+        first = search_longrope2(model, None, spec, TARGET, settings(
+            fitness="test_loss", iterations=0, baselines=("yarn",)), checkpoint=ckpt, progress=False)
+        # More generations and another baseline: the checkpoint still fits, only pi is new.
+        scored.clear()
+        second = search_longrope2(model, None, spec, TARGET, settings(
+            fitness="test_loss", iterations=1, baselines=("pi", "yarn")), checkpoint=ckpt,
+            progress=False)
+    finally:
+        evolution._FITNESS.pop("test_loss")
+    assert list(first.extra["baseline_fitness"]) == ["yarn"]
+    assert list(second.extra["baseline_fitness"]) == ["pi", "yarn"]
+    assert scored.count("linear") == 1 and "yarn" not in scored  # pi scored once, yarn reused
+    assert second.extra["baseline_fitness"]["yarn"] == first.extra["baseline_fitness"]["yarn"]
+    assert second.extra["evaluations"] == first.extra["evaluations"] + 4  # baselines not counted
+    for name, value in second.extra["baseline_fitness"].items():
+        apply_scaling(model, get_extender(name).rescale(spec, TARGET))
+        with torch.no_grad():
+            assert float(model(tokens, labels=tokens).loss) == pytest.approx(value, rel=1e-5)
+    assert search_output(second)["baseline_fitness"] == second.extra["baseline_fitness"]

@@ -31,8 +31,13 @@ def test_search_writes_loadable_factors_and_resumes(model_dir, tmp_path, capsys)
             "--population", "4", "--iterations", "1", "--samples", "1", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
-    assert "search longrope2" not in capsys.readouterr().err  # --no-progress hides the bar
+    printed = capsys.readouterr()
+    assert "search longrope2" not in printed.err  # --no-progress hides the bar
     data = json.loads(out.read_text())
+    # PI, NTK and YaRN scored on the same documents, printed and kept beside the result.
+    assert list(data["baseline_fitness"]) == ["pi", "ntk", "yarn"]
+    assert all(v > 0 for v in data["baseline_fitness"].values())
+    assert f"yarn {data['baseline_fitness']['yarn']:.4f}" in printed.out
     for key in ("long_factor", "short_factor", "critical_index", "fitness_history", "settings"):
         assert key in data
     assert data["settings"]["fitness"] == "needle_ppl" and data["evaluations"] == 6

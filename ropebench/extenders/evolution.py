@@ -59,6 +59,9 @@ class SearchSettings:
     # the result's `extra`; transformers' longrope has no such option, so exported models ignore it.
     n_hat: int = 0
     progress: bool = True  # show a progress bar (how a search runs, not what it finds)
+    # Analytic methods scored once on the fitness documents, so a result says whether the search
+    # beat them on the very documents it optimised. They take no part in the search.
+    baselines: tuple[str, ...] = ("pi", "ntk", "yarn")
 
     def __post_init__(self) -> None:
         if self.mode not in ("paper", "released"):
@@ -76,6 +79,7 @@ class SearchSettings:
         check_mscale(self.mscale)
         if self.n_hat < 0:
             raise RopebenchError(f"n_hat must be >= 0, got {self.n_hat}")
+        self.baselines = tuple(self.baselines)  # a plan's YAML gives a list
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +240,8 @@ class SearchState:
     cache: dict[str, float] = field(default_factory=dict)  # key -> fitness of every evaluation
     history: list[float] = field(default_factory=list)  # best fitness after each generation
     rng: list[Any] | None = None  # random.Random state at the boundary
-    seconds: float = 0.0  # time spent evaluating
+    seconds: float = 0.0  # time spent evaluating candidates
+    baselines: dict[str, float] = field(default_factory=dict)  # method -> fitness of its factors
 
     def save(self, path: Path, fingerprint: dict[str, Any]) -> None:
         """Atomic write: a crash never leaves a truncated checkpoint."""
@@ -260,16 +265,37 @@ class SearchState:
 
 def _fingerprint(method: str, spec: RopeSpec, target_length: int, settings: SearchSettings) -> dict:
     """What a checkpoint must agree on. Not `iterations`: it only says when to stop, so a finished
-    search can be resumed with more generations; nor `progress`, which only changes the display."""
-    kept = {
-        k: v for k, v in dataclasses.asdict(settings).items() if k not in ("iterations", "progress")
-    }
+    search can be resumed with more generations; nor `progress` and `baselines`, which change what
+    is shown, not what is found."""
+    ignored = ("iterations", "progress", "baselines")
+    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ignored}
     return {
         "method": method,
         "spec": dataclasses.asdict(spec),
         "target_length": target_length,
         "settings": kept,
     }
+
+
+def score_baselines(
+    model,
+    spec: RopeSpec,
+    target_length: int,
+    methods: tuple[str, ...],
+    scorer: Scorer,
+    scores: dict[str, float],
+) -> None:
+    """Add to `scores` the fitness of each method's analytic factors that it does not hold yet."""
+    from ropebench.extenders import get_extender
+    from ropebench.extenders.patch import apply_scaling
+
+    for name in methods:
+        if name in scores:
+            continue  # scored before an interruption
+        apply_scaling(model, get_extender(name).rescale(spec, target_length))
+        with torch.inference_mode():
+            value = float(scorer(model))
+        scores[name] = value if math.isfinite(value) else math.inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +410,10 @@ def _evolve(
         if checkpoint is not None:
             state.save(checkpoint, fingerprint)
 
+    score_baselines(model, spec, target_length, settings.baselines, scorer, state.baselines)
+    if checkpoint is not None and state.baselines:
+        state.save(checkpoint, fingerprint)
+
     if not state.population:
         # Generation 0: the method's seeds, then mutants of random seeds until the population is full.
         population = []
@@ -430,6 +460,7 @@ def _evolve(
             "fitness_history": list(state.history),
             "evaluations": len(state.cache),
             "seconds": round(state.seconds, 3),
+            "baseline_fitness": {name: state.baselines[name] for name in settings.baselines},
             "settings": dataclasses.asdict(settings),
         },
     )
@@ -537,7 +568,9 @@ def search_longrope(
 def search_output(scaling: RopeScaling) -> dict[str, Any]:
     """The JSON a search writes: `RopeScaling.to_dict()` plus the search record at top level."""
     data = scaling.to_dict()
-    for key in ("fitness", "best_fitness", "fitness_history", "evaluations", "seconds", "settings"):
+    keys = ("fitness", "best_fitness", "fitness_history", "baseline_fitness", "evaluations",
+            "seconds", "settings")
+    for key in keys:
         if key in scaling.extra:
             data[key] = scaling.extra[key]
     return data

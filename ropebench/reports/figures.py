@@ -129,15 +129,25 @@ def _theoretical_critical(spec: dict) -> int | None:
 
 
 def fitness_figure(results: RunResults) -> str | None:
-    """Best needle-PPL per generation of every searched method."""
-    searched = {m.label: m.fitness_history for m in results.methods if m.fitness_history}
+    """Best fitness per generation of every searched method, with the analytic methods' fitness on
+    the same documents as dashed lines: whether the search beat them is the question it answers."""
+    searched = [m for m in results.methods if m.fitness_history]
     if not searched:
         return None
     plt = _pyplot()
     colors = _colors(results)
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    for label, history in searched.items():
-        ax.plot(range(len(history)), history, marker="o", label=label, color=colors.get(label))
+    for m in searched:
+        history = m.fitness_history
+        ax.plot(range(len(history)), history, marker="o", label=m.label, color=colors.get(m.label))
+        for name, value in m.baseline_fitness.items():
+            if math.isfinite(value):
+                ax.axhline(value, linestyle="--", linewidth=1, color=colors.get(name, "0.5"),
+                           label=f"{name} factors ({m.label}'s documents)")
+    values = [v for m in searched for v in [*m.fitness_history, *m.baseline_fitness.values()]
+              if math.isfinite(v) and v > 0]
+    if values and max(values) > 3 * min(values):
+        ax.set_yscale("log")  # PI's needle-PPL can be several times the others'
     ax.set(title="Search: best fitness per generation", xlabel="generation",
            ylabel="fitness (lower is better)")
     ax.xaxis.get_major_locator().set_params(integer=True)

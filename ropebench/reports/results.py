@@ -38,6 +38,11 @@ class MethodResult:
     def fitness_history(self) -> list[float]:
         return list((self.scaling or {}).get("extra", {}).get("fitness_history") or [])
 
+    @property
+    def baseline_fitness(self) -> dict[str, float]:
+        """Analytic methods' fitness on the documents this method's search optimised."""
+        return dict((self.scaling or {}).get("extra", {}).get("baseline_fitness") or {})
+
 
 @dataclass
 class RunResults:

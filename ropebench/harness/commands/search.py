@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-hat", type=int, default=d.n_hat,
                         help="LongRoPE: first positions that keep the original RoPE")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--baselines", default=",".join(d.baselines),
+                        help="comma-separated methods whose analytic factors are scored on the "
+                        "fitness documents for comparison ('' for none)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="search state file (default: OUT.checkpoint.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         fitness=args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
         mode=args.mode, critical_index=args.critical_index, haystack=args.haystack,
         mscale=args.mscale, seed=args.seed, n_hat=args.n_hat, progress=not args.no_progress,
+        baselines=tuple(name.strip() for name in args.baselines.split(",") if name.strip()),
     )
     if args.n_hat and args.method != "longrope":
         raise RopebenchError("--n-hat applies to --method longrope only")
@@ -88,5 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if history:
         print(f"best {settings.fitness} {history[-1]:.4f} after {scaling.extra['evaluations']} "
               f"evaluations ({scaling.extra['seconds']:.0f} s); critical index {scaling.critical_index}")
+    baselines = scaling.extra.get("baseline_fitness") or {}
+    if baselines:
+        print("on the same documents: " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items()))
     print(f"factors written to {args.out}")
     return 0
