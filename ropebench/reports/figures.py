@@ -31,6 +31,21 @@ def to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _log_y(ax) -> None:
+    """A log y axis labelled with plain numbers (20, 30, 100) rather than powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    def sparse(value: float, _) -> str:
+        # Across decades only 2x and 5x are labelled: every minor tick would crowd the axis.
+        low, high = ax.get_ylim()
+        lead = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+        return f"{value:g}" if high < 10 * low or lead in (2, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(sparse))
+
+
 def _colors(results: RunResults) -> dict[str, tuple]:
     cmap = _pyplot().get_cmap("tab10")
     return {label: cmap(i % 10) for i, label in enumerate(method_order(results))}
@@ -53,7 +68,7 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(table.columns), [str(c) for c in table.columns])
     if log_y:
-        ax.set_yscale("log")
+        _log_y(ax)
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set(title=title, xlabel="context length (tokens)", ylabel=ylabel)
@@ -112,7 +127,7 @@ def factors_figure(results: RunResults) -> str | None:
     theory = _theoretical_critical(results.spec)
     if theory is not None:
         ax.axvline(theory, color="black", linestyle=":", label=f"d_tcd = {theory}")
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set(title=f"Rescale factors per RoPE pair (target {results.target_length})",
            xlabel="pair index i", ylabel="factor f_i (inv_freq_i = theta_i / f_i)")
     ax.grid(alpha=0.3)
@@ -147,7 +162,7 @@ def fitness_figure(results: RunResults) -> str | None:
     values = [v for m in searched for v in [*m.fitness_history, *m.baseline_fitness.values()]
               if math.isfinite(v) and v > 0]
     if values and max(values) > 3 * min(values):
-        ax.set_yscale("log")  # PI's needle-PPL can be several times the others'
+        _log_y(ax)  # PI's needle-PPL can be several times the others'
     ax.set(title="Search: best fitness per generation", xlabel="generation",
            ylabel="fitness (lower is better)")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -168,7 +183,7 @@ def loss_figure(results: RunResults) -> str | None:
         ax.plot(steps, values, label=label, color=colors.get(label))
     finite = [v for losses in trained.values() for _, v in losses if math.isfinite(v)]
     if finite and max(finite) / max(min(finite), 1e-9) > 20:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.set(title="Training loss", xlabel="step", ylabel="loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
