@@ -296,3 +296,8 @@ def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(mode
         with torch.no_grad():
             assert float(model(tokens, labels=tokens).loss) == pytest.approx(value, rel=1e-5)
     assert search_output(second)["baseline_fitness"] == second.extra["baseline_fitness"]
+
+
+def test_unknown_baseline_is_refused_up_front():
+    with pytest.raises(RopebenchError, match="search baseline: unknown method 'yarnn'"):
+        SearchSettings(baselines=("pi", "yarnn"))

@@ -80,6 +80,13 @@ class SearchSettings:
         if self.n_hat < 0:
             raise RopebenchError(f"n_hat must be >= 0, got {self.n_hat}")
         self.baselines = tuple(self.baselines)  # a plan's YAML gives a list
+        from ropebench.extenders.base import get_extender
+
+        for name in self.baselines:  # fail before a model is loaded, not after
+            try:
+                get_extender(name)
+            except RopebenchError as err:
+                raise RopebenchError(f"search baseline: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------
