@@ -291,18 +291,19 @@ def score_baselines(
     methods: tuple[str, ...],
     scorer: Scorer,
     scores: dict[str, float],
-) -> None:
-    """Add to `scores` the fitness of each method's analytic factors that it does not hold yet."""
+) -> bool:
+    """Add to `scores` the fitness of each method's analytic factors that it does not hold yet;
+    True if any was added."""
     from ropebench.extenders import get_extender
     from ropebench.extenders.patch import apply_scaling
 
-    for name in methods:
-        if name in scores:
-            continue  # scored before an interruption
+    missing = [name for name in methods if name not in scores]  # others: scored before a resume
+    for name in missing:
         apply_scaling(model, get_extender(name).rescale(spec, target_length))
         with torch.inference_mode():
             value = float(scorer(model))
         scores[name] = value if math.isfinite(value) else math.inf
+    return bool(missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,8 +418,8 @@ def _evolve(
         if checkpoint is not None:
             state.save(checkpoint, fingerprint)
 
-    score_baselines(model, spec, target_length, settings.baselines, scorer, state.baselines)
-    if checkpoint is not None and state.baselines:
+    added = score_baselines(model, spec, target_length, settings.baselines, scorer, state.baselines)
+    if checkpoint is not None and added:
         state.save(checkpoint, fingerprint)
 
     if not state.population:
