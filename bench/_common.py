@@ -112,7 +112,7 @@ class FlopCounter:
 
     @contextmanager
     def counting(self):
-        from ropebench.tasks.scoring_lm import decoder_and_head
+        from ropebench.backends.hf import decoder_and_head
 
         base, head = decoder_and_head(self.model)
         hooks = [

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ropebench.extenders.base import get_extender
-from ropebench.extenders.patch import apply_scaling, spec_of
-from ropebench.tasks.scoring_lm import decoder_and_head
+from ropebench.backends.hf import decoder_and_head
+from ropebench.methods.base import get_extender
+from ropebench.model.patch import apply_scaling, spec_of
 
 ROPE_THETA = 500000.0  # Llama-3's base for an 8K window
 FLASH = "flash_attention_2"

@@ -24,7 +24,7 @@ from _common import FlopCounter, matmul_flops_per_s
 
 
 def run_task(model, tokenizer, task: str, length: int, samples: int) -> None:
-    from ropebench.harness.evaluate import run_evaluation
+    from ropebench.run.evaluate import run_evaluation
 
     run_evaluation(
         model,
@@ -47,9 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
 
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.patch import apply_scaling, spec_of
-    from ropebench.harness.models import load_model
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling, spec_of
 
     rate = matmul_flops_per_s()
     model, tokenizer = load_model("reference")

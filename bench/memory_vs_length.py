@@ -22,9 +22,9 @@ from _common import growth_exponent, peak_rss_mib, run_child
 def measure(length: int, mode: str) -> dict:
     import torch
 
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.patch import apply_scaling, spec_of
-    from ropebench.harness.models import load_model
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling, spec_of
     from ropebench.tasks import get_task
 
     model, tokenizer = load_model("reference")

@@ -24,8 +24,8 @@ from _common import run_child, since_spawn
 
 
 def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> dict:
-    from ropebench.harness.evaluate import run_evaluation
-    from ropebench.harness.models import load_model, reference_model_dir
+    from ropebench.model.load import load_model, reference_model_dir
+    from ropebench.run.evaluate import run_evaluation
 
     imports = since_spawn()
     start = time.perf_counter()
@@ -72,7 +72,7 @@ def lmeval_child(task: str, length: int, samples: int, batch_size: int) -> dict:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from ropebench.harness.models import reference_model_dir
+    from ropebench.model.load import reference_model_dir
 
     imports = since_spawn()
     task = LM_EVAL_NAMES.get(task, task)

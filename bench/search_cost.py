@@ -33,8 +33,9 @@ def plain_forward_seconds(model, documents, repeats: int = 3) -> float:
 
 def timed_search(model, tokenizer, target_length: int, settings) -> tuple[float, int, float]:
     """(wall seconds, evaluations, best fitness) of one LongRoPE2 search with a checkpoint file."""
-    from ropebench.extenders.evolution import search_longrope2
-    from ropebench.extenders.patch import spec_of
+    from ropebench.methods.evolution.search import search_longrope2
+
+    from ropebench.model.patch import spec_of
 
     checkpoint = Path(tempfile.mkdtemp()) / "search.json"
     start = time.perf_counter()
@@ -60,11 +61,12 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true", help="do not time the demo's search")
     args = parser.parse_args()
 
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.evolution import SearchSettings
-    from ropebench.extenders.patch import apply_scaling, spec_of
-    from ropebench.harness.models import load_model
-    from ropebench.harness.plan import load_plan
+    from ropebench.methods.evolution.search import SearchSettings
+
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling, spec_of
+    from ropebench.run.plan import load_plan
     from ropebench.tasks.needle_ppl import NeedlePPL
 
     model, tokenizer = load_model("reference")
@@ -95,7 +97,7 @@ def main() -> None:
 
     if not args.skip_demo:
         plan = load_plan(
-            Path(__file__).resolve().parent.parent / "ropebench/harness/plans/demo.yaml"
+            Path(__file__).resolve().parent.parent / "ropebench/run/plans/demo.yaml"
         )
         model, tokenizer = load_model("reference")
         demo = SearchSettings(**plan.method("longrope2").search)

@@ -54,10 +54,10 @@ def build_rows(args: argparse.Namespace, path: Path) -> list[int]:
 
     import torch
 
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.patch import spec_of
-    from ropebench.harness.models import load_model
-    from ropebench.harness.train_data import IGNORE, collate, load_documents, rows
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import spec_of
+    from ropebench.training.data import IGNORE, collate, load_documents, rows
 
     model, tokenizer = load_model("reference")
     scaling = get_extender(args.method).rescale(spec_of(model), args.target_length)
@@ -83,7 +83,7 @@ def total_steps(args: argparse.Namespace) -> int:
 
 def run_ropebench(args: argparse.Namespace, work: Path) -> dict:
     """`ropebench train reference ...` in this process; losses from its own training log."""
-    from ropebench.harness.cli import main as ropebench_main
+    from ropebench.cli.main import main as ropebench_main
 
     stamps = stamp_optimizer_steps()
     out = work / "ropebench-out"
@@ -131,10 +131,10 @@ def run_trainer(args: argparse.Namespace, work: Path) -> dict:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.patch import apply_scaling, spec_of
-    from ropebench.harness.models import load_model
-    from ropebench.harness.train import TrainSettings
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling, spec_of
+    from ropebench.training.trainer import TrainSettings
 
     class Rows(torch.utils.data.Dataset):
         def __init__(self, data: dict[str, torch.Tensor]):

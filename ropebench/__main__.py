@@ -1,3 +1,3 @@
-from ropebench.harness.cli import main
+from ropebench.cli.main import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ def _tokenizer_dir() -> Path:
     import pydoc_data.topics
     import tempfile
 
-    from ropebench.harness.reference.tokenizer import train_tokenizer
+    from ropebench.reference.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(list(pydoc_data.topics.topics.values())[:20], vocab_size=384)
     out = Path(tempfile.mkdtemp(prefix="ropebench-tok-"))
@@ -69,3 +69,12 @@ def tiny_llama(
     config = AutoConfig.for_model(model_type, **kwargs)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     return model.float().eval()
+
+
+def complete(model, tokenizer, texts, max_new_tokens, **options):
+    """Greedy completions of `texts` through the HF backend, as the evaluation loop asks for them."""
+    from ropebench.backends.hf import HFBackend
+    from ropebench.tasks.prompting import encode
+
+    prompts = [encode(tokenizer, text) for text in texts]
+    return HFBackend(model, tokenizer).generate(prompts, max_new_tokens, **options)

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import complete, tiny_llama, tiny_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _common import FlopCounter, growth_exponent  # noqa: E402
-
-from ropebench.harness.generation import greedy_completions  # noqa: E402
 
 
 def test_prefill_flops_match_the_formula():
@@ -37,7 +35,7 @@ def test_both_engines_do_the_same_useful_work():
     for engine in ("hf", "fast"):
         counter = FlopCounter(model)
         with counter.counting():
-            greedy_completions(model, tok, texts, 5, batch_size=2, engine=engine)
+            complete(model, tok, texts, 5, batch_size=2, engine=engine)
         counts[engine] = counter.flops
     assert counts["fast"] == pytest.approx(counts["hf"], rel=0.02)
 

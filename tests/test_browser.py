@@ -13,7 +13,7 @@ import pytest
 from test_compare import reference_run, workspace  # noqa: F401  (fixtures: a real micro run)
 from test_report import make_run
 
-from ropebench.harness.cli import main
+from ropebench.cli.main import main
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import tiny_llama, tiny_tokenizer
 
-from ropebench.harness.cli import main
+from ropebench.cli.main import main
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 

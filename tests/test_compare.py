@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ropebench.harness import compare
-from ropebench.harness.compare import ComparisonRunner, plan_stages
-from ropebench.harness.plan import plan_from_dict
 from ropebench.reports import write_report
 from ropebench.reports.results import load_run
+from ropebench.run import runner as compare
+from ropebench.run.plan import plan_from_dict
+from ropebench.run.runner import ComparisonRunner, plan_stages
 
 pytestmark = pytest.mark.slow
 
@@ -187,7 +187,7 @@ def test_killed_process_resumes_to_identical_results(workspace, reference_run):
 
 
 def test_plan_from_flags(workspace, tmp_path, capsys):
-    from ropebench.harness.cli import main
+    from ropebench.cli.main import main
 
     code = main(["compare", "--model", str(workspace / "model"), "--target-length", "512",
                  "--methods", "pi,yarn", "--tasks", "passkey", "--lengths", "512",
@@ -201,7 +201,7 @@ def test_plan_from_flags(workspace, tmp_path, capsys):
 
 
 def test_settings_accept_yaml_lists():
-    from ropebench.harness.train import TrainSettings
+    from ropebench.training.trainer import TrainSettings
 
     settings = compare._settings(TrainSettings, {"betas": [0.8, 0.9], "steps": 5})
     assert settings.betas == (0.8, 0.9) and settings.steps == 5

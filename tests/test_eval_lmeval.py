@@ -8,6 +8,7 @@ import re
 import pytest
 from helpers import tiny_llama, tiny_tokenizer
 
+from ropebench.backends.hf import HFBackend
 from ropebench.tasks.short import DEFAULT_TASKS, ShortTasks, primary_metric, project_task_configs
 
 
@@ -38,7 +39,7 @@ def test_primary_metric_prefers_accuracy():
 
 
 def test_short_tasks_run_through_lm_eval_in_memory(model, tok):
-    rows = ShortTasks().measure(model, tok, 0, samples=1, seed=0, options={"short_limit": 4})
+    rows = ShortTasks().measure(HFBackend(model, tok), 0, samples=1, seed=0, options={"short_limit": 4})
     assert {r.metadata["lm_eval_task"] for r in rows} == set(DEFAULT_TASKS)
     for row in rows:
         assert row.length == 0 and 0.0 <= row.score <= 1.0
@@ -54,8 +55,8 @@ def test_niah_single_1_cross_check_with_lm_eval(tmp_path):
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from ropebench.harness.evaluate import run_evaluation
-    from ropebench.harness.models import load_model
+    from ropebench.model.load import load_model
+    from ropebench.run.evaluate import run_evaluation
 
     model, tok = load_model("reference")
     length, n = 512, 20
@@ -71,9 +72,7 @@ def test_niah_single_1_cross_check_with_lm_eval(tmp_path):
         bootstrap_iters=0,
     )
     their_score = theirs["results"]["niah_single_1"][f"{length},none"]
-    ours = run_evaluation(
-        model,
-        tok,
+    ours = run_evaluation(HFBackend(model, tok),
         method="none",
         tasks=["niah_single_1"],
         lengths=[length],

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import complete, tiny_llama, tiny_tokenizer
 
-from ropebench.harness.cli import main
-from ropebench.harness.evaluate import read_rows, run_evaluation
-from ropebench.harness.generation import greedy_completions
+from ropebench.backends.hf import HFBackend
+from ropebench.cli.main import main
+from ropebench.run.evaluate import read_rows, run_evaluation
 
 ROW_KEYS = {
     "task",
@@ -44,8 +44,8 @@ def test_batched_generation_equals_one_at_a_time(model, tok):
         "The grass is green. The sky is",
         "Return a new list containing all items from the",
     ]
-    alone = greedy_completions(model, tok, texts, 6, batch_size=1)
-    batched = greedy_completions(model, tok, texts, 6, batch_size=3)
+    alone = complete(model, tok, texts, 6, batch_size=1)
+    batched = complete(model, tok, texts, 6, batch_size=3)
     assert [c.text for c in batched] == [c.text for c in alone]
     assert [c.input_tokens for c in batched] == [len(tok(t).input_ids) for t in texts]
 
@@ -61,7 +61,7 @@ def test_run_evaluation_writes_rows_summary_and_resumes(model, tok, tmp_path):
         options=options,
         progress=False,
     )
-    rows = run_evaluation(model, tok, tasks=["niah_single_1", "passkey", "niah", "ppl"], **kwargs)
+    rows = run_evaluation(HFBackend(model, tok), tasks=["niah_single_1", "passkey", "niah", "ppl"], **kwargs)
     assert len(rows) == 2 + 2 + 4 + 1
     stored = read_rows(tmp_path)
     assert all(ROW_KEYS <= set(row) for row in stored)
@@ -73,16 +73,14 @@ def test_run_evaluation_writes_rows_summary_and_resumes(model, tok, tmp_path):
     assert summary[0] == "method,task,length,n,score" and len(summary) == 5
 
     # A re-run with one more sample per task adds only the missing rows.
-    run_evaluation(model, tok, tasks=["niah_single_1"], **{**kwargs, "samples": 3})
+    run_evaluation(HFBackend(model, tok), tasks=["niah_single_1"], **{**kwargs, "samples": 3})
     again = read_rows(tmp_path)
     assert len(again) == len(stored) + 1
     assert sorted(r["index"] for r in again if r["task"] == "niah_single_1") == [0, 1, 2]
 
 
 def test_tasks_that_do_not_fit_are_skipped_with_a_warning(model, tok, tmp_path, capsys):
-    rows = run_evaluation(
-        model,
-        tok,
+    rows = run_evaluation(HFBackend(model, tok),
         method="none",
         tasks=["niah_single_1", "passkey"],
         lengths=[200],
@@ -147,6 +145,6 @@ def test_eval_command_rejects_bad_input(tmp_path, capsys):
 
 
 def test_generation_stops_at_newline_when_asked(model, tok):
-    (completion,) = greedy_completions(model, tok, ["Here we go."], 12, stop_at_newline=True)
+    (completion,) = complete(model, tok, ["Here we go."], 12, stop_at_newline=True)
     assert "\n" not in completion.text
     torch.manual_seed(0)

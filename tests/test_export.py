@@ -12,9 +12,9 @@ import torch
 from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.errors import RopebenchError
-from ropebench.extenders import get_extender, load_scaling
-from ropebench.extenders.export import SCALING_FILE, save_extended
-from ropebench.extenders.patch import spec_of
+from ropebench.methods import get_extender, load_scaling
+from ropebench.model.export import SCALING_FILE, save_extended
+from ropebench.model.patch import spec_of
 
 # (model type, method, HF rope_type in the saved config)
 CASES = [

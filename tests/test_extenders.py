@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from ropebench.errors import RopebenchError
-from ropebench.extenders import RopeScaling, available_extenders, get_extender, load_scaling
-from ropebench.extenders.longrope2 import longrope_scaling, validate_factors
-from ropebench.extenders.rope import RopeSpec, critical_index
+from ropebench.methods import available_extenders, get_extender, load_scaling
+from ropebench.rope.math import critical_index
+from ropebench.rope.scaling import RopeScaling, longrope_scaling, validate_factors
+from ropebench.rope.spec import RopeSpec
 
 BUILTINS = [
     "none",
@@ -57,7 +58,7 @@ def test_longrope2_default_is_ntk_below_critical_and_pi_above():
 
 
 def test_longrope2_temperature_choices():
-    from ropebench.extenders.rope import longrope_mscale, yarn_mscale
+    from ropebench.rope.math import longrope_mscale, yarn_mscale
 
     spec = RopeSpec(base=10000.0, head_dim=64, rotary_dim=64, window=512)
     default = get_extender("longrope2").rescale(spec, 4096)
@@ -87,7 +88,7 @@ def test_overrides_are_cast_to_field_types():
 @pytest.mark.parametrize(
     "name, overrides, message",
     [
-        ("nope", None, "unknown method 'nope'; known methods: dynamic-ntk, llama3"),
+        ("nope", None, "unknown method 'nope' .did you mean none or longrope.; known methods: dynamic-ntk, llama3"),
         ("yarn", {"alpha": "1"}, "unknown setting 'alpha'.*beta_fast"),
         ("yarn", {"beta_fast": "fast"}, "beta_fast='fast' is not a valid float"),
         ("longrope", {"long_factor": "1,x"}, "not a valid tuple"),
@@ -206,7 +207,7 @@ def test_default_search_returns_the_analytic_factors():
     "name, function", [("longrope", "search_longrope"), ("longrope2", "search_longrope2")]
 )
 def test_longrope_family_delegates_search(monkeypatch, name, function):
-    import ropebench.extenders.evolution as evolution
+    import ropebench.methods.evolution.search as evolution
 
     calls = []
 
@@ -235,7 +236,7 @@ def test_longrope_family_delegates_search(monkeypatch, name, function):
 def test_train_delegates_with_mixed_only_for_longrope2(monkeypatch, name, settings_mixed, expected):
     import types
 
-    import ropebench.harness.train as train
+    import ropebench.training.trainer as train
 
     seen = {}
     monkeypatch.setattr(train, "train_model", lambda *a, out_dir, mixed: seen.update(mixed=mixed))
@@ -265,7 +266,7 @@ def test_broken_plugin_is_reported_not_fatal(monkeypatch, tmp_path):
     dist = tmp_path / "broken_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ropebench.extenders]\nbroken = no_such_module:Thing\n")
+    (dist / "entry_points.txt").write_text("[ropebench.methods]\nbroken = no_such_module:Thing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(UserWarning, match="broken"):
         names = available_extenders()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import complete, tiny_llama, tiny_tokenizer
 
-from ropebench.extenders import get_extender
-from ropebench.extenders.patch import apply_scaling, spec_of
-from ropebench.harness.evaluate import run_evaluation
-from ropebench.harness.generation import decode_batch, greedy_completions, rope_is_static
+from ropebench.backends.hf import HFBackend
+from ropebench.backends.hf_engine import decode_batch, rope_is_static
+from ropebench.methods import get_extender
+from ropebench.model.patch import apply_scaling, spec_of
+from ropebench.run.evaluate import run_evaluation
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,16 @@ TEXTS = [
 def test_fast_engine_matches_generate_token_for_token(tok, kv_heads):
     model = tiny_llama(window=256, kv_heads=kv_heads, seed=1)
     for batch_size in (1, 3):
-        hf = greedy_completions(model, tok, TEXTS, 12, batch_size=batch_size, engine="hf")
-        fast = greedy_completions(model, tok, TEXTS, 12, batch_size=batch_size, engine="fast")
+        hf = complete(model, tok, TEXTS, 12, batch_size=batch_size, engine="hf")
+        fast = complete(model, tok, TEXTS, 12, batch_size=batch_size, engine="fast")
         assert [c.text for c in fast] == [c.text for c in hf]
 
 
 def test_fast_engine_matches_generate_on_an_extended_model(tok):
     model = tiny_llama(window=32, seed=3)
     apply_scaling(model, get_extender("yarn").rescale(spec_of(model), 128))
-    hf = greedy_completions(model, tok, TEXTS, 10, batch_size=4, engine="hf")
-    fast = greedy_completions(model, tok, TEXTS, 10, batch_size=4, engine="fast")
+    hf = complete(model, tok, TEXTS, 10, batch_size=4, engine="hf")
+    fast = complete(model, tok, TEXTS, 10, batch_size=4, engine="fast")
     assert [c.text for c in fast] == [c.text for c in hf]
 
 
@@ -55,9 +56,9 @@ def test_rows_leave_the_batch_when_done_and_others_continue(tok):
 
 def test_settled_rows_stop_early_with_the_same_text_so_far(tok):
     model = tiny_llama(window=256, seed=1)
-    full = greedy_completions(model, tok, TEXTS, 10)
+    full = complete(model, tok, TEXTS, 10)
     # Settle each row as soon as its text has 3 characters: its text is a prefix of the full one.
-    early = greedy_completions(model, tok, TEXTS, 10, settled=lambda i, text: len(text) >= 3)
+    early = complete(model, tok, TEXTS, 10, settled=lambda i, text: len(text) >= 3)
     for short, long in zip(early, full, strict=True):
         assert long.text.startswith(short.text)
         assert len(short.text) >= min(3, len(long.text))
@@ -79,13 +80,13 @@ def test_unknown_engine_is_refused(tok):
     from ropebench.errors import RopebenchError
 
     with pytest.raises(RopebenchError, match="engine"):
-        greedy_completions(tiny_llama(), tok, ["x"], 2, engine="vllm")
+        complete(tiny_llama(), tok, ["x"], 2, engine="vllm")
 
 
 @pytest.mark.slow
 def test_reference_model_scores_identical_across_engines(tmp_path):
     """The shipped model really retrieves at 512 tokens, so early stopping is exercised."""
-    from ropebench.harness.models import load_model
+    from ropebench.model.load import load_model
 
     model, tokenizer = load_model("reference")
     runs = {}
@@ -94,9 +95,7 @@ def test_reference_model_scores_identical_across_engines(tmp_path):
         "fast": {"engine": "fast", "stop_when_settled": False},
         "early": {"engine": "fast", "stop_when_settled": True},
     }.items():
-        frame = run_evaluation(
-            model,
-            tokenizer,
+        frame = run_evaluation(HFBackend(model, tokenizer),
             method="none",
             tasks=["niah_single_1", "passkey"],
             lengths=[512],

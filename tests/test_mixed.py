@@ -6,14 +6,14 @@ import pytest
 import torch
 from helpers import tiny_llama
 
-from ropebench.extenders import get_extender
-from ropebench.extenders.mixed import (
+from ropebench.methods import get_extender
+from ropebench.model.mixed import (
     install_mixed_rotary,
     long_tokens,
     packed_causal_mask,
     sequence_ids,
 )
-from ropebench.extenders.patch import apply_scaling, spec_of
+from ropebench.model.patch import apply_scaling, spec_of
 
 WINDOW, TARGET = 32, 128
 

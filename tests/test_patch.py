@@ -6,9 +6,11 @@ import pytest
 import torch
 from helpers import tiny_llama
 
+from ropebench.backends.hf_engine import generate_across_switch as generate
 from ropebench.errors import RopebenchError
-from ropebench.extenders import get_extender
-from ropebench.extenders.patch import apply_scaling, generate, spec_of, switch_length
+from ropebench.methods import get_extender
+from ropebench.model.patch import apply_scaling, spec_of
+from ropebench.rope.scaling import switch_length
 
 MODEL_TYPES = ["llama", "qwen2", "qwen3", "mistral", "phi3"]
 METHODS = ["none", "pi", "ntk", "dynamic-ntk", "yarn", "llama3", "longrope", "longrope2"]

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from ropebench.errors import RopebenchError
-from ropebench.harness.plan import load_plan, plan_from_dict
+from ropebench.run.plan import load_plan, plan_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_packaged_demo_plan_is_valid(tmp_path):
     """The demo's plan, as shipped, on any 512-token-window model (the reference model's shape)."""
     from helpers import tiny_llama
 
-    from ropebench.harness.commands.demo import demo_plan_path
+    from ropebench.cli.commands.demo import demo_plan_path
 
     tiny_llama(window=512).config.save_pretrained(tmp_path)
     plan = load_plan(demo_plan_path(), {"model": str(tmp_path)})

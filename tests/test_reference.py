@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import ropebench.harness.reference.train as ref_train
-from ropebench.harness.reference.corpus import documents
-from ropebench.harness.reference.data import MixtureConfig, TrainingMixture
-from ropebench.harness.reference.tokenizer import train_tokenizer
+import ropebench.reference.train as ref_train
+from ropebench.corpus import documents
+from ropebench.reference.data import MixtureConfig, TrainingMixture
+from ropebench.reference.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from ropebench.errors import RopebenchError
-from ropebench.extenders import get_extender
-from ropebench.extenders.rope import (
-    RopeSpec,
+from ropebench.methods import get_extender
+from ropebench.rope.math import (
     critical_index,
     critical_index_10,
     dynamic_ntk_base,
@@ -24,6 +23,7 @@ from ropebench.extenders.rope import (
     yarn_factors,
     yarn_mscale,
 )
+from ropebench.rope.spec import RopeSpec
 
 
 def spec(head_dim=128, base=10000.0, window=4096, partial=1.0, model_type="llama") -> RopeSpec:

@@ -11,20 +11,14 @@ import pytest
 import torch
 from helpers import tiny_llama
 
+from ropebench.backends.hf import HFBackend
 from ropebench.errors import RopebenchError
-from ropebench.extenders import evolution
-from ropebench.extenders.evolution import (
-    GRID,
-    Candidate,
-    SearchSettings,
-    SearchSpace,
-    crossover,
-    mutate,
-    search_longrope,
-    search_longrope2,
-    search_output,
-)
-from ropebench.extenders.patch import spec_of
+from ropebench.methods.evolution import ga
+from ropebench.methods.evolution.ga import search_output
+from ropebench.methods.evolution.settings import EvolutionSettings as SearchSettings
+from ropebench.methods.evolution.space import GRID, Candidate, SearchSpace, crossover, mutate
+from ropebench.model.patch import spec_of
+from ropebench.search.fitness import FITNESS, make_scorer
 
 WINDOW, TARGET = 64, 256  # s = 4
 TINY = dict(population=8, iterations=3, parents=4, mutations=2, crossovers=2, documents=1,
@@ -50,8 +44,9 @@ def nll_fitness():
     calls: dict = {"factors": [], "attention": [], "fail_at": None}
     tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
 
-    def factory(tokenizer, length, settings):
-        def score(model):
+    def factory(backend, length, settings):
+        def score(backend):
+            model = backend.model
             if calls["fail_at"] is not None and len(calls["factors"]) >= calls["fail_at"]:
                 raise Interrupted
             calls["factors"].append(tuple(model.config.rope_parameters["long_factor"]))
@@ -60,22 +55,33 @@ def nll_fitness():
 
         return score
 
-    evolution.register_fitness("test_nll")(factory)
+    FITNESS.register("test_nll")(factory)
     yield calls
-    evolution._FITNESS.pop("test_nll")
+    FITNESS._builtins.pop("test_nll")
 
 
 def settings(**kw) -> SearchSettings:
-    return SearchSettings(**{**TINY, "fitness": "test_nll", **kw})
+    return SearchSettings(**{**TINY, "fitness": "test_nll", "progress": False, **kw})
+
+
+def search_longrope2(model, spec, target, settings, *, checkpoint=None):
+    """The search as the harness runs it: a scorer over an HF backend holding `model`."""
+    scorer = make_scorer(HFBackend(model, None), target, settings)
+    return ga.search_longrope2(spec, target, scorer, settings, checkpoint=checkpoint)
+
+
+def search_longrope(model, spec, target, settings, *, checkpoint=None):
+    scorer = make_scorer(HFBackend(model, None), target, settings)
+    return ga.search_longrope(spec, target, scorer, settings, checkpoint=checkpoint)
 
 
 def test_longrope2_search_invariants(model, nll_fitness):
     spec = spec_of(model)
-    result = search_longrope2(model, None, spec, TARGET, settings(), progress=False)
+    result = search_longrope2(model, spec, TARGET, settings())
     s = TARGET / WINDOW
     c = result.critical_index
     f = result.long_factor
-    from ropebench.extenders.rope import critical_index, critical_index_10
+    from ropebench.rope.math import critical_index, critical_index_10
 
     assert critical_index_10(spec) <= c <= critical_index(spec)  # paper mode scans this range
     upper = f[c:]
@@ -98,38 +104,33 @@ def test_longrope2_search_invariants(model, nll_fitness):
     assert extra["best_fitness"] == history[-1]
 
 
-def test_search_result_is_the_best_and_model_left_patched(model, nll_fitness):
-    from ropebench.extenders.patch import apply_scaling
+def test_search_result_is_the_best(model, nll_fitness):
+    from ropebench.model.patch import apply_scaling
 
     spec = spec_of(model)
-    result = search_longrope2(model, None, spec, TARGET, settings(iterations=1), progress=False)
+    result = search_longrope2(model, spec, TARGET, settings(iterations=1))
     tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(0))
+    apply_scaling(model, result)
     with torch.no_grad():
-        now = float(model(tokens, labels=tokens).loss)
-        apply_scaling(model, result)
-        again = float(model(tokens, labels=tokens).loss)
-    assert now == pytest.approx(result.extra["best_fitness"], rel=1e-5)
-    assert again == pytest.approx(now, rel=1e-6)
+        best = float(model(tokens, labels=tokens).loss)
+    assert best == pytest.approx(result.extra["best_fitness"], rel=1e-5)
+    assert best == pytest.approx(min(result.extra["fitness_history"]), rel=1e-6)
 
 
 def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
     spec = spec_of(model)
-    full = search_longrope2(model, None, spec, TARGET, settings(seed=3), progress=False)
+    full = search_longrope2(model, spec, TARGET, settings(seed=3))
     n_full = len(nll_fitness["factors"])
 
     nll_fitness["factors"].clear()
     nll_fitness["fail_at"] = 11  # dies in the middle of generation 1
     ckpt = tmp_path / "state.json"
     with pytest.raises(Interrupted):
-        search_longrope2(
-            model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False
-        )
+        search_longrope2(model, spec, TARGET, settings(seed=3), checkpoint=ckpt)
     assert json.loads(ckpt.read_text())["state"]["cache"]  # evaluations so far are kept
     done_before = len(nll_fitness["factors"])
     nll_fitness["fail_at"] = None
-    resumed = search_longrope2(
-        model, None, spec, TARGET, settings(seed=3), checkpoint=ckpt, progress=False
-    )
+    resumed = search_longrope2(model, spec, TARGET, settings(seed=3), checkpoint=ckpt)
     assert resumed.long_factor == full.long_factor
     assert resumed.critical_index == full.critical_index
     assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
@@ -141,42 +142,26 @@ def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
 def test_checkpoint_of_another_search_is_refused(model, nll_fitness, tmp_path):
     spec = spec_of(model)
     ckpt = tmp_path / "state.json"
-    search_longrope2(
-        model, None, spec, TARGET, settings(iterations=0), checkpoint=ckpt, progress=False
-    )
+    search_longrope2(model, spec, TARGET, settings(iterations=0), checkpoint=ckpt)
     with pytest.raises(RopebenchError, match="different search"):
-        search_longrope2(
-            model,
-            None,
-            spec,
-            TARGET,
-            settings(iterations=0, seed=9),
-            checkpoint=ckpt,
-            progress=False,
-        )
+        search_longrope2(model, spec, TARGET, settings(iterations=0, seed=9), checkpoint=ckpt)
 
 
 def test_released_mode_fixes_the_critical_index(model, nll_fitness):
-    from ropebench.extenders.rope import critical_index
+    from ropebench.rope.math import critical_index
 
     spec = spec_of(model)
-    result = search_longrope2(
-        model, None, spec, TARGET, settings(mode="released", iterations=1), progress=False
-    )
+    result = search_longrope2(model, spec, TARGET, settings(mode="released", iterations=1))
     assert result.critical_index == critical_index(spec) - 1
-    fixed = search_longrope2(
-        model, None, spec, TARGET, settings(critical_index=5, iterations=1), progress=False
-    )
+    fixed = search_longrope2(model, spec, TARGET, settings(critical_index=5, iterations=1))
     assert fixed.critical_index == 5
 
 
 def test_yarn_temperature_option_reaches_the_candidates(model, nll_fitness):
     """The released code's YaRN-style temperature: every candidate and the result carry it."""
-    from ropebench.extenders.rope import longrope_mscale, yarn_mscale
+    from ropebench.rope.math import longrope_mscale, yarn_mscale
 
-    result = search_longrope2(
-        model, None, spec_of(model), TARGET, settings(mscale="yarn", iterations=1), progress=False
-    )
+    result = search_longrope2(model, spec_of(model), TARGET, settings(mscale="yarn", iterations=1))
     temperatures = nll_fitness["attention"]
     s = TARGET / WINDOW
     assert result.attention_factor == pytest.approx(yarn_mscale(s))
@@ -188,7 +173,7 @@ def test_yarn_temperature_option_reaches_the_candidates(model, nll_fitness):
 
 def test_longrope_v1_searches_every_pair_in_bounds(model, nll_fitness):
     spec = spec_of(model)
-    result = search_longrope(model, None, spec, TARGET, settings(), progress=False)
+    result = search_longrope(model, spec, TARGET, settings())
     s = TARGET / WINDOW
     f = result.long_factor
     assert result.method == "longrope" and result.critical_index is None
@@ -198,7 +183,7 @@ def test_longrope_v1_searches_every_pair_in_bounds(model, nll_fitness):
 
 
 def test_mutation_and_crossover_keep_candidates_valid():
-    from ropebench.extenders.rope import RopeSpec
+    from ropebench.rope.spec import RopeSpec
 
     spec = RopeSpec(base=10000.0, head_dim=32, rotary_dim=32, window=64)
     space = SearchSpace(spec, low=400, high=800, ntk_lower_group=True)
@@ -222,19 +207,17 @@ def test_settings_are_checked():
         SearchSettings(mode="fast")
     with pytest.raises(RopebenchError, match="parents"):
         SearchSettings(population=4, parents=8)
-    with pytest.raises(RopebenchError, match="unknown fitness"):
-        evolution.make_scorer(None, 128, SearchSettings(fitness="nope"))
+    with pytest.raises(RopebenchError, match="unknown fitness .nope."):
+        make_scorer(HFBackend(None, None), 128, SearchSettings(fitness="nope"))
     assert math.isclose(dataclasses.asdict(SearchSettings())["mutation_prob"], 0.3)
 
 
 def test_longrope_v1_with_n_hat_scores_through_the_mixed_module(model, nll_fitness):
-    from ropebench.extenders.mixed import MixedRotaryEmbedding
-    from ropebench.extenders.patch import apply_scaling
+    from ropebench.model.mixed import MixedRotaryEmbedding
+    from ropebench.model.patch import apply_scaling
 
     spec = spec_of(model)
-    result = search_longrope(
-        model, None, spec, TARGET, settings(iterations=1, n_hat=4), progress=False
-    )
+    result = search_longrope(model, spec, TARGET, settings(iterations=1, n_hat=4))
     try:
         assert isinstance(model.model.rotary_emb, MixedRotaryEmbedding)
         assert model.model.rotary_emb.n_hat == 4 and result.extra["n_hat"] == 4
@@ -245,14 +228,10 @@ def test_longrope_v1_with_n_hat_scores_through_the_mixed_module(model, nll_fitne
 def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
     spec = spec_of(model)
     ckpt = tmp_path / "state.json"
-    straight = search_longrope2(model, None, spec, TARGET, settings(iterations=3), progress=False)
+    straight = search_longrope2(model, spec, TARGET, settings(iterations=3))
     nll_fitness["factors"].clear()
-    search_longrope2(
-        model, None, spec, TARGET, settings(iterations=1), checkpoint=ckpt, progress=False
-    )
-    extended = search_longrope2(
-        model, None, spec, TARGET, settings(iterations=3), checkpoint=ckpt, progress=False
-    )
+    search_longrope2(model, spec, TARGET, settings(iterations=1), checkpoint=ckpt)
+    extended = search_longrope2(model, spec, TARGET, settings(iterations=3), checkpoint=ckpt)
     assert extended.long_factor == straight.long_factor
     assert extended.extra["fitness_history"] == straight.extra["fitness_history"]
     assert len(nll_fitness["factors"]) == straight.extra["evaluations"]
@@ -260,32 +239,32 @@ def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
 
 def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(model, tmp_path):
     """Each analytic method is scored once with the search's own scorer, outside the search."""
-    from ropebench.extenders import get_extender
-    from ropebench.extenders.patch import apply_scaling
+    from ropebench.methods import get_extender
+    from ropebench.model.patch import apply_scaling
 
     tokens = torch.randint(3, 384, (1, TARGET), generator=torch.Generator().manual_seed(1))
     scored: list[str] = []
 
-    def factory(tokenizer, length, settings):
-        def score(model):
+    def factory(backend, length, settings):
+        def score(backend):
+            model = backend.model
             scored.append(model.config.rope_parameters["rope_type"])
             return float(model(tokens, labels=tokens).loss)
 
         return score
 
-    evolution.register_fitness("test_loss")(factory)
+    FITNESS.register("test_loss")(factory)
     try:
         spec = spec_of(model)
         ckpt = tmp_path / "state.json"
-        first = search_longrope2(model, None, spec, TARGET, settings(
-            fitness="test_loss", iterations=0, baselines=("yarn",)), checkpoint=ckpt, progress=False)
+        first = search_longrope2(model, spec, TARGET, settings(
+            fitness="test_loss", iterations=0, baselines=("yarn",)), checkpoint=ckpt)
         # More generations and another baseline: the checkpoint still fits, only pi is new.
         scored.clear()
-        second = search_longrope2(model, None, spec, TARGET, settings(
-            fitness="test_loss", iterations=1, baselines=("pi", "yarn")), checkpoint=ckpt,
-            progress=False)
+        second = search_longrope2(model, spec, TARGET, settings(
+            fitness="test_loss", iterations=1, baselines=("pi", "yarn")), checkpoint=ckpt)
     finally:
-        evolution._FITNESS.pop("test_loss")
+        FITNESS._builtins.pop("test_loss")
     assert list(first.extra["baseline_fitness"]) == ["yarn"]
     assert list(second.extra["baseline_fitness"]) == ["pi", "yarn"]
     assert scored.count("linear") == 1 and "yarn" not in scored  # pi scored once, yarn reused

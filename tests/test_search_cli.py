@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers import tiny_llama, tiny_tokenizer
 
-from ropebench.extenders import load_scaling
-from ropebench.extenders.patch import spec_of
-from ropebench.harness.cli import main
+from ropebench.cli.main import main
+from ropebench.methods import load_scaling
+from ropebench.model.patch import spec_of
 
 WINDOW, TARGET = 128, 512
 
@@ -69,7 +69,7 @@ def test_train_command_with_searched_factors(model_dir, tmp_path):
     data.write_text("".join(json.dumps({"text": t[:900]}) + "\n" for t in texts))
     factors = tmp_path / "f.json"
     spec = spec_of(tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2))
-    from ropebench.extenders import get_extender
+    from ropebench.methods import get_extender
 
     get_extender("longrope2").rescale(spec, TARGET).save(factors)
     out = tmp_path / "trained"

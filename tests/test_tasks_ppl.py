@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_llama, tiny_tokenizer
 
+from ropebench.backends.hf import HFBackend
 from ropebench.errors import RopebenchError
 from ropebench.tasks.needle_ppl import NeedlePPL, answer_tokens
 from ropebench.tasks.ppl import long_documents, perplexity, window_spans
-from ropebench.tasks.scoring_lm import nll_sum
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,16 @@ def full_logits_nll(model, ids: torch.Tensor, first: int, last: int) -> float:
     return F.cross_entropy(logits[first - 1 : last - 1], ids[0, first:last], reduction="sum").item()
 
 
-def test_nll_sum_matches_full_logits(model, monkeypatch):
+def test_backend_nll_matches_full_logits(model, monkeypatch):
     ids = torch.randint(3, 384, (1, 300))
-    monkeypatch.setattr("ropebench.tasks.scoring_lm.HEAD_CHUNK", 64)  # exercise the chunking
-    total, count = nll_sum(model, ids, 1)
-    assert count == 299
-    assert total == pytest.approx(full_logits_nll(model, ids, 1, 300), rel=1e-5)
-    part, n = nll_sum(model, ids, 250, 280)
+    monkeypatch.setattr("ropebench.backends.hf.HEAD_CHUNK", 64)  # exercise the chunking
+    backend = HFBackend(model, None)
+    whole = backend.nll(ids[0].tolist(), 1)
+    assert whole.count == 299
+    assert whole.total == pytest.approx(full_logits_nll(model, ids, 1, 300), rel=1e-5)
+    span = backend.nll(ids[0].tolist(), 250, 280)
+    part, n = span.total, span.count
+    assert span.mean == pytest.approx(part / n, rel=1e-5)
     assert n == 30 and part == pytest.approx(full_logits_nll(model, ids, 250, 280), rel=1e-5)
 
 
@@ -52,14 +55,14 @@ def test_truncate_perplexity_equals_hf_loss(model, tok):
     (doc,) = long_documents(tok, 200, 1)
     ids = torch.tensor([doc])
     expected = math.exp(model(input_ids=ids, labels=ids).loss.item())
-    assert perplexity(model, tok, 200, documents=1) == pytest.approx(expected, rel=1e-4)
+    assert perplexity(HFBackend(model, tok), 200, documents=1) == pytest.approx(expected, rel=1e-4)
 
 
 def test_sliding_perplexity_runs_and_checks_stride(model, tok):
-    value = perplexity(model, tok, 128, documents=2, stride=64)
+    value = perplexity(HFBackend(model, tok), 128, documents=2, stride=64)
     assert 1 < value < 1000
     with pytest.raises(RopebenchError, match="stride"):
-        perplexity(model, tok, 128, documents=1, stride=200)
+        perplexity(HFBackend(model, tok), 128, documents=1, stride=200)
 
 
 def test_documents_have_exact_length_and_bos(tok):
@@ -98,7 +101,7 @@ def test_needle_ppl_equals_manual_answer_only_perplexity(tok, model):
         logits = model(input_ids=ids).logits[0]
         nll = F.cross_entropy(logits[doc.answer_start - 1 : -1], ids[0, doc.answer_start :])
         manual.append(math.exp(nll.item()))
-    assert scorer.score(model) == pytest.approx(sum(manual) / 2, rel=1e-4)
+    assert scorer.score(HFBackend(model, tok)) == pytest.approx(sum(manual) / 2, rel=1e-4)
 
 
 def test_needle_ppl_rejects_a_length_too_short(tok):

@@ -9,10 +9,10 @@ import torch
 from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.errors import RopebenchError
-from ropebench.extenders import get_extender
-from ropebench.extenders.patch import spec_of
-from ropebench.harness.train import TrainSettings, learning_rate, train_model
-from ropebench.harness.train_data import IGNORE, load_documents, pack_mixed, pack_plain
+from ropebench.methods import get_extender
+from ropebench.model.patch import spec_of
+from ropebench.training.data import IGNORE, load_documents, pack_mixed, pack_plain
+from ropebench.training.trainer import TrainSettings, learning_rate, train_model
 
 WINDOW, TARGET = 32, 96
 

@@ -1,26 +1,18 @@
-"""How positions are stretched: RoPE math, the extender interface and its registry.
+"""The public plugin imports of earlier releases (`ropebench.extenders.*`), kept working.
 
-Importing this package registers every built-in method.
+Methods now live in `ropebench.methods`, RoPE math in `ropebench.rope`; new code imports from
+there. This package only re-exports, so plugins written against the old paths still load.
 """
 
-from ropebench.extenders import (  # noqa: F401  (each module registers its extenders)
-    llama3,
-    longrope,
-    longrope2,
-    none,
-    ntk,
-    pi,
-    yarn,
-)
-from ropebench.extenders.base import (
+from ropebench.methods import (
     Extender,
     ExtenderConfig,
-    RopeScaling,
     available_extenders,
     get_extender,
+    load_scaling,
 )
-from ropebench.extenders.files import load_scaling
-from ropebench.extenders.rope import RopeSpec
+from ropebench.rope.scaling import RopeScaling
+from ropebench.rope.spec import RopeSpec
 
 __all__ = [
     "Extender",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ropebench.harness.runlog import write_text_atomic
+from ropebench.io import write_text_atomic
 from ropebench.reports import tables
 from ropebench.reports.html import format_value
 from ropebench.reports.results import RunResults

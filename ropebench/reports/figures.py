@@ -138,7 +138,8 @@ def factors_figure(results: RunResults) -> str | None:
 def _theoretical_critical(spec: dict) -> int | None:
     if not spec:
         return None
-    from ropebench.extenders.rope import RopeSpec, critical_index
+    from ropebench.rope.math import critical_index
+    from ropebench.rope.spec import RopeSpec
 
     return critical_index(RopeSpec(**spec))
 

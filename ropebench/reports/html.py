@@ -84,7 +84,7 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
 
 
 def write_html(results: RunResults, out: Path, *, threshold: float | None = None) -> Path:
-    from ropebench.harness.runlog import write_text_atomic
+    from ropebench.io import write_text_atomic
 
     write_text_atomic(out, render_html(results, threshold=threshold))
     return out

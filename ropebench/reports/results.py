@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ropebench.errors import RopebenchError
-from ropebench.harness.runlog import RunLog
+from ropebench.run.runlog import RunLog
 
 ROW_COLUMNS = ["task", "length", "method", "score", "prediction", "references", "input_tokens",
                "seconds", "index", "metadata"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ropebench.backends.base import Backend
+
 
 @dataclass
 class Sample:
@@ -84,8 +86,19 @@ class MeasuredTask(Task):
     kind = "measure"
 
     def measure(
-        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+        self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
+        """Rows of this task at `length` (`length=0` when `per_length` is False).
+
+        Args:
+            backend: the engine to run (`ropebench.backends.base.Backend`); never an nn.Module.
+            length: tokens per document or prompt.
+            samples: documents (or samples) to average over.
+            seed: makes the documents deterministic.
+            options: this task's options (`--option task.key=value`).
+        Returns:
+            Finished rows; the evaluation loop fills in `method`.
+        """
         raise NotImplementedError
 
     def value_row(self, length: int, value: float, seconds: float, **metadata: Any) -> Row:

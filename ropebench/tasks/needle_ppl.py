@@ -5,7 +5,7 @@ Each document is exactly `length` tokens: an intro saying a magic number is hidd
 question, and the answer sentence ending in the number. Only the number's tokens are scored, so
 the value measures retrieval across the whole window rather than local fluency.
 
-Built for thousands of calls: the documents are tokenized once in `__init__`; `score(model)`
+Built for thousands of calls: the documents are tokenized once in `__init__`; `score(backend)`
 costs one forward per document and applies the output head to the answer positions only.
 """
 
@@ -17,14 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
+from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
 from ropebench.tasks.base import MeasuredTask, Row
 from ropebench.tasks.haystacks import get_haystack
 from ropebench.tasks.ruler.words import random_key
-from ropebench.tasks.scoring_lm import decoder_and_head
 
 INTRO = (
     "There is a special magic number hidden inside a lot of irrelevant text. Find it and memorize "
@@ -57,7 +54,7 @@ def answer_tokens(tokenizer, prefix: str, answer: str) -> tuple[list[int], int]:
 
 
 class NeedlePPL:
-    """`NeedlePPL(tokenizer, length, documents).score(model)` -> mean per-document perplexity."""
+    """`NeedlePPL(tokenizer, length, documents).score(backend)` -> mean per-document perplexity."""
 
     def __init__(
         self,
@@ -119,18 +116,10 @@ class NeedlePPL:
         ids = bos + intro + text[:cut] + needle + text[cut:] + tail
         return NeedleDocument(ids, len(ids) - len(tail) + answer_at, key, value, depth)
 
-    @torch.inference_mode()
-    def score(self, model) -> float:
-        base, head = decoder_and_head(model)
-        device = next(model.parameters()).device
-        ppls = []
-        for doc in self.documents:
-            ids = torch.tensor([doc.input_ids], device=device)  # (1, L)
-            hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # (1, L, H)
-            # Positions answer_start-1 .. L-2 predict the answer tokens answer_start .. L-1.
-            logits = head(hidden[0, doc.answer_start - 1 : -1]).float()  # (n_answer, V)
-            nll = F.cross_entropy(logits, ids[0, doc.answer_start :])
-            ppls.append(math.exp(nll.item()))
+    def score(self, backend: Backend) -> float:
+        """Mean over documents of exp(mean NLL of the answer's tokens)."""
+        ppls = [math.exp(backend.nll(doc.input_ids, doc.answer_start).mean)
+                for doc in self.documents]
         return sum(ppls) / len(ppls)
 
 
@@ -142,14 +131,14 @@ class NeedlePPLTask(MeasuredTask):
     )
 
     def measure(
-        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+        self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         haystack = options.get("haystack", "pydoc")
         position = options.get("needle_position", "start")
         start = time.perf_counter()
         value = NeedlePPL(
-            tokenizer, length, samples, seed, haystack, needle_position=position
-        ).score(model)
+            backend.tokenizer, length, samples, seed, haystack, needle_position=position
+        ).score(backend)
         seconds = time.perf_counter() - start
         return [self.value_row(length, value, seconds, documents=samples, haystack=haystack,
                                needle_position=position)]

@@ -13,12 +13,10 @@ import math
 import time
 from typing import Any
 
-import torch
-
+from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
 from ropebench.tasks.base import MeasuredTask, Row
 from ropebench.tasks.haystacks import get_haystack
-from ropebench.tasks.scoring_lm import nll_sum
 
 
 def long_documents(
@@ -50,8 +48,7 @@ def window_spans(n_tokens: int, length: int, stride: int | None) -> list[tuple[i
 
 
 def perplexity(
-    model,
-    tokenizer,
+    backend: Backend,
     length: int,
     *,
     documents: int,
@@ -63,13 +60,11 @@ def perplexity(
     if stride is not None and not 0 < stride <= length:
         raise RopebenchError(f"stride must be in 1..{length} (the window), got {stride}")
     n_tokens = document_tokens or (length if stride is None else 2 * length)
-    device = next(model.parameters()).device
     total, count = 0.0, 0
-    for ids in long_documents(tokenizer, n_tokens, documents, haystack):
-        tokens = torch.tensor([ids], device=device)  # (1, n_tokens)
+    for ids in long_documents(backend.tokenizer, n_tokens, documents, haystack):
         for begin, end, first in window_spans(n_tokens, length, stride):
-            nll, n = nll_sum(model, tokens[:, begin:end], first - begin)
-            total, count = total + nll, count + n
+            span = backend.nll(ids[begin:end], first - begin)
+            total, count = total + span.total, count + span.count
     return math.exp(total / count)
 
 
@@ -79,14 +74,13 @@ class PerplexityTask(MeasuredTask):
     description = "Perplexity at each length (options: stride, haystack, document_tokens)"
 
     def measure(
-        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+        self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         stride = options.get("stride")
         haystack = options.get("haystack", "pydoc")
         start = time.perf_counter()
         value = perplexity(
-            model,
-            tokenizer,
+            backend,
             length,
             documents=samples,
             stride=stride,

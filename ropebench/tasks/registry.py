@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
+from typing import Any
 
 from ropebench.errors import RopebenchError
+from ropebench.registry import Registry, did_you_mean
 from ropebench.tasks.base import Task
 
 RULER_TASKS = (
@@ -26,7 +27,16 @@ RULER_TASKS = (
 GROUPS: dict[str, tuple[str, ...]] = {"ruler": RULER_TASKS}
 
 
-def _builtin_tasks() -> list[Task]:
+def _check_task(obj: Any) -> Task:
+    task = obj() if isinstance(obj, type) else obj
+    if not isinstance(task, Task):
+        raise RopebenchError(f"task plugin {obj!r} is not a ropebench.tasks.base.Task; fix the plugin")
+    if task.name in GROUPS:
+        raise RopebenchError(f"task name {task.name!r} is a group name; rename the plugin")
+    return task
+
+
+def _builtin_tasks() -> None:
     from ropebench.tasks.grid import NeedleGrid
     from ropebench.tasks.needle_ppl import NeedlePPLTask
     from ropebench.tasks.passkey import Passkey
@@ -47,41 +57,34 @@ def _builtin_tasks() -> list[Task]:
         RulerQA("qa_2", "hotpotqa"),
     ]
     tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), ShortTasks()]
-    return tasks
+    for task in tasks:
+        TASKS.add(task.name, task)
 
 
-def _plugin_tasks() -> list[Task]:
-    from importlib.metadata import entry_points
-
-    return [ep.load()() for ep in entry_points(group="ropebench.tasks")]
+TASKS: Registry[Task] = Registry("task", "ropebench.tasks", check=_check_task,
+                                 builtins=_builtin_tasks)
 
 
-@functools.lru_cache(maxsize=1)
 def available_tasks() -> dict[str, Task]:
     """Every registered task by name (built-ins first; a plugin may not shadow a built-in)."""
-    registry: dict[str, Task] = {}
-    for task in _builtin_tasks() + _plugin_tasks():
-        if task.name in registry or task.name in GROUPS:
-            raise RopebenchError(f"task name {task.name!r} is registered twice; rename the plugin")
-        registry[task.name] = task
-    return registry
+    return TASKS.items()
 
 
 def get_task(name: str) -> Task:
-    tasks = available_tasks()
-    if name not in tasks:
-        raise RopebenchError(
-            f"unknown task {name!r}; choose from {', '.join(sorted(tasks))} or a group ({', '.join(GROUPS)})"
-        )
-    return tasks[name]
+    return TASKS.get(name)
 
 
 def expand_tasks(names: Iterable[str]) -> list[str]:
     """Replace group names by their members, keep order, drop duplicates, check every name."""
     out: list[str] = []
     for name in names:
+        if name not in GROUPS and name not in TASKS:
+            known = TASKS.names() + list(GROUPS)
+            raise RopebenchError(
+                f"unknown task {name!r}{did_you_mean(name, known)}; choose from "
+                f"{', '.join(TASKS.names())} or a group ({', '.join(GROUPS)})"
+            )
         for member in GROUPS.get(name, (name,)):
-            get_task(member)
             if member not in out:
                 out.append(member)
     return out

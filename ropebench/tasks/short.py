@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
 from ropebench.tasks.base import MeasuredTask, Row
 
@@ -49,8 +50,7 @@ def primary_metric(metrics: dict[str, Any]) -> tuple[str, float]:
 
 
 def run_lm_eval(
-    model,
-    tokenizer,
+    backend: Backend,
     tasks: list[str],
     *,
     max_length: int,
@@ -58,12 +58,11 @@ def run_lm_eval(
     batch_size: int = 1,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """lm-eval's per-task metrics for the in-memory model: {task: {metric,filter: value}}."""
+    """lm-eval's per-task metrics for the backend's model: {task: {metric,filter: value}}."""
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size)
+    lm = backend.lm_eval_model(max_length, batch_size)
     configs = project_task_configs()
     results = simple_evaluate(
         model=lm,
@@ -87,16 +86,15 @@ class ShortTasks(MeasuredTask):
     )
 
     def measure(
-        self, model, tokenizer, length: int, *, samples: int, seed: int, options: dict[str, Any]
+        self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         tasks = options.get("short_tasks") or list(DEFAULT_TASKS)
         if isinstance(tasks, str):
             tasks = [t for t in tasks.split(",") if t]
-        max_length = int(options.get("max_length") or model.config.max_position_embeddings)
+        max_length = int(options.get("max_length") or backend.max_length)
         start = time.perf_counter()
         results = run_lm_eval(
-            model,
-            tokenizer,
+            backend,
             tasks,
             max_length=max_length,
             limit=options.get("short_limit"),

@@ -1,0 +1,120 @@
+"""The backend seam: what tasks, fitness functions and the evaluation loop ask of an engine.
+
+A backend owns a model and its tokenizer and answers two kinds of request, always in token ids
+(tasks tokenize once, every engine sees the same prompts):
+- `generate`: greedy completions of prompts, with stop rules and an optional early stop;
+- `nll`: the negative log-likelihood of a span of a sequence given its prefix.
+It also carries where it runs in a data-parallel job (`rank`, `world_size`) and what its results
+depend on (`identity`, stored with rows and checkpoints so a changed model never reuses them).
+
+Third-party backends register through the entry-point group `ropebench.backends`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ropebench.registry import Registry
+from ropebench.rope.scaling import RopeScaling
+
+
+@dataclass
+class Completion:
+    """A greedy completion: its text (cut at a newline when asked), the prompt's token count, and
+    this row's share of its batch's wall time."""
+
+    text: str
+    input_tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SpanNLL:
+    """Summed NLL of `count` scored tokens; `mean` is their mean as the engine reduced it."""
+
+    total: float
+    count: int
+    mean: float
+
+
+# (prompt index, text so far) -> True once more text cannot change the row's score.
+Settled = Callable[[int, str], bool]
+
+
+class Backend(ABC):
+    """An inference engine behind ropebench's tasks.
+
+    Attributes:
+        name: the registry name (`--backend NAME`).
+        tokenizer: a transformers tokenizer (tasks build prompts with it).
+        rank, world_size: this process's place in a data-parallel job (0 and 1 alone).
+        identity: JSON-able description of what results depend on (model, weights, RoPE).
+    """
+
+    name: ClassVar[str] = ""
+    tokenizer: Any
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What this backend's results depend on (stored with rows and checkpoints)."""
+
+    @property
+    @abstractmethod
+    def max_length(self) -> int:
+        """The context length the model is configured for (`max_position_embeddings`)."""
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        *,
+        stop_at_newline: bool = False,
+        settled: Settled | None = None,
+        **options: Any,
+    ) -> list[Completion]:
+        """Greedy completions, one per prompt, in order.
+
+        Args:
+            prompts: token ids, BOS and chat wrapper included as the model must see them.
+            max_new_tokens: the most tokens generated per prompt.
+            stop_at_newline: also stop at (and cut the text at) the first newline.
+            settled: an early stop; rows end once it returns True for their text so far.
+            options: engine-specific knobs (batch sizes, engine choice); unknown ones are errors.
+        Returns:
+            One `Completion` per prompt.
+        """
+
+    @abstractmethod
+    def nll(self, input_ids: list[int], first_target: int, last_target: int | None = None) -> SpanNLL:
+        """NLL of `input_ids[first_target:last_target]` given their prefixes (`first_target >= 1`).
+
+        Args:
+            input_ids: one sequence of shape (T,) as a list.
+            first_target, last_target: the scored span; `last_target=None` scores to the end.
+        Returns:
+            `SpanNLL` over the span's tokens.
+        """
+
+    def apply_scaling(self, scaling: RopeScaling) -> None:
+        """Use `scaling`'s RoPE from now on (searches score candidates this way)."""
+        raise NotImplementedError(f"the {self.name} backend cannot change its RoPE in place")
+
+    def lm_eval_model(self, max_length: int, batch_size: int = 1) -> Any:
+        """An lm-eval `LM` over this backend's model (short-context tasks)."""
+        raise NotImplementedError(f"the {self.name} backend has no lm-eval model")
+
+
+def _import_builtins() -> None:
+    import ropebench.backends.hf  # noqa: F401
+
+
+BACKENDS: Registry[type[Backend]] = Registry(
+    "backend", "ropebench.backends", builtins=_import_builtins
+)

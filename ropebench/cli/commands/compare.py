@@ -1,0 +1,63 @@
+"""`ropebench compare [PLAN] --out RUN_DIR`: run a comparison plan, resumably.
+
+The plan is a YAML file (see `ropebench.run.plan`); flags override its top-level keys, or
+replace the file altogether: `ropebench compare --model reference --target-length 4096
+--methods pi,yarn,longrope2 --tasks ruler,passkey --lengths 512,4096 --out runs/x`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ropebench.errors import RopebenchError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", metavar="PLAN", nargs="?", help="YAML plan file (optional with flags)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default: the plan's `out`)")
+    parser.add_argument("--model", help="model directory, hub id or `reference`")
+    parser.add_argument("--target-length", type=int, help="context length to extend to")
+    parser.add_argument("--methods", help="comma-separated methods (replaces the plan's)")
+    parser.add_argument("--tasks", help="comma-separated tasks or groups, e.g. ruler,niah,ppl")
+    parser.add_argument("--lengths", help="comma-separated evaluation lengths, e.g. 512,1024,4k")
+    parser.add_argument("--samples", type=int, help="samples per task and length")
+    parser.add_argument("--seed", type=int, help="evaluation seed")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the plan and list its stages (cached or to run), run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+
+
+def plan_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that were given, as plan keys."""
+    evaluate = {k: v for k, v in {"tasks": args.tasks, "lengths": args.lengths,
+                                   "samples": args.samples, "seed": args.seed}.items() if v is not None}
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    return {"model": args.model, "target_length": args.target_length, "methods": methods,
+            "evaluate": evaluate or None, "out": args.out}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropebench.run.plan import load_plan, plan_from_dict
+    from ropebench.run.runner import ComparisonRunner, describe
+
+    overrides = plan_overrides(args)
+    if args.plan is not None:
+        plan = load_plan(args.plan, overrides)
+    else:
+        missing = [flag for flag, value in (("--model", args.model), ("--target-length", args.target_length),
+                                            ("--methods", args.methods), ("--tasks", args.tasks),
+                                            ("--lengths", args.lengths)) if value is None]
+        if missing:
+            raise RopebenchError(f"give a PLAN file, or the flags {', '.join(missing)}")
+        plan = plan_from_dict({k: v for k, v in overrides.items() if v is not None}, source="flags")
+    if plan.out is None:
+        raise RopebenchError("no run directory: pass --out RUN_DIR or set `out:` in the plan")
+    runner = ComparisonRunner(plan, Path(plan.out), progress=not args.quiet)
+    print(describe(runner))
+    if args.dry_run:
+        return 0
+    runner.run()
+    print(f"Finished. Render the report: ropebench report {plan.out}")
+    return 0

@@ -1,0 +1,160 @@
+"""`ropebench eval MODEL [--method NAME --target-length N | --factors FILE] --tasks ... --lengths ...`
+
+Patches the model in memory with the method's RoPE (none: as pretrained), then runs the tasks at
+every length and writes one JSON row per sample to `OUT/rows.jsonl` plus `OUT/summary.csv`.
+Re-running with the same OUT skips the rows already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ropebench.cli.commands.arguments import add_set_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="HF model directory, hub id, or `reference`")
+    parser.add_argument(
+        "--method", default=None, help="extender name (default: none, the model as it is)"
+    )
+    parser.add_argument(
+        "--target-length", type=int, default=None, help="context length the method extends to"
+    )
+    add_set_option(parser)
+    parser.add_argument(
+        "--factors", type=Path, default=None, help="factors JSON (e.g. from `ropebench search`)"
+    )
+    parser.add_argument(
+        "--tasks",
+        default="ruler",
+        help="comma-separated: RULER names (niah_single_1 ... qa_2) or `ruler`, niah, ppl, passkey, needle_ppl, short",
+    )
+    parser.add_argument(
+        "--lengths", default="4096", help="comma-separated context lengths in tokens"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=10, help="samples per task and length (documents for ppl)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="sample seed (RULER's default: 42)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="results folder (rows.jsonl, summary.csv)"
+    )
+    parser.add_argument(
+        "--label", default=None, help="method name written in the rows (default: the method)"
+    )
+    parser.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="[TASK.]KEY=VALUE",
+        help="task option, e.g. haystack=pydoc, stride=256, squad_path=FILE, vt.example_length=200",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
+    )
+
+
+def parse_lengths(text: str) -> list[int]:
+    """`512,1024,4k` -> [512, 1024, 4096]."""
+    from ropebench.errors import RopebenchError
+
+    lengths = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        scale = 1024 if part.endswith("k") else 1
+        try:
+            lengths.append(int(part.removesuffix("k")) * scale)
+        except ValueError as err:
+            raise RopebenchError(
+                f"--lengths must be integers like 512,1024,4k; got {text!r}"
+            ) from err
+    if not lengths or min(lengths) < 1:
+        raise RopebenchError(f"--lengths must be positive integers; got {text!r}")
+    return lengths
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs (values as JSON when they parse, else strings); `task.key=value` nests."""
+    from ropebench.errors import RopebenchError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RopebenchError(f"--option wants KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        task, dot, name = key.rpartition(".")
+        if dot:
+            options.setdefault(task, {})[name] = value
+        else:
+            options[key] = value
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropebench.backends.hf import HFBackend
+    from ropebench.errors import RopebenchError
+    from ropebench.methods import get_extender, load_scaling
+    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.patch import apply_scaling
+    from ropebench.rope.spec import RopeSpec
+    from ropebench.run.evaluate import run_evaluation
+    from ropebench.settings import parse_overrides
+    from ropebench.tasks import expand_tasks
+
+    tasks = expand_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    lengths = parse_lengths(args.lengths)
+    options = parse_options(args.options)
+    options.setdefault("batch_size", args.batch_size)
+
+    # Everything that can be checked from config.json is checked before the weights load.
+    spec = RopeSpec.from_config(load_config_dict(args.model))
+    scaling = None
+    if args.factors is not None:
+        scaling = load_scaling(args.factors, spec, args.target_length)
+    elif args.method not in (None, "none"):
+        if args.target_length is None:
+            raise RopebenchError(f"--method {args.method} needs --target-length N")
+        scaling = get_extender(args.method, parse_overrides(args.overrides)).rescale(
+            spec, args.target_length
+        )
+
+    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    if scaling is not None:
+        apply_scaling(model, scaling)
+    label = args.label or (scaling.method if scaling is not None else "none")
+
+    rows = run_evaluation(
+        HFBackend(model, tokenizer, identity={"model": args.model}),
+        method=label,
+        tasks=tasks,
+        lengths=lengths,
+        samples=args.samples,
+        seed=args.seed,
+        out_dir=args.out,
+        options=options,
+        progress=not args.no_progress,
+    )
+    if rows.empty:
+        print(f"no rows for {label}; see the warnings above")
+        return 1
+    print(summary_table(rows))
+    print(f"rows: {args.out / 'rows.jsonl'}  summary: {args.out / 'summary.csv'}")
+    return 0
+
+
+def summary_table(rows) -> str:
+    """Tasks x lengths for this run (RULER-style x100 scores; perplexities as they are)."""
+    from ropebench.run.evaluate import summarize
+
+    summary = summarize(rows.to_dict("records"))
+    table = summary.pivot_table(index="task", columns="length", values="score", sort=False)
+    return table.round(2).to_string()

@@ -1,0 +1,91 @@
+"""`ropebench extend MODEL --method NAME --target-length N --out DIR`: apply a method, save the model.
+
+The output is a plain HF model directory: its config expresses the scaling in transformers'
+`rope_parameters`, so `AutoModelForCausalLM.from_pretrained(DIR)` gives the extended model
+without ropebench. `--factors FILE` applies searched factors (from `ropebench search`) instead of
+the method's analytic ones. Weights keep the dtype of the source model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ropebench.cli.commands.arguments import add_set_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="HF model directory, hub id, or `reference`")
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="extender name (see `ropebench list`); optional with --factors",
+    )
+    parser.add_argument(
+        "--target-length",
+        type=int,
+        default=None,
+        help="target context length (optional with a --factors file that has one)",
+    )
+    add_set_option(parser)
+    parser.add_argument(
+        "--factors",
+        type=Path,
+        default=None,
+        help="factors JSON (e.g. from `ropebench search`) instead of analytic factors",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow custom model code from a hub repository (off by default)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ropebench.errors import RopebenchError
+    from ropebench.methods import get_extender, load_scaling
+    from ropebench.model.export import save_extended
+    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.patch import spec_of
+    from ropebench.rope.math import scale_of
+    from ropebench.rope.spec import spec_from_config_dict
+    from ropebench.settings import parse_overrides
+
+    if args.method is None and args.factors is None:
+        raise RopebenchError("give --method NAME or --factors FILE (see `ropebench list`)")
+    if args.factors is None and args.target_length is None:
+        raise RopebenchError("give --target-length N (the context length to extend to)")
+    # Everything that can be checked from config.json is checked before the weights load.
+    extender = get_extender(args.method, parse_overrides(args.overrides)) if args.method else None
+    config = load_config_dict(args.model)
+    spec = spec_from_config_dict(config)
+    if args.factors is not None:
+        scaling = load_scaling(args.factors, spec, args.target_length)
+        if args.method is not None and scaling.method != args.method:
+            raise RopebenchError(
+                f"{args.factors} holds {scaling.method} factors, not {args.method}; "
+                f"drop --method or use --method {scaling.method}"
+            )
+    else:
+        scaling = extender.rescale(spec, args.target_length)
+
+    dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"))
+    model, tokenizer = load_model(
+        args.model, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code
+    )
+    if spec_of(model) != spec:
+        raise RopebenchError(
+            f"{args.model}: the loaded model's RoPE differs from its config.json; check the directory"
+        )
+    out = save_extended(model, tokenizer, scaling, args.out)
+    params = model.config.rope_parameters
+    print(
+        f"{scaling.method}: window {spec.window} -> {scaling.target_length} "
+        f"(s = {scale_of(spec, scaling.target_length):g}), m = {scaling.attention_factor:.6f}, "
+        f"factors {min(scaling.long_factor):.4g}..{max(scaling.long_factor):.4g}"
+    )
+    print(f"saved to {out} (rope_type {params['rope_type']}, rope_theta {params['rope_theta']:g})")
+    return 0

@@ -1,0 +1,91 @@
+"""`ropebench rope-info MODEL`: a model's RoPE from its config.json alone (no weights loaded).
+
+Prints the base, head and rotary dims, the pretrained window, the critical pair indices d_tcd and
+d10_tcd, and the period of every pair. With `--method` and `--target-length` the table gains the
+method's per-pair factors for that target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ropebench.cli.commands.arguments import add_set_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="HF model directory, hub id, or `reference`")
+    parser.add_argument("--method", default=None, help="also show this extender's factors")
+    parser.add_argument("--target-length", type=int, default=None, help="target for --method")
+    add_set_option(parser, "extender setting for --method (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropebench.errors import RopebenchError
+    from ropebench.methods.base import get_extender
+    from ropebench.model.load import load_config_dict
+    from ropebench.rope.math import critical_index, critical_index_10
+    from ropebench.rope.spec import spec_from_config_dict
+    from ropebench.settings import parse_overrides
+
+    if (args.method is None) != (args.target_length is None):
+        raise RopebenchError("--method and --target-length go together; give both or neither")
+    spec = spec_from_config_dict(load_config_dict(args.model))
+    scaling = None
+    if args.method is not None:
+        extender = get_extender(args.method, parse_overrides(args.overrides))
+        scaling = extender.rescale(spec, args.target_length)
+
+    d_tcd, d10_tcd = critical_index(spec), critical_index_10(spec)
+    periods = spec.periods()
+    if args.json:
+        info = {
+            **{
+                k: getattr(spec, k)
+                for k in (
+                    "model_type",
+                    "rope_type",
+                    "base",
+                    "head_dim",
+                    "rotary_dim",
+                    "partial_rotary_factor",
+                    "window",
+                )
+            },
+            "n_pairs": spec.n_pairs,
+            "d_tcd": d_tcd,
+            "d10_tcd": d10_tcd,
+            "periods": periods,
+        }
+        if scaling is not None:
+            info["scaling"] = scaling.to_dict()
+        print(json.dumps(info, indent=2))
+        return 0
+
+    print(f"model type        {spec.model_type} (rope_type {spec.rope_type})")
+    print(f"base              {spec.base:g}")
+    print(f"head dim          {spec.head_dim}")
+    print(
+        f"rotary dim        {spec.rotary_dim} (partial_rotary_factor {spec.partial_rotary_factor:g},"
+        f" {spec.n_pairs} pairs)"
+    )
+    print(f"window L          {spec.window}")
+    print(f"d_tcd             {d_tcd}  (first pair with period >= L)")
+    print(f"d10_tcd           {d10_tcd}  (first pair with fewer than 10 periods in L)")
+    if scaling is not None:
+        print(
+            f"{scaling.method:<17} target {scaling.target_length}, "
+            f"s = {scaling.target_length / spec.window:g}, m = {scaling.attention_factor:.6f}"
+        )
+    header = f"{'pair':>4}  {'period':>12}  {'periods in L':>12}"
+    if scaling is not None:
+        header += f"  {'factor':>10}"
+    print("\n" + header)
+    for i, period in enumerate(periods):
+        line = f"{i:>4}  {period:>12.1f}  {spec.window / period:>12.3f}"
+        if scaling is not None:
+            line += f"  {scaling.long_factor[i]:>10.4f}"
+        marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
+        print(line + (f"  <- {', '.join(marks)}" if marks else ""))
+    return 0

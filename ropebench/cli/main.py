@@ -1,0 +1,66 @@
+"""The `ropebench` command line.
+
+Each subcommand lives in its own module under `ropebench.cli.commands` and exposes
+`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their command runs
+(or to build `--help`), so heavy libraries never slow down `ropebench list`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ropebench.errors import RopebenchError
+
+# command name -> (module under ropebench.cli.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("list", "List the registered extenders and tasks (plugins included)."),
+    "rope-info": ("rope_info", "Show a model's RoPE: base, rotary dim, window, critical indices, periods."),
+    "extend": ("extend", "Apply an extender to a model and save it as a vanilla HF model directory."),
+    "eval": ("eval", "Evaluate a (patched) model on RULER, needles, perplexity, passkey, short tasks."),
+    "search": ("search", "Search rescale factors (LongRoPE / LongRoPE2 evolutionary search)."),
+    "train": ("train", "Fine-tune a model at the target length with an extender's RoPE."),
+    "compare": ("compare", "Run a comparison plan: search -> train -> evaluate for every method."),
+    "report": ("report", "Render a comparison run as one self-contained HTML page (+ CSV, Markdown)."),
+    "demo": ("demo", "Compare none/pi/ntk/yarn/longrope2 on the built-in reference model and report."),
+    "reference": ("reference", "Build or train the built-in reference model."),
+}
+
+
+def _load(command: str):
+    module_name, _ = COMMANDS[command]
+    return importlib.import_module(f"ropebench.cli.commands.{module_name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ropebench", description=__doc__.splitlines()[0])
+    from ropebench import __version__
+
+    parser.add_argument("--version", action="version", version=f"ropebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen command's module is imported; the others show their one-line help.
+        if name == only:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except RopebenchError as err:
+        print(f"ropebench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ropebench {args.command}: interrupted; finished work is saved, re-run to resume.",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,109 @@
+"""Load a causal LM and its tokenizer: a local HF directory, a hub id (when online) or `reference`.
+
+float32 on CPU (bf16 matmuls are hundreds of times slower on typical CPUs), bf16 on CUDA. The
+rotary inverse frequencies always stay float32 (see `ropebench.model.patch`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ropebench.errors import RopebenchError
+
+REFERENCE_NAME = "reference"
+
+
+def reference_model_dir() -> Path:
+    """The shipped reference checkpoint (a tiny Llama, 512-token window, trained by ropebench)."""
+    return Path(__file__).resolve().parents[1] / "reference" / "checkpoint"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map `reference` to the shipped checkpoint; check that a local path looks like a model."""
+    if name_or_path == REFERENCE_NAME:
+        path = reference_model_dir()
+        if not (path / "config.json").is_file():
+            raise RopebenchError(
+                f"the reference model is not built at {path}; run `ropebench reference train` first"
+            )
+        return str(path)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise RopebenchError(
+                f"{path} has no config.json; point MODEL at a HF model directory or use `reference`"
+            )
+        return str(path)
+    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
+        return name_or_path  # a hub id: transformers resolves it when the network allows
+    raise RopebenchError(
+        f"model directory {name_or_path!r} does not exist; give a local HF model directory, "
+        "a hub id, or `reference`"
+    )
+
+
+def load_config_dict(name_or_path: str) -> dict:
+    """config.json as a dict, without loading weights (a hub id goes through transformers)."""
+    resolved = resolve_model_path(name_or_path)
+    local = Path(resolved) / "config.json"
+    if local.is_file():
+        try:
+            return json.loads(local.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RopebenchError(f"cannot read {local}: {err}; check the file is valid JSON") from err
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolved).to_dict()
+    except OSError as err:
+        raise RopebenchError(f"cannot load the config of {name_or_path!r}: {err}") from err
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+):
+    """Return `(model, tokenizer)` in eval mode on `device`, float32 on CPU and bf16 on CUDA."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_model_path(name_or_path)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+    if attn_implementation is None:
+        attn_implementation = "sdpa"
+        if device.type == "cuda":
+            try:
+                import flash_attn  # noqa: F401
+
+                attn_implementation = "flash_attention_2"
+            except ImportError:
+                pass
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+        )
+    except (OSError, ValueError) as err:
+        raise RopebenchError(f"cannot load model {name_or_path!r}: {err}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return model, tokenizer

@@ -1,0 +1,187 @@
+"""Measure the reference model the way its model card reports it.
+
+Three questions, each answered on fresh samples:
+1. Does it retrieve at its native 512-token window (needle, passkey, multi-key)?
+2. Does it fail out of distribution without extension (needle at 2048; perplexity of the last
+   512 positions of a 2048 window against the first 512)?
+3. Do untrained extensions (none, PI, NTK, YaRN) behave differently at 4x and 8x? A test bed on
+   which every method scores the same cannot rank them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ropebench.backends.hf import HFBackend
+from ropebench.methods import get_extender
+from ropebench.model.patch import apply_scaling, spec_of
+from ropebench.run.evaluate import run_evaluation
+from ropebench.tasks.ppl import long_documents
+
+NATIVE = 512
+UNTRAINED_METHODS = ("none", "pi", "ntk", "yarn")
+
+
+@dataclass
+class CardSettings:
+    samples: int = 50
+    ppl_documents: int = 8
+    seed: int = 1234  # not the training seed: every sample here is fresh
+    haystack: str = "pydoc"  # held-out text for the essay-style tasks and perplexity
+
+
+def position_ppl(backend: HFBackend, window: int, documents: int, haystack: str) -> tuple[float, float]:
+    """Perplexity of the first and of the last `NATIVE` positions of `window`-token documents."""
+    first = last = 0.0
+    n_first = n_last = 0
+    for ids in long_documents(backend.tokenizer, window, documents, haystack):
+        head, tail = backend.nll(ids, 1, NATIVE), backend.nll(ids, window - NATIVE)
+        first, n_first = first + head.total, n_first + head.count
+        last, n_last = last + tail.total, n_last + tail.count
+    return math.exp(first / n_first), math.exp(last / n_last)
+
+
+def measure(model, tokenizer, out_dir: Path, settings: CardSettings) -> dict[str, pd.DataFrame]:
+    """Run every measurement (rows land in `out_dir`, so a re-run resumes) and tabulate."""
+    spec = spec_of(model)
+    backend = HFBackend(model, tokenizer, identity={"model": "reference"})
+    common = dict(samples=settings.samples, seed=settings.seed, out_dir=out_dir,
+                  options={"haystack": settings.haystack}, progress=True)
+    native = run_evaluation(backend, method="none",
+                            tasks=["niah_single_1", "passkey", "niah_multikey_1"],
+                            lengths=[256, NATIVE], **common)
+    ood = run_evaluation(backend, method="none", tasks=["niah_single_1", "passkey"],
+                         lengths=[1024, 2048], **common)
+    p_first, p_last = position_ppl(backend, 4 * NATIVE, settings.ppl_documents, settings.haystack)
+
+    rows = []
+    for method in UNTRAINED_METHODS:
+        for scale in (4, 8):
+            target = scale * NATIVE
+            apply_scaling(model, get_extender(method).rescale(spec, target))
+            label = f"{method}-x{scale}"
+            frame = run_evaluation(backend, method=label, tasks=["niah_single_1", "ppl"],
+                                   lengths=[NATIVE, target], **{**common, "samples": settings.samples})
+            for length in (NATIVE, target):
+                at = frame[frame["length"] == length]
+                rows.append({
+                    "method": method, "scale": f"x{scale}", "length": length,
+                    "niah_single_1": 100 * at[at["task"] == "niah_single_1"]["score"].mean(),
+                    "ppl": at[at["task"] == "ppl"]["score"].mean(),
+                })
+    apply_scaling(model, get_extender("none").rescale(spec, 2 * NATIVE))
+
+    retrieval = pd.concat([native, ood]).groupby(["task", "length"])["score"].mean().mul(100)
+    return {
+        "retrieval": retrieval.round(1).unstack("length"),
+        "position_ppl": pd.DataFrame([{"window": 4 * NATIVE, "first_512": round(p_first, 2),
+                                       "last_512": round(p_last, 2),
+                                       "ratio": round(p_last / p_first, 2)}]),
+        "untrained": pd.DataFrame(rows).round(2),
+    }
+
+
+def _loss_curve(log: list[dict], out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in log]
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    ax.plot(steps, pd.Series([e["loss"] for e in log]).rolling(25, min_periods=1).mean(), label="loss")
+    answer = pd.Series([e["answer_loss"] for e in log]).rolling(25, min_periods=1).mean()
+    ax.plot(steps, answer, label="answer-token loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (25-step mean)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def _curriculum(log: list[dict]) -> str:
+    """Step ranges per row length, as they actually ran (0 = the dense recall warm-up)."""
+    spans: list[list[int]] = []  # [length, first step, last step]
+    for entry in log:
+        if spans and spans[-1][0] == entry["length"]:
+            spans[-1][2] = entry["step"]
+        else:
+            spans.append([entry["length"], entry["step"], entry["step"]])
+    return ", ".join(
+        f"steps {first}-{last}: {'dense recall' if length == 0 else f'{length}-token rows'}"
+        for length, first, last in spans
+    )
+
+
+def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    """README.md (model card) + loss_curve.png beside the shipped weights."""
+    import json
+
+    from ropebench.corpus import documents
+
+    cfg = json.loads((train_dir / "train_config.json").read_text())
+    log = [json.loads(line) for line in (train_dir / "loss_log.jsonl").read_text().splitlines()]
+    _loss_curve(log, checkpoint / "loss_curve.png")
+    # Rows x row length: the tokens the model processed, padding of short task rows included.
+    tokens = sum(cfg["batch_size"] * (e["length"] or cfg["recall_length"]) for e in log)
+    # elapsed_s restarts from 0 when a run resumes: add up the segments.
+    ends = [e for e, nxt in zip(log, log[1:] + [None], strict=True) if nxt is None or nxt["elapsed_s"] < e["elapsed_s"]]
+    wall = sum(e["elapsed_s"] for e in ends)
+    resumed = ", ".join(str(e["step"] + 1) for e in ends[:-1])
+    shape = cfg["shape"]
+    head_dim = shape.get("head_dim") or shape["hidden_size"] // shape["heads"]
+    from safetensors.torch import load_file
+
+    n_params = sum(p.numel() for p in load_file(str(checkpoint / "model.safetensors")).values())
+    text = f"""# ropebench reference model
+
+A tiny Llama trained by `ropebench reference train` on two CPU cores, so that every method in
+ropebench can be compared for real without a GPU or a download. It has a native window of
+{shape['window']} tokens and, like large models, fails beyond it unless its RoPE is extended.
+
+## Model
+`LlamaForCausalLM`: {shape['layers']} layers, hidden {shape['hidden_size']}, {shape['heads']} heads
+(head dim {head_dim}, {head_dim // 2} RoPE pairs),
+MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta']:g},
+{n_params / 1e6:.2f}M parameters; float32 safetensors. Tokenizer: byte-level BPE, vocabulary
+{shape['vocab_size']}, digits split one per token, `<|bos|>` / `<|eos|>` / `<|pad|>`.
+
+## Data
+- Natural text: docstrings and comments of the Python standard library
+  ({len(documents('train'))} modules, `ropebench.corpus`); the language reference
+  topics of `pydoc_data` are held out (the `pydoc` haystack and the perplexity evaluations).
+- Retrieval in the evaluation formats, from the `ropebench.tasks` generators
+  ({', '.join(f"{name} {share:.0%}" for name, share in cfg['mixture']['task_mix'].items())}; essay-style
+  haystacks are shuffled training text), plus dense key-value recall; answer tokens weighted
+  x{cfg['mixture']['answer_weight']:g}, an EOS after each answer. Half the rows are natural text.
+- Curriculum (from the loss log): {_curriculum(log)}.
+
+## Training
+{log[-1]['step']} steps of {cfg['batch_size']} rows, {tokens / 1e6:.1f}M tokens processed, AdamW (lr
+{cfg['lr']:g} -> {cfg['min_lr']:g}, warm-up {cfg['warmup_steps']}, cosine, weight decay
+{cfg['weight_decay']:g}, clip {cfg['max_grad_norm']:g}), seed {cfg['seed']}; wall time
+{wall / 60:.1f} min on 2 CPU cores{f" (resumed at step {resumed})" if resumed else ""}. Final loss
+{log[-1]['loss']:.3f}.
+
+![loss curve](loss_curve.png)
+
+## Measured (fresh samples, `ropebench reference card`)
+Retrieval, % exact (RULER string-match-all; passkey: first integer), no extension:
+
+{tables['retrieval'].to_markdown()}
+
+Perplexity by position in a {int(tables['position_ppl']['window'][0])}-token window (held-out text):
+
+{tables['position_ppl'].to_markdown(index=False)}
+
+Untrained extensions at 4x and 8x (niah_single_1 % and perplexity at the native window and the target):
+
+{tables['untrained'].to_markdown(index=False)}
+"""
+    (checkpoint / "README.md").write_text(text)
+    return checkpoint / "README.md"

@@ -1,0 +1,119 @@
+"""A model's rotary embedding as its HF config describes it: the only reader of RoPE fields.
+
+`RopeSpec.from_config` takes a transformers config object or a config.json dict; for a model that
+ropebench patched it returns the pretrained RoPE remembered under `PRETRAINED_KEY`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ropebench.errors import RopebenchError
+
+# Config key under which a patched model remembers its pretrained RoPE (saved in config.json;
+# vanilla transformers keeps it as a plain attribute). Extending again starts from it.
+PRETRAINED_KEY = "ropebench_pretrained_rope"
+
+# rope_type values whose `original_max_position_embeddings` is the pretrained window.
+_TYPES_WITH_ORIGINAL_WINDOW = ("yarn", "llama3", "longrope")
+
+
+@dataclass(frozen=True)
+class RopeSpec:
+    """A model's rotary embedding as read from its HF config."""
+
+    base: float
+    head_dim: int
+    rotary_dim: int  # head_dim x partial_rotary_factor, even
+    window: int  # pretrained context window L
+    partial_rotary_factor: float = 1.0
+    model_type: str = "llama"
+    rope_type: str = "default"  # the scaling already in the config, if any
+
+    @property
+    def n_pairs(self) -> int:
+        return self.rotary_dim // 2
+
+    @classmethod
+    def from_config(cls, config: Any) -> RopeSpec:
+        """Read from a transformers config object or a config.json dict.
+
+        For a model patched by ropebench this is the pretrained RoPE, not the scaled one.
+        """
+
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(config, dict):
+                return config.get(key, default)
+            return getattr(config, key, default)
+
+        pretrained = get(PRETRAINED_KEY)
+        if isinstance(pretrained, dict):
+            return cls(**pretrained)
+        params = dict(get("rope_parameters") or get("rope_scaling") or {})
+        base = params.get("rope_theta", get("rope_theta"))
+        if base is None:
+            raise RopebenchError(
+                f"the {get('model_type', 'model')} config has no rope_theta / rope_parameters: "
+                "this model does not use RoPE; pick a RoPE model (Llama, Qwen, Mistral, Phi-3, ...)"
+            )
+        hidden = get("hidden_size")
+        heads = get("num_attention_heads")
+        head_dim = get("head_dim") or (hidden // heads if hidden and heads else None)
+        if not head_dim:
+            raise RopebenchError(
+                "the model config gives neither head_dim nor hidden_size/num_attention_heads; "
+                "fix its config.json"
+            )
+        partial = float(
+            params.get("partial_rotary_factor", get("partial_rotary_factor", 1.0)) or 1.0
+        )
+        rotary_dim = int(head_dim * partial)
+        rotary_dim -= rotary_dim % 2
+        rope_type = str(params.get("rope_type", params.get("type", "default")))
+        # Only scaled types carry the pretrained window separately; for `default` (and `dynamic`,
+        # which keeps max_position_embeddings at the pretrained length) it is max_position_embeddings.
+        # Phi-3 configs always have an `original_max_position_embeddings` attribute (default 4096),
+        # which means nothing while rope_type is `default`.
+        window = None
+        if rope_type in _TYPES_WITH_ORIGINAL_WINDOW:
+            window = params.get("original_max_position_embeddings") or get(
+                "original_max_position_embeddings"
+            )
+        window = window or get("max_position_embeddings")
+        if not window:
+            raise RopebenchError(
+                "the model config has no max_position_embeddings; add the pretrained window to config.json"
+            )
+        return cls(
+            base=float(base),
+            head_dim=int(head_dim),
+            rotary_dim=rotary_dim,
+            window=int(window),
+            partial_rotary_factor=partial,
+            model_type=str(get("model_type", "llama")),
+            rope_type=rope_type,
+        )
+
+    def periods(self) -> list[float]:
+        """Period in tokens of every pair: T_i = 2*pi*base^(2i/d)."""
+        return [2 * math.pi * self.base ** (2 * i / self.rotary_dim) for i in range(self.n_pairs)]
+
+
+def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
+    """The RoPE described by a config.json, without loading weights.
+
+    Old configs leave some RoPE fields to transformers' defaults (no rope_theta written); those
+    go through the model type's config class to fill them in.
+    """
+    try:
+        return RopeSpec.from_config(config)
+    except RopebenchError:
+        from transformers import CONFIG_MAPPING
+
+        model_type = config.get("model_type")
+        if model_type not in CONFIG_MAPPING:
+            raise
+        fields = {k: v for k, v in config.items() if k != "model_type"}
+        return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))

@@ -1,0 +1,178 @@
+"""The evaluation loop: tasks x lengths -> one tidy JSON row per sample, resumable.
+
+Rows are appended to `out_dir/rows.jsonl` as soon as they are scored; a re-run skips every
+(method, task, length, index) already there, so an interrupted run resumes where it stopped.
+`out_dir/summary.csv` holds the per (method, task, length) means: x100 for scored tasks (RULER's
+convention), raw values for perplexities.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ropebench.backends.base import Backend
+from ropebench.errors import RopebenchError
+from ropebench.io import JsonlWriter, read_jsonl
+from ropebench.tasks import Row, expand_tasks, get_task
+from ropebench.tasks.base import GenerativeTask, MeasuredTask
+from ropebench.tasks.prompting import encode
+
+ROWS_FILE = "rows.jsonl"
+SUMMARY_FILE = "summary.csv"
+# Options that steer the generation loop rather than the sample generators.
+GENERATION_OPTIONS = (
+    "batch_size",
+    "max_batch_tokens",
+    "stop_at_newline",
+    "engine",
+    "stop_when_settled",
+)
+
+
+def read_rows(out_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(Path(out_dir) / ROWS_FILE)
+
+
+def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
+    """Shared options, overridden by a nested dict under the task's own name."""
+    shared = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    return {**shared, **options.get(task, {})}
+
+
+class RowWriter:
+    """Appends rows to the JSONL file, flushing each one, and remembers what is done."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.lines = JsonlWriter(Path(out_dir) / ROWS_FILE)
+        self.done = {(r["method"], r["task"], r["length"], r["index"]) for r in read_rows(out_dir)}
+
+    def is_done(self, method: str, task: str, length: int, index: int) -> bool:
+        return (method, task, length, index) in self.done
+
+    def write(self, row: Row) -> None:
+        self.lines.write(asdict(row))
+        self.done.add((row.method, row.task, row.length, row.index))
+
+
+def _generative(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
+    gen_opts = {k: opts.pop(k) for k in GENERATION_OPTIONS if k in opts}
+    try:
+        built = task.samples(backend.tokenizer, length, samples, seed, **opts)
+    except RopebenchError as err:
+        bar.write(f"skipping {task.name} at {length}: {err}", file=sys.stderr)
+        bar.update(samples)
+        return
+    # Some tasks make several samples per requested one (the needle grid: one per depth).
+    bar.total += len(built) - samples
+    todo = [s for s in built if not writer.is_done(method, task.name, length, s.index)]
+    bar.update(len(built) - len(todo))
+    if not todo:
+        return
+    # Prompts of a task at one length share max_new_tokens; generate in chunks so rows land on
+    # disk steadily and an interruption loses little.
+    chunk = max(1, gen_opts.get("batch_size", 8)) * 4
+    early = gen_opts.pop("stop_when_settled", True)
+    stop_at_newline = gen_opts.pop("stop_at_newline", task.name == "passkey")
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        # A row may stop once its score is final; its prediction then ends there.
+        settled = (lambda i, text, part=part: task.settled(part[i], text)) if early else None
+        completions = backend.generate(
+            [encode(backend.tokenizer, s.input_text) for s in part],
+            part[0].max_new_tokens,
+            stop_at_newline=stop_at_newline,
+            settled=settled,
+            **gen_opts,
+        )
+        for sample, completion in zip(part, completions, strict=True):
+            writer.write(
+                Row(
+                    task=task.name,
+                    length=length,
+                    method=method,
+                    score=task.score(sample, completion.text),
+                    prediction=completion.text,
+                    references=sample.references,
+                    input_tokens=completion.input_tokens,
+                    seconds=round(completion.seconds, 4),
+                    index=sample.index,
+                    metadata=sample.metadata,
+                )
+            )
+        bar.update(len(part))
+
+
+def _measured(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
+    if writer.is_done(method, task.name, length, 0):
+        bar.update(1)
+        return
+    for row in task.measure(backend, length, samples=samples, seed=seed, options=opts):
+        row.method = method
+        writer.write(row)
+    bar.update(1)
+
+
+def summarize(rows: list[dict[str, Any]]):
+    """Mean score per (method, task, length): x100 for scored tasks, raw for perplexities."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["method", "task", "length", "n", "score"])
+    summary = (
+        frame.groupby(["method", "task", "length"], sort=False)["score"]
+        .agg(["count", "mean"])
+        .reset_index()
+        .rename(columns={"count": "n", "mean": "score"})
+    )
+    raw = summary["task"].map(lambda name: get_task(name).unit != "fraction")
+    summary["score"] = summary["score"].where(raw, summary["score"] * 100).round(4)
+    return summary
+
+
+def run_evaluation(
+    backend: Backend,
+    *,
+    method: str,
+    tasks: list[str],
+    lengths: list[int],
+    samples: int,
+    seed: int,
+    out_dir: Path,
+    options: dict[str, Any] | None = None,
+    progress: bool = True,
+):
+    """Evaluate `backend` on every task x length; returns this run's rows as a DataFrame."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if samples < 1:
+        raise RopebenchError(f"--samples must be at least 1, got {samples}")
+    if not lengths or min(lengths) < 1:
+        raise RopebenchError(f"lengths must be positive integers, got {lengths}")
+    options = dict(options or {})
+    names = expand_tasks(tasks)
+    writer = RowWriter(Path(out_dir))
+
+    plan = []
+    for name in names:
+        task = get_task(name)
+        plan += [(task, length) for length in (lengths if task.per_length else [0])]
+    total = sum(samples if isinstance(task, GenerativeTask) else 1 for task, _ in plan)
+    with tqdm(total=total, desc=f"eval {method}", unit="sample", disable=not progress) as bar:
+        for task, length in plan:
+            bar.set_postfix_str(f"{task.name} @ {length}")
+            if not isinstance(task, GenerativeTask | MeasuredTask):
+                raise RopebenchError(f"task {task.name!r} is neither generative nor measured")
+            opts = task_options(options, task.name)
+            run = _generative if isinstance(task, GenerativeTask) else _measured
+            run(task, backend, length, method, samples, seed, opts, writer, bar)
+
+    rows = read_rows(Path(out_dir))
+    summarize(rows).to_csv(Path(out_dir) / SUMMARY_FILE, index=False)
+    wanted = {(task.name, length) for task, length in plan}
+    mine = [r for r in rows if r["method"] == method and (r["task"], r["length"]) in wanted]
+    return pd.DataFrame(mine)

@@ -1,0 +1,315 @@
+"""The comparison plan: which model, which methods, which stages and which evaluations.
+
+A plan is a YAML file (or CLI flags) like:
+
+    name: my-comparison
+    model: reference            # a local HF directory, a hub id, or `reference`
+    target_length: 4096
+    search: {population: 8, iterations: 3, documents: 2}   # defaults for methods that search
+    train: {steps: 40, lr: 1.0e-4, batch_size: 1}          # the same budget for every method
+    methods:
+      - none                    # the baseline: the original model, never trained
+      - pi
+      - {method: yarn, params: {beta_fast: 32}}
+      - {method: longrope2, label: longrope2-c20, search: {critical_index: 20}}
+    evaluate:
+      tasks: [ruler, niah, ppl, passkey]
+      lengths: [512, 1024, 2048, 4096]
+      samples: 4
+      seed: 0
+
+Per method, `search:` / `train:` may be `false` (skip the stage), `true` (use the plan's defaults)
+or a mapping of settings laid over the plan's defaults. By default a method searches iff its
+extender implements a search, and trains iff the plan has a `train:` section and the method is
+not the baseline. Everything is checked by `load_plan` / `validate` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ropebench.errors import RopebenchError
+from ropebench.settings import parse_settings
+
+BASELINE = "none"
+PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out")
+METHOD_KEYS = ("method", "label", "params", "search", "train", "factors")
+EVALUATE_KEYS = ("tasks", "lengths", "samples", "seed", "options")
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method of the comparison; `label` names it in the run directory and the report."""
+
+    label: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] | None = None  # SearchSettings overrides; None = use rescale()
+    train: dict[str, Any] | None = None  # TrainSettings overrides; None = no training
+    factors: str | None = None  # a factors JSON to use instead of searching
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method == BASELINE
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    tasks: tuple[str, ...]
+    lengths: tuple[int, ...]
+    samples: int = 4
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    target_length: int
+    methods: tuple[MethodPlan, ...]
+    evaluate: EvalPlan
+    name: str = "comparison"
+    out: str | None = None
+
+    def method(self, label: str) -> MethodPlan:
+        return next(m for m in self.methods if m.label == label)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan:
+    """Read a YAML plan, lay CLI `overrides` (top-level keys) over it, and validate it."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RopebenchError(f"plan file {path} does not exist; give the path of a YAML plan")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0]
+        raise RopebenchError(f"plan {path} is not valid YAML ({first}); fix the syntax") from err
+    if not isinstance(raw, dict):
+        raise RopebenchError(f"plan {path} must be a YAML mapping with keys {', '.join(PLAN_KEYS)}")
+    return plan_from_dict(_merge(raw, overrides or {}), source=str(path))
+
+
+def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
+    """Build a Plan from plain data (YAML or CLI flags); every mistake is a RopebenchError."""
+    _check_keys(raw, PLAN_KEYS, source)
+    for key in ("model", "target_length", "methods", "evaluate"):
+        if raw.get(key) in (None, [], {}):
+            raise RopebenchError(f"{source}: `{key}` is missing; every plan names {key}")
+    search_defaults = _section(raw.get("search"), f"{source}: search")
+    train_defaults = _section(raw.get("train"), f"{source}: train")
+    has_train = raw.get("train") not in (None, False)
+    if not isinstance(raw["methods"], list):
+        raise RopebenchError(f"{source}: `methods` must be a list of method names or mappings")
+    methods = [
+        _method(entry, f"{source}: methods[{i}]", search_defaults, train_defaults, has_train)
+        for i, entry in enumerate(raw["methods"])
+    ]
+    if not any(m.is_baseline for m in methods):
+        # The original model is the yardstick of every comparison (e.g. % short-context retained).
+        methods.insert(0, MethodPlan(label=BASELINE, method=BASELINE))
+    labels = [m.label for m in methods]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise RopebenchError(
+            f"{source}: method labels must be unique, {', '.join(duplicates)} repeats; "
+            "give repeated methods a distinct `label:`"
+        )
+    plan = Plan(
+        model=str(raw["model"]),
+        target_length=_positive_int(raw["target_length"], f"{source}: target_length"),
+        methods=tuple(methods),
+        evaluate=_evaluate(raw["evaluate"], f"{source}: evaluate"),
+        name=str(raw.get("name") or "comparison"),
+        out=None if raw.get("out") is None else str(raw["out"]),
+    )
+    validate(plan, source=source)
+    return plan
+
+
+def validate(plan: Plan, *, source: str = "plan") -> None:
+    """Check the plan against the installed methods, tasks and settings, and the model's config."""
+    from ropebench.methods import available_extenders, get_extender
+    from ropebench.model.load import load_config_dict
+    from ropebench.rope.spec import RopeSpec
+    from ropebench.tasks import expand_tasks
+    from ropebench.training.trainer import TrainSettings
+
+    spec = RopeSpec.from_config(load_config_dict(plan.model))
+    if plan.target_length <= spec.window:
+        raise RopebenchError(
+            f"{source}: target_length {plan.target_length} does not extend {plan.model}'s "
+            f"{spec.window}-token window; choose a longer target"
+        )
+    known = available_extenders()
+    for i, m in enumerate(plan.methods):
+        where = f"{source}: methods[{i}] ({m.label})"
+        if m.method not in known:
+            raise RopebenchError(f"{where}: unknown method {m.method!r}; known: {', '.join(sorted(known))}")
+        try:
+            get_extender(m.method, m.params)
+        except RopebenchError as err:
+            raise RopebenchError(f"{where}: params: {err}") from err
+        if m.search is not None:
+            _check_settings(m.search, search_settings_class(m.method), f"{where}: search")
+        if m.train is not None:
+            _check_settings(m.train, TrainSettings, f"{where}: train")
+        if m.factors is not None and not Path(m.factors).is_file():
+            raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
+    try:
+        expand_tasks(plan.evaluate.tasks)
+    except RopebenchError as err:
+        raise RopebenchError(f"{source}: evaluate: {err}") from err
+    longest = max(plan.evaluate.lengths)
+    if longest > plan.target_length:
+        raise RopebenchError(
+            f"{source}: evaluate: length {longest} exceeds target_length {plan.target_length}; "
+            "evaluate at or below the target"
+        )
+
+
+def search_settings_class(method: str) -> type:
+    """The settings dataclass of a method's search (the shared base when it declares none)."""
+    from ropebench.methods import get_extender
+    from ropebench.methods.base import SearchSettings
+
+    return get_extender(method).search_settings_class or SearchSettings
+
+
+def searches(method: str) -> bool:
+    """True when the extender implements its own search (LongRoPE family, plugins that search)."""
+    from ropebench.methods import available_extenders
+    from ropebench.methods.base import Extender
+
+    cls = available_extenders().get(method)
+    return cls is not None and cls.search is not Extender.search
+
+
+def _method(entry: Any, where: str, search_defaults: dict, train_defaults: dict,
+            has_train: bool) -> MethodPlan:
+    if isinstance(entry, str):
+        entry = {"method": entry}
+    if not isinstance(entry, dict) or not entry.get("method"):
+        raise RopebenchError(f"{where}: give a method name or a mapping with a `method:` key")
+    _check_keys(entry, METHOD_KEYS, where)
+    method = str(entry["method"])
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise RopebenchError(f"{where}: params must be a mapping of the method's settings")
+    factors = entry.get("factors")
+    default_search = factors is None and searches(method)
+    default_train = has_train and method != BASELINE
+    return MethodPlan(
+        label=str(entry.get("label") or method),
+        method=method,
+        params=dict(params),
+        search=_stage(entry.get("search", default_search), search_defaults, f"{where}: search"),
+        train=_stage(entry.get("train", default_train), train_defaults, f"{where}: train"),
+        factors=None if factors is None else str(factors),
+    )
+
+
+def _stage(value: Any, defaults: dict, where: str) -> dict[str, Any] | None:
+    """`false`/`null` -> skip, `true` -> the plan's defaults, a mapping -> defaults + mapping."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dict(defaults)
+    return {**defaults, **_section(value, where)}
+
+
+def _section(value: Any, where: str) -> dict[str, Any]:
+    if value in (None, True, False):
+        return {}
+    if not isinstance(value, dict):
+        raise RopebenchError(f"{where} must be a mapping of settings, true or false")
+    return dict(value)
+
+
+def _evaluate(raw: Any, where: str) -> EvalPlan:
+    if not isinstance(raw, dict):
+        raise RopebenchError(f"{where} must be a mapping with keys {', '.join(EVALUATE_KEYS)}")
+    _check_keys(raw, EVALUATE_KEYS, where)
+    tasks = raw.get("tasks")
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not tasks or not isinstance(tasks, list):
+        raise RopebenchError(f"{where}: `tasks` must list at least one task")
+    lengths = raw.get("lengths")
+    if isinstance(lengths, (int, str)):
+        lengths = [x for x in str(lengths).split(",") if x.strip()]
+    if not lengths or not isinstance(lengths, list):
+        raise RopebenchError(f"{where}: `lengths` must list at least one context length")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise RopebenchError(f"{where}: `options` must be a mapping")
+    return EvalPlan(
+        tasks=tuple(str(t) for t in tasks),
+        lengths=tuple(sorted({_positive_int(x, f"{where}: lengths") for x in lengths})),
+        samples=_positive_int(raw.get("samples", 4), f"{where}: samples"),
+        seed=_int(raw.get("seed", 0), f"{where}: seed"),
+        options=dict(options),
+    )
+
+
+def _check_settings(values: dict[str, Any], cls: type, where: str) -> None:
+    """Every key a field of the settings dataclass, every value of its type and in its range."""
+    parse_settings(cls, values, where=where)
+
+
+def _compatible(value: Any, default: Any) -> bool:
+    """YAML gives ints, floats, bools, strings and lists; match them against the default's type."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _check_keys(raw: dict, known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise RopebenchError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise RopebenchError(f"{where}: expected an integer, got {value!r}")
+    try:
+        if isinstance(value, str) and value.strip().lower().endswith("k"):
+            return int(value.strip()[:-1]) * 1024  # "4k" = 4096, as context lengths are written
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise RopebenchError(f"{where}: expected an integer, got {value!r}") from err
+
+
+def _positive_int(value: Any, where: str) -> int:
+    number = _int(value, where)
+    if number <= 0:
+        raise RopebenchError(f"{where}: expected a positive integer, got {value!r}")
+    return number
+
+
+def _merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """CLI overrides replace top-level keys; `evaluate` overrides merge key by key."""
+    merged = dict(raw)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "evaluate" and isinstance(merged.get("evaluate"), dict):
+            merged["evaluate"] = {**merged["evaluate"], **value}
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,250 @@
+"""One strict way from user input to configuration dataclasses.
+
+Every setting a user can give (`--set key=value`, a plan's YAML, a factors file) goes through
+`parse_settings`: unknown keys are an error with a did-you-mean, strings are cast to the field's
+annotated type, numbers must be finite, whole numbers stay whole, and the bounds a field declares
+with `setting(...)` are checked, all before any weights load.
+
+    @dataclass
+    class TrainSettings:
+        steps: int = setting(100, min=1)
+        lr: float = setting(2e-5, gt=0)
+
+    parse_settings(TrainSettings, {"steps": "50"}, where="train")  # -> TrainSettings(steps=50)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from ropebench.errors import RopebenchError
+from ropebench.registry import did_you_mean
+
+D = TypeVar("D")
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    min: float | None = None,  # noqa: A002  (reads best at the call site)
+    max: float | None = None,  # noqa: A002
+    gt: float | None = None,
+    choices: Iterable[Any] | None = None,
+    allow_inf: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field with bounds (`min <= v <= max`, `v > gt`) or a set of allowed values."""
+    metadata = {"min": min, "max": max, "gt": gt, "allow_inf": allow_inf,
+                "choices": tuple(choices) if choices is not None else None}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, str]:
+    """`["key=value", ...]` (a repeated CLI option) as a dict; keys may be dotted."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RopebenchError(f"{option} {item!r} is not KEY=VALUE; write e.g. {option} factor=8")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}` (dotted override keys to sections)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RopebenchError(f"setting {key!r} mixes a value and a section; give one")
+        node[last] = value
+    return out
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def parse_settings(cls: type[D], values: Mapping[str, Any] | None, *, where: str,
+                   base: D | None = None) -> D:
+    """An instance of dataclass `cls` from `values` (over `base` or the defaults), strictly."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        key = unknown[0]
+        raise RopebenchError(
+            f"unknown {where} setting {key!r}{did_you_mean(key, list(fields))}; "
+            f"known: {', '.join(fields) or 'none'}"
+        )
+    changes = {
+        key: _coerce(raw, hints[key], f"{where}.{key}", fields[key].metadata)
+        for key, raw in values.items()
+    }
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **changes)
+        return cls(**changes)
+    except (TypeError, ValueError) as err:
+        raise RopebenchError(f"invalid {where} settings: {err}") from err
+
+
+def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """Raise the one-line error if `value` breaks the bounds of its `setting(...)`."""
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise RopebenchError(
+            f"{name}={value!r} is not allowed{did_you_mean(str(value), [str(c) for c in choices])}; "
+            f"choose from {', '.join(map(str, choices))}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and math.isnan(value):
+        raise RopebenchError(f"{name} is NaN; give a finite number")
+    if isinstance(value, float) and math.isinf(value) and not meta.get("allow_inf"):
+        raise RopebenchError(f"{name} is infinite; give a finite number")
+    low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
+    if low is not None and value < low:
+        raise RopebenchError(f"{name}={value} is below its minimum {low}; give a value >= {low}")
+    if high is not None and value > high:
+        raise RopebenchError(f"{name}={value} is above its maximum {high}; give a value <= {high}")
+    if above is not None and value <= above:
+        raise RopebenchError(f"{name}={value} must be greater than {above}")
+
+
+def validate(instance: Any, where: str) -> None:
+    """Check every field of a dataclass instance against its declared bounds (recursively)."""
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value, f"{where}.{f.name}")
+            continue
+        items = value if isinstance(value, tuple | list) else (value,)
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item) and not f.metadata.get("allow_inf"):
+                raise RopebenchError(f"{where}.{f.name} holds {item}; give finite numbers")
+            if not isinstance(value, tuple | list):
+                check_bounds(f"{where}.{f.name}", item, f.metadata)
+            elif f.metadata.get("min") is not None or f.metadata.get("gt") is not None:
+                check_bounds(f"{where}.{f.name}", item, f.metadata)
+
+
+def _coerce(raw: Any, annotation: Any, name: str, meta: Mapping[str, Any]) -> Any:
+    value = _cast(raw, annotation, name)
+    if isinstance(value, tuple):
+        for item in value:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                check_bounds(name, item, {**meta, "choices": None})
+    else:
+        check_bounds(name, value, meta)
+    return value
+
+
+def _cast(raw: Any, annotation: Any, name: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _cast(raw, arg, name)
+            except RopebenchError as err:
+                errors.append(str(err))
+        raise RopebenchError(errors[0] if errors else f"{name}={raw!r} has no valid type")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(raw, annotation):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise RopebenchError(f"{name} must be a mapping of settings, got {raw!r}")
+        return parse_settings(annotation, raw, where=name)
+    if origin in (tuple, list):
+        items = _split_list(raw, name)
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            kinds = [args[0]] * len(items)
+        elif origin is tuple and args:
+            if len(items) != len(args):
+                raise RopebenchError(f"{name} takes {len(args)} values, got {len(items)}")
+            kinds = list(args)
+        else:
+            kinds = [args[0] if args else Any] * len(items)
+        cast = [_cast(item, kind, name) for item, kind in zip(items, kinds, strict=True)]
+        return tuple(cast) if origin is tuple else cast
+    if origin is dict or annotation is dict:
+        if not isinstance(raw, Mapping):
+            raise RopebenchError(f"{name} must be a mapping, got {raw!r}")
+        return dict(raw)
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise RopebenchError(f"{name}={raw!r} is not a boolean; write true or false")
+    if annotation is int:
+        if isinstance(raw, bool):
+            raise RopebenchError(f"{name}={raw!r} is not a whole number")
+        if isinstance(raw, int):
+            return raw
+        if isinstance(raw, float):
+            if raw.is_integer():
+                return int(raw)
+            raise RopebenchError(f"{name}={raw} is not a whole number; give an integer")
+        if isinstance(raw, str):
+            try:
+                return int(raw)
+            except ValueError:
+                pass
+            try:
+                number = float(raw)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number) and number.is_integer():
+                return int(number)
+        raise RopebenchError(f"{name}={raw!r} is not a whole number; give an integer")
+    if annotation is float:
+        if isinstance(raw, bool):
+            raise RopebenchError(f"{name}={raw!r} is not a number")
+        if isinstance(raw, int | float):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise RopebenchError(f"{name}={raw!r} is not a number; give e.g. {name.split('.')[-1]}=2.5")
+    if annotation is str:
+        if isinstance(raw, str):
+            return raw
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return str(raw)
+        raise RopebenchError(f"{name}={raw!r} is not text")
+    return raw
+
+
+def _split_list(raw: Any, name: str) -> list[Any]:
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    if isinstance(raw, str):
+        # a comma-separated list, with or without brackets: "1,1.5,2" or "[1, 1.5, 2]"
+        return [x.strip() for x in raw.strip("[]() ").split(",") if x.strip()]
+    raise RopebenchError(f"{name} must be a list, got {raw!r}")
