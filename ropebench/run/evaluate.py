@@ -8,6 +8,7 @@ convention), raw values for perplexities.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,30 +17,53 @@ from typing import Any
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
 from ropebench.io import JsonlWriter, read_jsonl
+from ropebench.registry import did_you_mean
+from ropebench.settings import field_names
 from ropebench.tasks import Row, expand_tasks, get_task
-from ropebench.tasks.base import GenerativeTask, MeasuredTask
+from ropebench.tasks.base import GenerationOptions, GenerativeTask, MeasuredTask, Task
 from ropebench.tasks.prompting import encode
 
 ROWS_FILE = "rows.jsonl"
 SUMMARY_FILE = "summary.csv"
-# Options that steer the generation loop rather than the sample generators.
-GENERATION_OPTIONS = (
-    "batch_size",
-    "max_batch_tokens",
-    "stop_at_newline",
-    "engine",
-    "stop_when_settled",
-)
-
-
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
     return read_jsonl(Path(out_dir) / ROWS_FILE)
 
 
-def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
-    """Shared options, overridden by a nested dict under the task's own name."""
+def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dict[str, Any]]:
+    """Each task's options from `options`: shared keys (`--option key=value`) go to every task
+    that knows them, and a nested mapping under a task's name (`--option ppl.stride=256`) to that
+    task alone. A key no selected task knows, or a task-scoped key its task does not know, is an
+    error; values are cast and checked against each task's `Options`."""
+    by_name = {task.name: task for task in tasks}
     shared = {k: v for k, v in options.items() if not isinstance(v, dict)}
-    return {**shared, **options.get(task, {})}
+    scoped = {k: v for k, v in options.items() if isinstance(v, dict)}
+    for name in scoped:
+        if name not in by_name:
+            raise RopebenchError(
+                f"options for {name!r}, which is not among the tasks run "
+                f"({', '.join(by_name)}){did_you_mean(name, list(by_name))}; drop them or add the task"
+            )
+    known = {task.name: set(field_names(task.options_class())) for task in tasks}
+    # Generation options may be given for a run that happens to have no generative task.
+    everywhere = sorted(set(field_names(GenerationOptions)).union(*known.values()))
+    for key in shared:
+        if key not in everywhere:
+            raise RopebenchError(
+                f"unknown option {key!r}{did_you_mean(key, everywhere)}; the tasks run here take: "
+                f"{', '.join(everywhere) or 'none'}"
+            )
+    return {
+        task.name: task.parse_options(
+            {**{k: v for k, v in shared.items() if k in known[task.name]},
+             **scoped.get(task.name, {})}
+        )
+        for task in tasks
+    }
+
+
+def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
+    """The options one task sees (see `resolve_options`)."""
+    return resolve_options(options, [get_task(task)])[task] if options else {}
 
 
 class RowWriter:
@@ -58,7 +82,8 @@ class RowWriter:
 
 
 def _generative(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
-    gen_opts = {k: opts.pop(k) for k in GENERATION_OPTIONS if k in opts}
+    loop = {f.name for f in dataclasses.fields(GenerationOptions)}
+    gen_opts = {k: opts.pop(k) for k in list(opts) if k in loop}
     try:
         built = task.samples(backend.tokenizer, length, samples, seed, **opts)
     except RopebenchError as err:
@@ -75,7 +100,9 @@ def _generative(task, backend, length, method, samples, seed, opts, writer, bar)
     # disk steadily and an interruption loses little.
     chunk = max(1, gen_opts.get("batch_size", 8)) * 4
     early = gen_opts.pop("stop_when_settled", True)
-    stop_at_newline = gen_opts.pop("stop_at_newline", task.name == "passkey")
+    stop_at_newline = gen_opts.pop("stop_at_newline", None)
+    if stop_at_newline is None:
+        stop_at_newline = task.stop_at_newline
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         # A row may stop once its score is final; its prediction then ends there.
@@ -153,8 +180,8 @@ def run_evaluation(
         raise RopebenchError(f"--samples must be at least 1, got {samples}")
     if not lengths or min(lengths) < 1:
         raise RopebenchError(f"lengths must be positive integers, got {lengths}")
-    options = dict(options or {})
     names = expand_tasks(tasks)
+    resolved = resolve_options(dict(options or {}), [get_task(name) for name in names])
     writer = RowWriter(Path(out_dir))
 
     plan = []
@@ -167,7 +194,7 @@ def run_evaluation(
             bar.set_postfix_str(f"{task.name} @ {length}")
             if not isinstance(task, GenerativeTask | MeasuredTask):
                 raise RopebenchError(f"task {task.name!r} is neither generative nor measured")
-            opts = task_options(options, task.name)
+            opts = dict(resolved[task.name])
             run = _generative if isinstance(task, GenerativeTask) else _measured
             run(task, backend, length, method, samples, seed, opts, writer, bar)
 

@@ -140,7 +140,8 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     from ropebench.methods import available_extenders, get_extender
     from ropebench.model.load import load_config_dict
     from ropebench.rope.spec import RopeSpec
-    from ropebench.tasks import expand_tasks
+    from ropebench.run.evaluate import resolve_options
+    from ropebench.tasks import expand_tasks, get_task
     from ropebench.training.trainer import TrainSettings
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
@@ -165,7 +166,8 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.factors is not None and not Path(m.factors).is_file():
             raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
     try:
-        expand_tasks(plan.evaluate.tasks)
+        names = expand_tasks(plan.evaluate.tasks)
+        resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
     except RopebenchError as err:
         raise RopebenchError(f"{source}: evaluate: {err}") from err
     longest = max(plan.evaluate.lengths)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from ropebench.backends.base import Backend
+from ropebench.settings import parse_settings, setting
 
 
 @dataclass
@@ -49,24 +53,84 @@ class Row:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# Options every generative task takes: they steer the generation loop, not the samples.
+@dataclass
+class GenerationOptions:
+    batch_size: int = setting(8, min=1)  # rows per decode batch
+    max_batch_tokens: int = setting(65536, min=1)  # KV-cache tokens per batch
+    engine: str = "fast"  # the HF backend's engine: "fast" or "hf" (`model.generate`)
+    stop_at_newline: bool | None = None  # None: the task's own rule (passkey stops at a newline)
+    stop_when_settled: bool = True  # end a row once its score can no longer change
+
+
+@dataclass
+class NoOptions:
+    """A task without options."""
+
+
 class Task:
     """A benchmark registered by name (see `ropebench.tasks.registry`).
 
     `kind` tells the evaluation loop how to run it: "generate" tasks build prompts and score the
-    model's greedy completions; "measure" tasks (perplexity, lm-eval) run the model themselves.
+    model's greedy completions; "measure" tasks (perplexity, lm-eval) run a backend themselves.
+
+    What a task declares, so that the loop, the cost estimate and the reports stay generic:
+    - `unit`: "fraction" (row scores in [0, 1], shown x100) or "perplexity" (lower is better);
+    - `per_length`: False for tasks run once (rows have length 0);
+    - `title` and `report`: the report section it gets ("by_length": a method x length table;
+      "depth_grid": a depth x length heatmap per method; "subtasks": a method x sub-task table;
+      "group": shown through its group, e.g. RULER), and `group` for the latter;
+    - `stop_at_newline`: generation stops at the first newline (passkey);
+    - `Options`: the dataclass of its options (generative tasks: the keyword-only parameters of
+      `samples`, derived automatically); unknown option keys are an error.
     """
 
     name: str = ""
     kind: str = "generate"
     description: str = ""
-    unit: str = "fraction"  # row scores are fractions in [0, 1], or "perplexity"
-    per_length: bool = True  # False: run once, rows have length 0 (short-context tasks)
+    unit: str = "fraction"
+    per_length: bool = True
+    title: str = ""
+    report: str = "by_length"
+    group: str | None = None
+    stop_at_newline: bool = False
+    Options: type = NoOptions
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.unit == "fraction"
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    def options_class(self) -> type:
+        return self.Options
+
+    def parse_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` checked against `Options` (known keys, types, bounds), cast; only the keys
+        given are returned, so the task's own defaults apply to the others."""
+        parsed = parse_settings(self.options_class(), values, where=f"{self.name} option")
+        return {key: getattr(parsed, key) for key in values}
 
 
 class GenerativeTask(Task):
     """Prompts in, one completion per prompt, a score in [0, 1] per completion."""
 
     kind = "generate"
+
+    def options_class(self) -> type:
+        """The keyword-only parameters of `samples` plus `GenerationOptions`, as one dataclass."""
+        cls = type(self)
+        if "_options_dataclass" not in cls.__dict__:
+            hints = typing.get_type_hints(cls.samples)
+            params = inspect.signature(cls.samples).parameters.values()
+            fields = [(p.name, hints.get(p.name, Any), dataclasses.field(default=p.default))
+                      for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            cls._options_dataclass = dataclasses.make_dataclass(
+                f"{cls.__name__}Options", fields, bases=(GenerationOptions,)
+            )
+        return cls._options_dataclass
 
     def samples(self, tokenizer, length: int, n: int, seed: int, **options: Any) -> list[Sample]:
         raise NotImplementedError

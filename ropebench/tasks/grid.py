@@ -59,6 +59,8 @@ def grid_draft(units: int, rng: random.Random, *, depth: float, haystack: str) -
 
 class NeedleGrid(StringMatchTask):
     name = "niah"
+    title = "Needle in a haystack"
+    report = "depth_grid"
     description = (
         "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
     )

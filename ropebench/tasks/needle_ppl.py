@@ -19,6 +19,7 @@ from typing import Any
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
+from ropebench.settings import setting
 from ropebench.tasks.base import MeasuredTask, Row
 from ropebench.tasks.haystacks import get_haystack
 from ropebench.tasks.ruler.words import random_key
@@ -123,9 +124,17 @@ class NeedlePPL:
         return sum(ppls) / len(ppls)
 
 
+@dataclass
+class NeedlePPLOptions:
+    haystack: str = "pydoc"
+    needle_position: str = setting("start", choices=("start", "depths"))
+
+
 class NeedlePPLTask(MeasuredTask):
     name = "needle_ppl"
     unit = "perplexity"
+    title = "Needle-driven perplexity"
+    Options = NeedlePPLOptions
     description = (
         "Needle-driven perplexity (LongRoPE2 search fitness; options: haystack, needle_position)"
     )

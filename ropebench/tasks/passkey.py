@@ -48,6 +48,8 @@ def first_integer(prediction: str) -> str | None:
 
 class Passkey(GenerativeTask):
     name = "passkey"
+    title = "Passkey retrieval (%)"
+    stop_at_newline = True
     description = "Passkey retrieval (YaRN / landmark style): a 1..50000 key hidden in noise"
 
     def samples(

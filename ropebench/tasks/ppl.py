@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
+from ropebench.settings import setting
 from ropebench.tasks.base import MeasuredTask, Row
 from ropebench.tasks.haystacks import get_haystack
 
@@ -68,9 +70,18 @@ def perplexity(
     return math.exp(total / count)
 
 
+@dataclass
+class PerplexityOptions:
+    stride: int | None = setting(None, min=1)  # None: one truncated window per document
+    haystack: str = "pydoc"
+    document_tokens: int | None = setting(None, min=2)
+
+
 class PerplexityTask(MeasuredTask):
     name = "ppl"
     unit = "perplexity"
+    title = "Perplexity"
+    Options = PerplexityOptions
     description = "Perplexity at each length (options: stride, haystack, document_tokens)"
 
     def measure(

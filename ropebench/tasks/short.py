@@ -9,6 +9,7 @@ left-truncates prompts to the config's native window.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
+from ropebench.settings import setting
 from ropebench.tasks.base import MeasuredTask, Row
 
 SHORT_DIR = Path(__file__).resolve().parent / "short_tasks"
@@ -78,9 +80,19 @@ def run_lm_eval(
     return {name: metrics for name, metrics in results["results"].items()}
 
 
+@dataclass
+class ShortOptions:
+    short_tasks: tuple[str, ...] = DEFAULT_TASKS  # lm-eval task names (a comma-separated list)
+    short_limit: int | None = setting(None, min=1)  # samples per lm-eval task (None: all)
+    max_length: int | None = setting(None, min=1)  # None: the model's configured window
+
+
 class ShortTasks(MeasuredTask):
     name = "short"
     per_length = False
+    title = "Short-context tasks (accuracy %)"
+    report = "subtasks"
+    Options = ShortOptions
     description = (
         "Short-context tasks through lm-eval (options: short_tasks, short_limit, max_length)"
     )

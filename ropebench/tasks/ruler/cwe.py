@@ -7,7 +7,7 @@ import random
 from ropebench.tasks.base import Sample
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import StringMatchTask
+from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import cwe_vocabulary
 
 COMMON = 10
@@ -50,7 +50,7 @@ def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int = 1) ->
     )
 
 
-class RulerCWE(StringMatchTask):
+class RulerCWE(RulerTask):
     name = "cwe"
     description = "RULER common words extraction: the 10 most frequent words of a numbered list"
 

@@ -10,7 +10,7 @@ from ropebench.errors import RopebenchError
 from ropebench.tasks.base import Sample
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import StringMatchTask
+from ropebench.tasks.ruler.scoring import RulerTask
 
 ALPHA = 2.0
 ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
@@ -46,7 +46,7 @@ def fwe_draft(units: int, rng: random.Random, *, vocab_size: int) -> Draft:
     )
 
 
-class RulerFWE(StringMatchTask):
+class RulerFWE(RulerTask):
     name = "fwe"
     description = "RULER frequent words extraction: the 3 most frequent coded words (Zipf, alpha 2)"
 

@@ -10,7 +10,7 @@ from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import NOISE_LINE, get_haystack, split_sentences
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import StringMatchTask
+from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import random_key
 
 # Needle depths in percent: round(linspace(0, 100, 40)).
@@ -126,7 +126,7 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
     )
 
 
-class RulerNiah(StringMatchTask):
+class RulerNiah(RulerTask):
     """A RULER niah task. Option `haystack` replaces the essay haystack (e.g. `pydoc`, a folder)."""
 
     def __init__(self, name: str, config: NiahConfig) -> None:

@@ -23,7 +23,7 @@ from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import cache_dir
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import StringMatchTask
+from ropebench.tasks.ruler.scoring import RulerTask
 
 SOURCES = {
     "squad": (
@@ -155,7 +155,7 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int) -> 
     )
 
 
-class RulerQA(StringMatchTask):
+class RulerQA(RulerTask):
     """qa_1 (SQuAD v2) or qa_2 (HotpotQA); option `squad_path` / `hotpotqa_path`: a local file."""
 
     def __init__(self, name: str, source: str) -> None:

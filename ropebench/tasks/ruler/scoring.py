@@ -41,3 +41,11 @@ class StringMatchTask(GenerativeTask):
     def settled(self, sample: Sample, prediction: str) -> bool:
         # More text can only add substring matches, so a full score cannot change again.
         return self.score(sample, prediction) >= 1.0
+
+
+class RulerTask(StringMatchTask):
+    """One of RULER's 13 tasks: reported through the RULER group (per-length mean, effective
+    length) rather than in a section of its own."""
+
+    group = "ruler"
+    report = "group"

@@ -9,7 +9,7 @@ from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import NOISE_LINE
 from ropebench.tasks.prompting import Draft, build_samples
 from ropebench.tasks.ruler import templates
-from ropebench.tasks.ruler.scoring import StringMatchTask
+from ropebench.tasks.ruler.scoring import RulerTask
 
 HOPS = 4  # one chain of 5 variables
 EXAMPLE_LENGTH = 500  # RULER builds its one-shot example at 500 tokens, with 3-letter names
@@ -50,7 +50,7 @@ def render_example(draft: Draft) -> str:
     return draft.text + draft.answer_prefix + " " + " ".join(draft.references)
 
 
-class RulerVT(StringMatchTask):
+class RulerVT(RulerTask):
     name = "vt"
     description = "RULER variable tracking: one chain of 5 assignments (4 hops) in noise, one-shot"
 
