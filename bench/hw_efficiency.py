@@ -24,11 +24,11 @@ from _common import FlopCounter, matmul_flops_per_s
 
 
 def run_task(model, tokenizer, task: str, length: int, samples: int) -> None:
+    from ropebench.backends.hf import HFBackend
     from ropebench.run.evaluate import run_evaluation
 
     run_evaluation(
-        model,
-        tokenizer,
+        HFBackend(model, tokenizer),
         method="yarn",
         tasks=[task],
         lengths=[length],

@@ -22,6 +22,7 @@ from _common import growth_exponent, peak_rss_mib, run_child
 def measure(length: int, mode: str) -> dict:
     import torch
 
+    from ropebench.backends.hf import HFBackend
     from ropebench.methods import get_extender
     from ropebench.model.load import load_model
     from ropebench.model.patch import apply_scaling, spec_of
@@ -34,13 +35,13 @@ def measure(length: int, mode: str) -> dict:
     with torch.inference_mode():  # warm up kernels, allocator and haystack caches
         model(input_ids=ids[:, :64])
         if task is not None:
-            task.measure(model, tokenizer, 512, samples=1, seed=1, options={})
+            task.measure(HFBackend(model, tokenizer), 512, samples=1, seed=1, options={})
     baseline = peak_rss_mib()
     with torch.inference_mode():
         if task is None:
             model(input_ids=ids, labels=ids)
         else:
-            task.measure(model, tokenizer, length, samples=1, seed=0, options={})
+            task.measure(HFBackend(model, tokenizer), length, samples=1, seed=0, options={})
     return {
         "length": length,
         "mode": mode,

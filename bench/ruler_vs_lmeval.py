@@ -24,6 +24,7 @@ from _common import run_child, since_spawn
 
 
 def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> dict:
+    from ropebench.backends.hf import HFBackend
     from ropebench.model.load import load_model, reference_model_dir
     from ropebench.run.evaluate import run_evaluation
 
@@ -33,8 +34,7 @@ def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> di
     load = time.perf_counter() - start
     start = time.perf_counter()
     rows = run_evaluation(
-        model,
-        tokenizer,
+        HFBackend(model, tokenizer),
         method="none",
         tasks=[task],
         lengths=[length],

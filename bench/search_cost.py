@@ -33,21 +33,16 @@ def plain_forward_seconds(model, documents, repeats: int = 3) -> float:
 
 def timed_search(model, tokenizer, target_length: int, settings) -> tuple[float, int, float]:
     """(wall seconds, evaluations, best fitness) of one LongRoPE2 search with a checkpoint file."""
-    from ropebench.methods.evolution.search import search_longrope2
-
+    from ropebench.backends.hf import HFBackend
+    from ropebench.methods.evolution.ga import search_longrope2
     from ropebench.model.patch import spec_of
+    from ropebench.search.fitness import make_scorer
 
     checkpoint = Path(tempfile.mkdtemp()) / "search.json"
     start = time.perf_counter()
-    scaling = search_longrope2(
-        model,
-        tokenizer,
-        spec_of(model),
-        target_length,
-        settings,
-        checkpoint=checkpoint,
-        progress=False,
-    )
+    scorer = make_scorer(HFBackend(model, tokenizer), target_length, settings)
+    scaling = search_longrope2(spec_of(model), target_length, scorer, settings,
+                               checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     return seconds, scaling.extra["evaluations"], scaling.extra["best_fitness"]
 
@@ -61,9 +56,8 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true", help="do not time the demo's search")
     args = parser.parse_args()
 
-    from ropebench.methods.evolution.search import SearchSettings
-
     from ropebench.methods import get_extender
+    from ropebench.methods.evolution.settings import EvolutionSettings as SearchSettings
     from ropebench.model.load import load_model
     from ropebench.model.patch import apply_scaling, spec_of
     from ropebench.run.plan import load_plan
@@ -82,6 +76,7 @@ def main() -> None:
         crossovers=args.population // 2,
         documents=args.documents,
         baselines=(),  # scored outside the candidates: they would blur the per-candidate cost
+        progress=False,
     )
     seconds, evaluations, best = timed_search(model, tokenizer, args.target_length, settings)
     per_candidate = seconds / evaluations

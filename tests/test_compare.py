@@ -19,8 +19,10 @@ import pytest
 from ropebench.reports import write_report
 from ropebench.reports.results import load_run
 from ropebench.run import runner as compare
+from ropebench.run.estimate import estimate_seconds
 from ropebench.run.plan import plan_from_dict
-from ropebench.run.runner import ComparisonRunner, plan_stages
+from ropebench.run.runner import ComparisonRunner
+from ropebench.run.stages import plan_stages
 
 pytestmark = pytest.mark.slow
 
@@ -203,12 +205,13 @@ def test_plan_from_flags(workspace, tmp_path, capsys):
 def test_settings_accept_yaml_lists():
     from ropebench.training.trainer import TrainSettings
 
-    settings = compare._settings(TrainSettings, {"betas": [0.8, 0.9], "steps": 5})
+    settings = compare.settings_of("train", {"betas": [0.8, 0.9], "steps": 5}, "yarn")
+    assert isinstance(settings, TrainSettings)
     assert settings.betas == (0.8, 0.9) and settings.steps == 5
 
 
 def test_budget_counts_only_pending_work(workspace, reference_run, tmp_path):
     plan = plan_from_dict(raw_plan(workspace))
-    assert compare.estimate_seconds(ComparisonRunner(plan, reference_run, progress=False)) == 0.0
-    fresh = compare.estimate_seconds(ComparisonRunner(plan, tmp_path / "new", progress=False))
+    assert estimate_seconds(ComparisonRunner(plan, reference_run, progress=False)) == 0.0
+    fresh = estimate_seconds(ComparisonRunner(plan, tmp_path / "new", progress=False))
     assert fresh > 0.0

@@ -10,6 +10,7 @@ import pytest
 
 from ropebench.errors import RopebenchError
 from ropebench.methods import available_extenders, get_extender, load_scaling
+from ropebench.methods.base import TrainingLayout
 from ropebench.rope.math import critical_index
 from ropebench.rope.scaling import RopeScaling, longrope_scaling, validate_factors
 from ropebench.rope.spec import RopeSpec
@@ -88,10 +89,10 @@ def test_overrides_are_cast_to_field_types():
 @pytest.mark.parametrize(
     "name, overrides, message",
     [
-        ("nope", None, "unknown method 'nope' .did you mean none or longrope.; known methods: dynamic-ntk, llama3"),
-        ("yarn", {"alpha": "1"}, "unknown setting 'alpha'.*beta_fast"),
-        ("yarn", {"beta_fast": "fast"}, "beta_fast='fast' is not a valid float"),
-        ("longrope", {"long_factor": "1,x"}, "not a valid tuple"),
+        ("nope", None, "unknown method 'nope' .did you mean none or longrope..; known methods: dynamic-ntk, llama3"),
+        ("yarn", {"alpha": "1"}, "unknown yarn setting 'alpha'.*beta_fast"),
+        ("yarn", {"beta_fast": "fast"}, "beta_fast='fast' is not a number"),
+        ("longrope", {"long_factor": "1,x"}, "long_factor='x' is not a number"),
     ],
 )
 def test_bad_method_or_setting(name, overrides, message):
@@ -198,78 +199,45 @@ def test_load_scaling_errors(tmp_path, content, target, message):
 
 
 def test_default_search_returns_the_analytic_factors():
-    assert get_extender("yarn").search(None, None, TINY, 256) == get_extender("yarn").rescale(
-        TINY, 256
-    )
+    never = lambda scaling: pytest.fail("a method without a search scores nothing")  # noqa: E731
+    assert get_extender("yarn").search(TINY, 256, never) == get_extender("yarn").rescale(TINY, 256)
 
 
 @pytest.mark.parametrize(
     "name, function", [("longrope", "search_longrope"), ("longrope2", "search_longrope2")]
 )
 def test_longrope_family_delegates_search(monkeypatch, name, function):
-    import ropebench.methods.evolution.search as evolution
+    import ropebench.methods.evolution.ga as ga
 
     calls = []
 
-    def fake(model, tokenizer, spec, target_length, settings, *, checkpoint=None, progress=True):
-        calls.append((spec, target_length, settings, checkpoint))
+    def fake(spec, target_length, scorer, settings, *, checkpoint=None):
+        calls.append((spec, target_length, scorer, settings, checkpoint))
         return longrope_scaling(spec, target_length, [1.0] * spec.n_pairs, method=name)
 
-    monkeypatch.setattr(evolution, function, fake)
+    monkeypatch.setattr(ga, function, fake)
     ext = get_extender(name, {"critical_index": "2"} if name == "longrope2" else None)
-    result = ext.search("model", "tok", TINY, 256, checkpoint=Path("ckpt.json"))
+    scorer = object()
+    result = ext.search(TINY, 256, scorer, checkpoint=Path("ckpt.json"))
     assert result.method == name
-    ((spec, target, settings, checkpoint),) = calls
-    assert (spec, target, checkpoint) == (TINY, 256, Path("ckpt.json"))
+    ((spec, target, passed, settings, checkpoint),) = calls
+    assert (spec, target, passed, checkpoint) == (TINY, 256, scorer, Path("ckpt.json"))
+    assert isinstance(settings, ext.search_settings_class)
     if name == "longrope2":
         assert settings.critical_index == 2  # the extender's setting reaches the search
 
 
 @pytest.mark.parametrize(
-    "name, settings_mixed, expected",
+    "name, overrides, expected",
     [
-        ("yarn", True, False),
-        ("longrope2", None, True),
-        ("longrope2", False, False),
+        ("yarn", None, TrainingLayout()),
+        ("longrope2", None, TrainingLayout(mixed=True)),
+        ("longrope2", {"mixed": "false"}, TrainingLayout(mixed=False)),
+        ("longrope2", {"per_document_mask_long": "true"},
+         TrainingLayout(mixed=True, per_document_mask_long=True)),
     ],
 )
-def test_train_delegates_with_mixed_only_for_longrope2(monkeypatch, name, settings_mixed, expected):
-    import types
-
-    import ropebench.training.trainer as train
-
-    seen = {}
-    monkeypatch.setattr(train, "train_model", lambda *a, out_dir, mixed: seen.update(mixed=mixed))
-    settings = (
-        types.SimpleNamespace()
-        if settings_mixed is None
-        else types.SimpleNamespace(mixed=settings_mixed)
-    )
-    ext = get_extender(name)
-    ext.train("model", "tok", ext.rescale(TINY, 256), settings, out_dir=Path("out"))
-    assert seen == {"mixed": expected}
+def test_only_longrope2_trains_in_mixed_windows(name, overrides, expected):
+    assert get_extender(name, overrides).training_layout() == expected
 
 
-# --- plugins --------------------------------------------------------------------------------------
-
-
-def test_plugin_registers_through_entry_point(monkeypatch):
-    assert "half-pi" not in available_extenders()
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
-    assert "half-pi" in available_extenders()
-    ext = get_extender("half-pi", {"power": "1"})
-    assert ext.rescale(TINY, 256).long_factor == (4.0,) * 8
-    assert get_extender("half-pi").rescale(TINY, 256).rope_parameters["factor"] == 2.0
-
-
-def test_broken_plugin_is_reported_not_fatal(monkeypatch, tmp_path):
-    dist = tmp_path / "broken_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ropebench.methods]\nbroken = no_such_module:Thing\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.warns(UserWarning, match="broken"):
-        names = available_extenders()
-    assert "broken" not in names and "yarn" in names
-    with pytest.raises(RopebenchError, match="plugin 'broken'.*failed to load"):
-        get_extender("broken")

@@ -17,7 +17,7 @@ from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.run.evaluate import run_evaluation
 from ropebench.search.fitness import FITNESS, make_scorer
 from ropebench.settings import parse_settings, setting
-from ropebench.tasks.base import MeasuredTask, Row
+from ropebench.tasks.base import MeasuredTask
 from ropebench.tasks.registry import TASKS, get_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")

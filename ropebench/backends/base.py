@@ -62,7 +62,8 @@ class Backend(ABC):
     @property
     @abstractmethod
     def identity(self) -> dict[str, Any]:
-        """What this backend's results depend on (stored with rows and checkpoints)."""
+        """What this backend's results depend on (stored with rows and checkpoints): the model
+        as loaded, not a scaling applied to it afterwards."""
 
     @property
     @abstractmethod

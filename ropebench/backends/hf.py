@@ -8,7 +8,7 @@ with length x vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from ropebench.backends.hf_engine import ENGINES, greedy_completions
 from ropebench.model.mixed import install_mixed_rotary
 from ropebench.model.patch import apply_scaling
 from ropebench.rope.scaling import RopeScaling
+from ropebench.rope.spec import RopeSpec
 from ropebench.settings import parse_settings, setting
 
 HEAD_CHUNK = 1024  # positions per lm_head call: caps the float32 logits at HEAD_CHUNK x vocab
@@ -54,8 +55,10 @@ class HFBackend(Backend):
 
     @property
     def identity(self) -> dict[str, Any]:
-        params = getattr(self.model.config, "rope_parameters", None)
-        return {**self._identity, "rope_parameters": params}
+        """The model as loaded (its pretrained RoPE included); a scaling applied later is not
+        part of it: searches change the RoPE of one identity candidate by candidate."""
+        spec = RopeSpec.from_config(self.model.config) if self.model is not None else None
+        return {**self._identity, "pretrained_rope": None if spec is None else asdict(spec)}
 
     @property
     def max_length(self) -> int:

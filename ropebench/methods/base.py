@@ -55,6 +55,10 @@ class SearchSettings:
     seed: int = 0
     progress: bool = True  # show a progress bar (how a search runs, not what it finds)
 
+    def evaluations(self) -> int:
+        """The most candidates this search scores (for time estimates)."""
+        return 1
+
 
 @dataclass(frozen=True)
 class TrainingLayout:
@@ -153,7 +157,4 @@ def available_extenders() -> dict[str, type[Extender]]:
 def get_extender(name: str, overrides: dict[str, Any] | None = None) -> Extender:
     """Instantiate the extender `name`, applying `key=value` config overrides."""
     cls = EXTENDERS.get(name)
-    config = cls.config_class()
-    if overrides:
-        config = config.updated(overrides)
-    return cls(config)
+    return cls(parse_settings(cls.config_class, overrides or {}, where=name))

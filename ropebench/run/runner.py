@@ -18,132 +18,23 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ropebench import __version__
 from ropebench.io import write_json_atomic
-from ropebench.run.plan import MethodPlan, Plan
+from ropebench.run.plan import Plan
 from ropebench.run.runlog import RunLog, environment
+from ropebench.run.stages import ArtifactStore, MethodStages, Stage, model_fingerprint, plan_stages
 from ropebench.settings import parse_settings
 
 MANIFEST = "manifest.json"
 RUNLOG = "runlog.jsonl"
 DONE = "done"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One unit of cached work; its key is the hash of `inputs`."""
-
-    kind: str  # "scaling", "train" or "eval"
-    label: str  # the method label (eval stages add the task)
-    inputs: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        canonical = json.dumps(self.inputs, sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    @property
-    def relpath(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
-        return f"stages/{self.kind}/{slug}-{self.key}"
-
-
-@dataclass(frozen=True)
-class MethodStages:
-    method: MethodPlan
-    scaling: Stage
-    train: Stage | None
-    evals: dict[str, Stage]  # task -> stage
-
-    def all(self) -> list[Stage]:
-        return [self.scaling, *([self.train] if self.train else []), *self.evals.values()]
-
-
-class ArtifactStore:
-    """Stage folders under a run directory; `done` markers say which are finished."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-
-    def path(self, stage: Stage) -> Path:
-        return self.run_dir / stage.relpath
-
-    def is_done(self, stage: Stage) -> bool:
-        return (self.path(stage) / DONE).is_file()
-
-    def record(self, stage: Stage) -> dict[str, Any]:
-        return json.loads((self.path(stage) / DONE).read_text())
-
-    def open(self, stage: Stage) -> Path:
-        """The stage folder, ready for work; an interrupted try's leftovers stay for resuming."""
-        folder = self.path(stage)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "inputs.json", {"kind": stage.kind, "key": stage.key, **stage.inputs})
-        return folder
-
-    def finish(self, stage: Stage, seconds: float, **info: Any) -> None:
-        write_json_atomic(
-            self.path(stage) / DONE,
-            {"key": stage.key, "seconds": round(seconds, 3),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info},
-        )
-
-
-def model_fingerprint(name_or_path: str) -> dict[str, Any]:
-    """Identify a model without reading its weights: config.json plus the files' names and sizes."""
-    from ropebench.model.load import resolve_model_path
-
-    resolved = Path(resolve_model_path(name_or_path))
-    if not resolved.is_dir():
-        return {"model": name_or_path}  # a hub id: the name is all we know before downloading
-    config = (resolved / "config.json").read_bytes()
-    files = sorted((p.name, p.stat().st_size) for p in resolved.iterdir() if p.is_file())
-    return {"config_sha256": hashlib.sha256(config).hexdigest(), "files": files}
-
-
-def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
-    """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
-    from ropebench.run.evaluate import task_options
-    from ropebench.tasks import expand_tasks
-
-    tasks = expand_tasks(plan.evaluate.tasks)  # one eval stage per task: `ruler` gives 13
-    graph = []
-    for m in plan.methods:
-        factors = None
-        if m.factors is not None:
-            factors = hashlib.sha256(Path(m.factors).read_bytes()).hexdigest()
-        scaling = Stage("scaling", m.label, {
-            "version": __version__, "model": model_id, "method": m.method, "params": m.params,
-            "target_length": plan.target_length, "search": m.search, "factors": factors,
-        })
-        train = None
-        if m.train is not None:
-            train = Stage("train", m.label, {
-                "version": __version__, "scaling": scaling.key, "settings": m.train,
-            })
-        upstream = (train or scaling).key
-        e = plan.evaluate
-        evals = {
-            task: Stage("eval", f"{m.label}-{task}", {
-                "version": __version__, "upstream": upstream, "task": task,
-                "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
-                # Only the options this task sees: another task's option leaves it cached.
-                "options": task_options(e.options, task),
-            })
-            for task in tasks
-        }
-        graph.append(MethodStages(m, scaling, train, evals))
-    return graph
 
 
 class ComparisonRunner:
@@ -229,7 +120,7 @@ class ComparisonRunner:
             from ropebench.search.fitness import make_scorer
 
             model, tokenizer = self._model(self.plan.model, None, key="base")
-            settings = _settings_of("search", m.search, m.method)
+            settings = settings_of("search", m.search, m.method)
             scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": self.plan.model}),
                                  self.plan.target_length, settings)
             scaling = extender.search(self.spec, self.plan.target_length, scorer, settings,
@@ -245,7 +136,7 @@ class ComparisonRunner:
         scaling = self._load_scaling(ms)
         model, tokenizer = self._model(self.plan.model, None, key="base")
         extender = get_extender(ms.method.method, ms.method.params)
-        settings = _settings_of("train", ms.method.train, ms.method.method)
+        settings = settings_of("train", ms.method.train, ms.method.method)
         result = train_model(model, tokenizer, scaling, settings, out_dir=folder / "model",
                              layout=extender.training_layout())
         self._release()  # trained in place: never reuse it as the base model
@@ -346,72 +237,10 @@ def describe(runner: ComparisonRunner) -> str:
     return "\n".join(lines)
 
 
-# Rough costs, in forward passes at the target length, for work that is not one plain forward
-# (measured on the reference model's shape on CPU).
-TRAIN_STEP_FORWARDS = 3.0  # forward + backward (about twice a forward) + optimizer
-DECODE_TOKEN_FORWARDS = 0.01  # one cached decoding step, relative to a full prefill at the target
-SHORT_TASK_FORWARDS = 10.0  # the offline lm-eval set at a few dozen items per task
-MAX_NEW_TOKENS = 32  # typical answer budget when the plan sets none
-LENGTH_EXPONENT = 1.4  # a forward at L costs ~ (L / target)^1.4 of one at the target (attention)
-
-
-def estimate_seconds(runner: ComparisonRunner) -> float:
-    """Seconds the pending stages should take: work counted in forward passes, one timed here."""
-    pending = {s.key for s in runner.pending()}
-    if not pending:
-        return 0.0
-    plan = runner.plan
-    model, _ = runner._model(plan.model, None, key="base")
-    forward = _forward_seconds(model, plan.target_length)
-    runner._release()
-    e = plan.evaluate
-    new_tokens = int(e.options.get("max_new_tokens", MAX_NEW_TOKENS))
-    forwards = 0.0
-    for ms in runner.graph:
-        m = ms.method
-        if ms.scaling.key in pending and m.search is not None:
-            s = _settings_of("search", m.search, m.method)
-            candidates = s.population + s.iterations * (s.mutations + s.crossovers)
-            forwards += candidates * s.documents
-        if ms.train is not None and ms.train.key in pending:
-            t = _settings_of("train", m.train, m.method)
-            forwards += t.steps * t.batch_size * t.grad_accum * TRAIN_STEP_FORWARDS
-        for task, stage in ms.evals.items():
-            if stage.key not in pending:
-                continue
-            if task == "short":
-                forwards += SHORT_TASK_FORWARDS
-                continue
-            per_sample = 1.0 + (0.0 if task in ("ppl", "needle_ppl") else new_tokens * DECODE_TOKEN_FORWARDS)
-            repeats = _depth_count(e.options.get(task, {})) if task == "niah" else 1
-            lengths = sum((length / plan.target_length) ** LENGTH_EXPONENT for length in e.lengths)
-            forwards += e.samples * repeats * per_sample * lengths
-    return forwards * forward
-
-
-def _forward_seconds(model, length: int) -> float:
-    """The faster of two timed forwards at `length` (the first also pays warm-up costs)."""
-    import torch
-
-    ids = torch.zeros(1, length, dtype=torch.long, device=model.device)
-    times = []
-    with torch.no_grad():
-        for _ in range(2):
-            started = time.perf_counter()
-            model(input_ids=ids, use_cache=False)
-            times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def _settings_of(kind: str, values: dict[str, Any], method: str):
+def settings_of(kind: str, values: dict[str, Any], method: str):
     """A plan's `search:` or `train:` values as the settings dataclass they configure."""
     from ropebench.run.plan import search_settings_class
     from ropebench.training.trainer import TrainSettings
 
     cls = search_settings_class(method) if kind == "search" else TrainSettings
     return parse_settings(cls, values, where=kind)
-
-
-def _depth_count(niah_options: dict[str, Any]) -> int:
-    depths = niah_options.get("depths", 11)  # the needle grid's default
-    return depths if isinstance(depths, int) else len(depths)

@@ -107,6 +107,11 @@ class Task:
     def options_class(self) -> type:
         return self.Options
 
+    def cost_hint(self, samples: int, options: dict[str, Any]) -> float:
+        """Work of one length's run, in forward passes over a full-length prompt (for the time
+        estimate printed before a plan runs)."""
+        return float(samples)
+
     def parse_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """`values` checked against `Options` (known keys, types, bounds), cast; only the keys
         given are returned, so the task's own defaults apply to the others."""
@@ -118,6 +123,14 @@ class GenerativeTask(Task):
     """Prompts in, one completion per prompt, a score in [0, 1] per completion."""
 
     kind = "generate"
+    # One cached decoding step, relative to a full prefill (measured on CPU, reference shape).
+    decode_step_forwards = 0.01
+
+    def cost_hint(self, samples: int, options: dict[str, Any]) -> float:
+        new_tokens = options.get("max_new_tokens")
+        if new_tokens is None:
+            new_tokens = inspect.signature(type(self).samples).parameters["max_new_tokens"].default
+        return samples * (1.0 + int(new_tokens) * self.decode_step_forwards)
 
     def options_class(self) -> type:
         """The keyword-only parameters of `samples` plus `GenerationOptions`, as one dataclass."""

@@ -61,6 +61,10 @@ class NeedleGrid(StringMatchTask):
     name = "niah"
     title = "Needle in a haystack"
     report = "depth_grid"
+
+    def cost_hint(self, samples: int, options: dict) -> float:
+        depths = options.get("depths", 11)  # one prompt per depth and sample
+        return super().cost_hint(samples, options) * (depths if isinstance(depths, int) else len(depths))
     description = (
         "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
     )

@@ -93,6 +93,9 @@ class ShortTasks(MeasuredTask):
     title = "Short-context tasks (accuracy %)"
     report = "subtasks"
     Options = ShortOptions
+
+    def cost_hint(self, samples: int, options: dict[str, Any]) -> float:
+        return 10.0  # the offline lm-eval set at a few dozen items per task, in full forwards
     description = (
         "Short-context tasks through lm-eval (options: short_tasks, short_limit, max_length)"
     )

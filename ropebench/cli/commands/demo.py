@@ -28,8 +28,9 @@ def demo_plan_path() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ropebench.reports import write_report
+    from ropebench.run.estimate import estimate_seconds
     from ropebench.run.plan import load_plan
-    from ropebench.run.runner import ComparisonRunner, describe, estimate_seconds
+    from ropebench.run.runner import ComparisonRunner, describe
 
     plan = load_plan(demo_plan_path(), {"model": args.model, "out": args.out})
     runner = ComparisonRunner(plan, Path(args.out), progress=not args.quiet)

@@ -67,13 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.settings import field_names, parse_settings
 
     extender = get_extender(args.method)
-    # The paper's proportions (64 / 32 / 16 / 16) unless given.
-    quarter = max(args.population // 4, 1)
     given = {
         "population": args.population, "iterations": args.iterations,
-        "parents": args.parents or max(args.population // 2, 1),
-        "mutations": quarter if args.mutations is None else args.mutations,
-        "crossovers": quarter if args.crossovers is None else args.crossovers,
+        "parents": args.parents, "mutations": args.mutations, "crossovers": args.crossovers,
         "mutation_prob": args.mutation_prob, "crossover_prob": args.crossover_prob,
         "documents": args.documents,
         "fitness": args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),

@@ -16,9 +16,10 @@ class EvolutionSettings(SearchSettings):
 
     population: int = setting(64, min=1)
     iterations: int = setting(40, min=0)
-    parents: int = setting(32, min=1)
-    mutations: int = setting(16, min=0)
-    crossovers: int = setting(16, min=0)
+    # None: the paper's proportions of the population (32 / 16 / 16 of 64).
+    parents: int | None = setting(None, min=1)
+    mutations: int | None = setting(None, min=0)
+    crossovers: int | None = setting(None, min=0)
     mutation_prob: float = setting(0.3, min=0, max=1)
     crossover_prob: float = setting(0.15, min=0, max=1)
     # "paper": candidate critical indices d10_tcd..d_tcd; "released": one fixed index
@@ -34,7 +35,17 @@ class EvolutionSettings(SearchSettings):
     # beat them on the very documents it optimised. They take no part in the search.
     baselines: tuple[str, ...] = ("pi", "ntk", "yarn")
 
+    def evaluations(self) -> int:
+        return self.population + self.iterations * (self.mutations + self.crossovers)
+
     def __post_init__(self) -> None:
+        quarter = max(self.population // 4, 1)
+        if self.parents is None:
+            self.parents = max(self.population // 2, 1)
+        if self.mutations is None:
+            self.mutations = quarter
+        if self.crossovers is None:
+            self.crossovers = quarter
         validate(self, "search")
         if self.parents > self.population:
             raise RopebenchError(

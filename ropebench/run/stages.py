@@ -1,0 +1,129 @@
+"""The stages of a comparison and where their artifacts live.
+
+Every stage writes its artifact under `RUN_DIR/stages/<kind>/<label>-<key>/`, where `key` hashes
+everything that determines the artifact, upstream keys included. A stage is done iff its folder
+holds the `done` marker, written atomically after the artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ropebench import __version__
+from ropebench.io import write_json_atomic
+from ropebench.run.plan import MethodPlan, Plan
+
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of cached work; its key is the hash of `inputs`."""
+
+    kind: str  # "scaling", "train" or "eval"
+    label: str  # the method label (eval stages add the task)
+    inputs: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        canonical = json.dumps(self.inputs, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def relpath(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
+        return f"stages/{self.kind}/{slug}-{self.key}"
+
+
+@dataclass(frozen=True)
+class MethodStages:
+    method: MethodPlan
+    scaling: Stage
+    train: Stage | None
+    evals: dict[str, Stage]  # task -> stage
+
+    def all(self) -> list[Stage]:
+        return [self.scaling, *([self.train] if self.train else []), *self.evals.values()]
+
+
+class ArtifactStore:
+    """Stage folders under a run directory; `done` markers say which are finished."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def path(self, stage: Stage) -> Path:
+        return self.run_dir / stage.relpath
+
+    def is_done(self, stage: Stage) -> bool:
+        return (self.path(stage) / DONE).is_file()
+
+    def record(self, stage: Stage) -> dict[str, Any]:
+        return json.loads((self.path(stage) / DONE).read_text())
+
+    def open(self, stage: Stage) -> Path:
+        """The stage folder, ready for work; an interrupted try's leftovers stay for resuming."""
+        folder = self.path(stage)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "inputs.json", {"kind": stage.kind, "key": stage.key, **stage.inputs})
+        return folder
+
+    def finish(self, stage: Stage, seconds: float, **info: Any) -> None:
+        write_json_atomic(
+            self.path(stage) / DONE,
+            {"key": stage.key, "seconds": round(seconds, 3),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info},
+        )
+
+
+def model_fingerprint(name_or_path: str) -> dict[str, Any]:
+    """Identify a model without reading its weights: config.json plus the files' names and sizes."""
+    from ropebench.model.load import resolve_model_path
+
+    resolved = Path(resolve_model_path(name_or_path))
+    if not resolved.is_dir():
+        return {"model": name_or_path}  # a hub id: the name is all we know before downloading
+    config = (resolved / "config.json").read_bytes()
+    files = sorted((p.name, p.stat().st_size) for p in resolved.iterdir() if p.is_file())
+    return {"config_sha256": hashlib.sha256(config).hexdigest(), "files": files}
+
+
+def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
+    """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
+    from ropebench.run.evaluate import task_options
+    from ropebench.tasks import expand_tasks
+
+    tasks = expand_tasks(plan.evaluate.tasks)  # one eval stage per task: `ruler` gives 13
+    graph = []
+    for m in plan.methods:
+        factors = None
+        if m.factors is not None:
+            factors = hashlib.sha256(Path(m.factors).read_bytes()).hexdigest()
+        scaling = Stage("scaling", m.label, {
+            "version": __version__, "model": model_id, "method": m.method, "params": m.params,
+            "target_length": plan.target_length, "search": m.search, "factors": factors,
+        })
+        train = None
+        if m.train is not None:
+            train = Stage("train", m.label, {
+                "version": __version__, "scaling": scaling.key, "settings": m.train,
+            })
+        upstream = (train or scaling).key
+        e = plan.evaluate
+        evals = {
+            task: Stage("eval", f"{m.label}-{task}", {
+                "version": __version__, "upstream": upstream, "task": task,
+                "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
+                # Only the options this task sees: another task's option leaves it cached.
+                "options": task_options(e.options, task),
+            })
+            for task in tasks
+        }
+        graph.append(MethodStages(m, scaling, train, evals))
+    return graph
