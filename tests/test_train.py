@@ -10,6 +10,7 @@ from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.errors import RopebenchError
 from ropebench.methods import get_extender
+from ropebench.methods.base import TrainingLayout
 from ropebench.model.patch import spec_of
 from ropebench.training.data import IGNORE, load_documents, pack_mixed, pack_plain
 from ropebench.training.trainer import TrainSettings, learning_rate, train_model
@@ -103,7 +104,8 @@ def test_training_lowers_the_loss_and_exports(corpus, tmp_path, mixed):
     settings = TrainSettings(steps=12, lr=3e-3, warmup_steps=2, batch_size=2, grad_accum=2,
                              data=str(corpus), log_every=4, save_every=0)
     out = tmp_path / "out"
-    result = train_model(model, tok, scaling, settings, out_dir=out, mixed=mixed)
+    result = train_model(model, tok, scaling, settings, out_dir=out,
+                         layout=TrainingLayout(mixed=mixed))
     first = sum(loss for _, loss in result.losses[:3]) / 3
     last = sum(loss for _, loss in result.losses[-3:]) / 3
     assert last < first - 0.3
@@ -133,8 +135,7 @@ def test_interrupted_training_resumes(corpus, tmp_path):
 
     scaling = get_extender("yarn").rescale(spec_of(fresh()), TARGET)
 
-    full = train_model(fresh(), tok, scaling, TrainSettings(steps=6, **kw), out_dir=tmp_path / "a",
-                       mixed=False)
+    full = train_model(fresh(), tok, scaling, TrainSettings(steps=6, **kw), out_dir=tmp_path / "a")
     # Stop after step 4 (checkpoint at 3, one logged step beyond it), then run to 6 again.
     part = TrainSettings(steps=6, **kw)
     model = fresh()
@@ -150,11 +151,11 @@ def test_interrupted_training_resumes(corpus, tmp_path):
     torch.optim.AdamW.step = failing_step
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_model(model, tok, scaling, part, out_dir=tmp_path / "b", mixed=False)
+            train_model(model, tok, scaling, part, out_dir=tmp_path / "b")
     finally:
         torch.optim.AdamW.step = original_step
     assert (tmp_path / "b" / "checkpoint" / "progress.json").is_file()
-    resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b", mixed=False)
+    resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b")
     assert [s for s, _ in resumed.losses] == list(range(1, 7))
     for (_, a), (_, b) in zip(full.losses, resumed.losses, strict=True):
         assert a == pytest.approx(b, rel=1e-4)

@@ -21,33 +21,33 @@ from ropebench.rope.scaling import RopeScaling
 
 def sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
     """Index of the packed sequence each token belongs to: a new one starts where positions do not
-    continue by +1. [B, T] -> [B, T] (0-based within each row)."""
-    previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=1)  # [B, T]
+    continue by +1. (B, T) -> (B, T) (0-based within each row)."""
+    previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=1)  # (B, T)
     return (position_ids != previous + 1).cumsum(dim=1)  # the first token always continues
 
 
 def long_tokens(position_ids: torch.Tensor, original_length: int) -> torch.Tensor:
-    """True where a token's packed sequence reaches past the pretrained window. [B, T] -> [B, T] bool."""
-    seq = sequence_ids(position_ids)  # [B, T]
+    """True where a token's packed sequence reaches past the pretrained window. (B, T) -> (B, T) bool."""
+    seq = sequence_ids(position_ids)  # (B, T)
     batch, length = position_ids.shape
     # Positions grow inside a sequence, so its largest position is its length - 1 from the start.
     last = torch.full((batch, length), -1, dtype=position_ids.dtype, device=position_ids.device)
-    last = last.scatter_reduce(1, seq, position_ids, reduce="amax")  # [B, T] per sequence slot
+    last = last.scatter_reduce(1, seq, position_ids, reduce="amax")  # (B, T) per sequence slot
     return last.gather(1, seq) + 1 > original_length
 
 
 def packed_causal_mask(position_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Attention mask that is causal inside each packed sequence and blocks attention across
-    sequences. [B, T] -> [B, 1, T, T], a 4D mask transformers passes to attention as is.
+    sequences. (B, T) -> (B, 1, T, T), a 4D mask transformers passes to attention as is.
 
     Boolean (True = attend) for sdpa; with `dtype`, additive (0 or the dtype's minimum), which is
     what eager attention adds to its scores.
     """
-    seq = sequence_ids(position_ids)  # [B, T]
+    seq = sequence_ids(position_ids)  # (B, T)
     length = position_ids.shape[1]
-    same = seq[:, :, None] == seq[:, None, :]  # [B, T, T]
-    causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()  # [T, T]
-    allowed = (same & causal)[:, None]  # [B, 1, T, T]
+    same = seq[:, :, None] == seq[:, None, :]  # (B, T, T)
+    causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()  # (T, T)
+    allowed = (same & causal)[:, None]  # (B, 1, T, T)
     if dtype is None:
         return allowed
     zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
@@ -55,7 +55,7 @@ def packed_causal_mask(position_ids: torch.Tensor, dtype: torch.dtype | None = N
 
 
 class MixedRotaryEmbedding(nn.Module):
-    """Drop-in for `model.model.rotary_emb`: (x, position_ids) -> (cos, sin), each [B, T, rotary_dim].
+    """Drop-in for `model.model.rotary_emb`: (x, position_ids) -> (cos, sin), each (B, T, rotary_dim).
 
     `attention_factor` multiplies cos and sin of both short and long sequences, as transformers'
     longrope module does at inference, so training sees what the exported model will compute.
@@ -96,16 +96,16 @@ class MixedRotaryEmbedding(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        use_long = long_tokens(position_ids, self.original_length)  # [B, T]
+        use_long = long_tokens(position_ids, self.original_length)  # (B, T)
         if self.n_hat:
             use_long &= position_ids >= self.n_hat
         inv_freq = torch.where(
-            use_long[..., None],  # [B, T, 1]
+            use_long[..., None],  # (B, T, 1)
             self.long_inv_freq.to(x.device),
             self.short_inv_freq.to(x.device),
-        )  # [B, T, pairs]
-        freqs = position_ids[..., None].float() * inv_freq  # [B, T, pairs]
-        emb = torch.cat((freqs, freqs), dim=-1)  # [B, T, rotary_dim], HF's rotate_half layout
+        )  # (B, T, pairs)
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, pairs)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, rotary_dim), HF's rotate_half layout
         cos = emb.cos() * self.attention_scaling
         sin = emb.sin() * self.attention_scaling
         return cos.to(x.dtype), sin.to(x.dtype)

@@ -22,6 +22,7 @@ from ropebench.settings import field_names
 from ropebench.tasks import Row, expand_tasks, get_task
 from ropebench.tasks.base import GenerationOptions, GenerativeTask, MeasuredTask, Task
 from ropebench.tasks.prompting import encode
+from ropebench.tasks.registry import TASKS
 
 ROWS_FILE = "rows.jsonl"
 SUMMARY_FILE = "summary.csv"
@@ -32,16 +33,16 @@ def read_rows(out_dir: Path) -> list[dict[str, Any]]:
 def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dict[str, Any]]:
     """Each task's options from `options`: shared keys (`--option key=value`) go to every task
     that knows them, and a nested mapping under a task's name (`--option ppl.stride=256`) to that
-    task alone. A key no selected task knows, or a task-scoped key its task does not know, is an
-    error; values are cast and checked against each task's `Options`."""
+    task alone. A key no selected task knows, a task-scoped key its task does not know, or a scope
+    that names no task is an error; values are cast and checked against each task's `Options`."""
     by_name = {task.name: task for task in tasks}
     shared = {k: v for k, v in options.items() if not isinstance(v, dict)}
     scoped = {k: v for k, v in options.items() if isinstance(v, dict)}
-    for name in scoped:
-        if name not in by_name:
+    for name in scoped:  # options of a known task not run here are kept for the runs that have it
+        if name not in by_name and name not in TASKS:
             raise RopebenchError(
-                f"options for {name!r}, which is not among the tasks run "
-                f"({', '.join(by_name)}){did_you_mean(name, list(by_name))}; drop them or add the task"
+                f"options for {name!r}, which is no task{did_you_mean(name, TASKS.names())}; "
+                "scope options by a task name, e.g. --option ppl.stride=256"
             )
     known = {task.name: set(field_names(task.options_class())) for task in tasks}
     # Generation options may be given for a run that happens to have no generative task.
@@ -62,8 +63,12 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
 
 
 def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
-    """The options one task sees (see `resolve_options`)."""
-    return resolve_options(options, [get_task(task)])[task] if options else {}
+    """The options one task sees: the shared keys it knows and its own mapping (checked whole by
+    `resolve_options` when a run starts)."""
+    spec = get_task(task)
+    known = set(field_names(spec.options_class()))
+    shared = {k: v for k, v in options.items() if not isinstance(v, dict) and k in known}
+    return spec.parse_options({**shared, **options.get(task, {})})
 
 
 class RowWriter:

@@ -222,7 +222,7 @@ def rows(
 
 
 def collate(batch: Sequence[PackedRow]) -> dict[str, torch.Tensor]:
-    """Rows -> tensors: input_ids, position_ids, labels [B, T]; long [B]."""
+    """Rows -> tensors: input_ids, position_ids, labels (B, T); long [B]."""
     return {
         "input_ids": torch.tensor([r.input_ids for r in batch]),
         "position_ids": torch.tensor([r.position_ids for r in batch]),

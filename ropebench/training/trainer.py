@@ -74,21 +74,21 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
 def _model_inputs(
     batch: dict[str, torch.Tensor], mixed: bool, attention: str, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
-    """Forward arguments for one micro-batch of packed rows (each tensor [B, T])."""
+    """Forward arguments for one micro-batch of packed rows (each tensor (B, T))."""
     from ropebench.model.mixed import packed_causal_mask, sequence_ids
 
     inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
     if not mixed:
         return inputs  # rows are single sequences: the model's own causal mask
     if attention.startswith("flash_attention"):
-        # flash-attn varlen: one flattened row [1, B*T]; transformers cuts it into sequences where
+        # flash-attn varlen: one flattened row (1, B*T); transformers cuts it into sequences where
         # positions restart, and the mixed rotary module applies the same rule.
         return {k: v.reshape(1, -1) for k, v in inputs.items()}
     if (sequence_ids(batch["position_ids"])[:, -1] == 0).all():
         return inputs  # only whole-row sequences (long rows without padding): plain causal attention
     # sdpa takes a boolean mask; eager adds the mask to its scores.
     mask_dtype = None if attention == "sdpa" else dtype
-    inputs["attention_mask"] = packed_causal_mask(batch["position_ids"], mask_dtype)  # [B, 1, T, T]
+    inputs["attention_mask"] = packed_causal_mask(batch["position_ids"], mask_dtype)  # (B, 1, T, T)
     return inputs
 
 

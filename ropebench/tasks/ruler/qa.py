@@ -172,9 +172,11 @@ class RulerQA(RulerTask):
         *,
         max_new_tokens: int = templates.QA_MAX_NEW,
         chat: bool | None = None,
-        **options: object,
+        squad_path: str | None = None,
+        hotpotqa_path: str | None = None,
     ) -> list[Sample]:
-        path = options.get(f"{self.source}_path")
+        # Both names are accepted by both tasks, so one `--option` line serves a `ruler` run.
+        path = squad_path if self.source == "squad" else hotpotqa_path
         dataset = load_qa(self.source, str(path) if path else None)
         questions = min(len(dataset.questions), MAX_QUESTIONS)
         if n > questions:
