@@ -283,3 +283,18 @@ def test_reference_fill_steps_down_whole_units(tok):
 def test_unknown_fill_is_refused(tok):
     with pytest.raises(RopebenchError, match="fill"):
         get_task("niah_single_1").samples(tok, 2048, 1, 42, fill="loose")
+
+
+def test_qa_gold_slot_is_fixed_by_the_seed():
+    """RULER shuffles with Random(seed): the gold document lands in the spec's slot."""
+    import random
+
+    from ropebench.tasks.ruler.qa import QADataset, Question, qa_draft
+
+    data = QADataset((Question("q?", ("a",), gold=(0,)),), tuple(f"doc {i}" for i in range(300)))
+    for n, slot in [(25, 23), (50, 20), (100, 71), (200, 56)]:
+        for draw in range(3):
+            draft = qa_draft(data, n, random.Random(draw), 0, shuffle_seed=42)
+            assert draft.metadata["gold_slots"] == [slot]
+    slots = {qa_draft(data, 50, random.Random(d), 0).metadata["gold_slots"][0] for d in range(20)}
+    assert len(slots) > 5  # gold: uniform
