@@ -286,7 +286,7 @@ def test_unknown_fill_is_refused(tok):
 
 
 def test_qa_gold_slot_is_fixed_by_the_seed():
-    """RULER shuffles with Random(seed): the gold document lands in the spec's slot."""
+    """RULER shuffles with Random(seed): the gold paragraph is "Document {slot}" for the spec's slot."""
     import random
 
     from ropebench.tasks.ruler.qa import QADataset, Question, qa_draft
@@ -295,6 +295,6 @@ def test_qa_gold_slot_is_fixed_by_the_seed():
     for n, slot in [(25, 23), (50, 20), (100, 71), (200, 56)]:
         for draw in range(3):
             draft = qa_draft(data, n, random.Random(draw), 0, shuffle_seed=42)
-            assert draft.metadata["gold_slots"] == [slot]
-    slots = {qa_draft(data, 50, random.Random(d), 0).metadata["gold_slots"][0] for d in range(20)}
+            assert draft.metadata["gold_documents"] == [slot]
+    slots = {qa_draft(data, 50, random.Random(d), 0).metadata["gold_documents"][0] for d in range(20)}
     assert len(slots) > 5  # gold: uniform
