@@ -181,12 +181,14 @@ class RulerQA(RulerTask):
         fill: str = "reference",
         gold: str = "reference",
         count_bos: bool | None = None,
-        **options: object,
+        squad_path: str | None = None,
+        hotpotqa_path: str | None = None,
+        **_: object,
     ) -> list[Sample]:
         """`gold`: "reference" (documents shuffled with a generator seeded by the run seed, as
         RULER does) or "uniform" (a fresh shuffle per sample)."""
         check_choice("gold", gold, ("reference", "uniform"))
-        path = options.get(f"{self.source}_path")
+        path = squad_path if self.source == "squad" else hotpotqa_path
         dataset = load_qa(self.source, str(path) if path else None)
         questions = min(len(dataset.questions), MAX_QUESTIONS)
         if n > questions:
