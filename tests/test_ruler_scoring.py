@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ropebench.errors import RopebenchError
-
 from ropebench.tasks.ruler.aggregate import (
     LLAMA2_THRESHOLD,
     default_threshold,
