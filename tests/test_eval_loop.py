@@ -70,7 +70,7 @@ def test_run_evaluation_writes_rows_summary_and_resumes(model, tok, tmp_path):
     ppl = next(r for r in stored if r["task"] == "ppl")
     assert ppl["score"] > 1
     summary = (tmp_path / "summary.csv").read_text().splitlines()
-    assert summary[0] == "method,task,length,n,score" and len(summary) == 5
+    assert summary[0] == "method,task,length,n,score,ci_low,ci_high,prompt_tokens" and len(summary) == 5
 
     # A re-run with one more sample per task adds only the missing rows.
     run_evaluation(HFBackend(model, tok), tasks=["niah_single_1"], **{**kwargs, "samples": 3})

@@ -185,3 +185,19 @@ def test_fitness_figure_draws_the_baselines_scored_by_the_search(run_dir, monkey
     assert dashed == [7.3, 41.0]
     assert ax.get_yscale() == "log"  # 41 against 7: a linear axis would flatten the history
     figures._pyplot().close(drawn["fig"])
+
+
+def test_summary_has_weighted_averages_and_task_coverage(run_dir):
+    from ropebench.reports import tables
+    from ropebench.reports.results import load_run
+
+    results = load_run(run_dir)
+    summary = tables.summary_table(results)
+    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    if ruler.empty:
+        pytest.skip("the demo run has no RULER rows")
+    assert {"wAvg(inc)", "wAvg(dec)", "RULER tasks"} <= set(summary.columns)
+    covered = summary["RULER tasks"].dropna()
+    assert all(c.endswith("/13") or c.endswith("/13 partial") for c in covered if c)
+    assert any(c.endswith("partial") for c in covered) == (
+        results.rows[results.rows["task"].isin(tables.RULER_TASKS)]["task"].nunique() < 13)

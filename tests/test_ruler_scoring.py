@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ropebench.errors import RopebenchError
 from ropebench.tasks.ruler.aggregate import (
     LLAMA2_THRESHOLD,
     default_threshold,
@@ -73,9 +74,23 @@ def test_weighted_averages_match_rulers_definition():
 
 def test_effective_length():
     per_length = {4096: 90.0, 8192: 86.0, 16384: 85.6, 32768: 70.0}
-    assert effective_length(per_length) == 8192  # 85.6 itself does not exceed the threshold
+    assert effective_length(per_length) == 16384  # RULER's README: exactly 85.6 passes
     assert effective_length(per_length, threshold=60) == 32768
     assert effective_length({4096: 50.0}) is None
+    # A failing length below a passing one ends the effective length (the reference rule) ...
+    dip = {4096: 90.0, 8192: 80.0, 16384: 88.0}
+    assert effective_length(dip) == 4096
+    # ... unless the `largest` rule is asked for.
+    assert effective_length(dip, rule="largest") == 16384
+    with pytest.raises(RopebenchError, match="rule"):
+        effective_length(dip, rule="max")
+
+
+def test_coverage_counts_tasks_per_length():
+    from ropebench.tasks.ruler.aggregate import coverage
+
+    scores = {"a": {1: 1.0, 2: 2.0}, "b": {1: 3.0}, "x": {2: 1.0}}
+    assert coverage(scores, ["a", "b", "c"]) == {1: 2, 2: 1}
 
 
 def test_default_threshold_falls_back_to_the_models_own_score():

@@ -126,7 +126,7 @@ class TrainingMixture:
             try:
                 sample = task.samples(
                     self.tok, budget, 1, self.rng.randrange(1 << 30),
-                    haystack=self.rng.choice(self._haystacks), max_new_tokens=0,
+                    haystack=self.rng.choice(self._haystacks), max_new_tokens=0, fill="tight",
                 )[0]
             except RopebenchError:  # the template alone outgrows a short row
                 return self.recall_row(length)

@@ -11,7 +11,12 @@ import pandas as pd
 
 from ropebench.reports.results import RunResults
 from ropebench.tasks import GROUPS
-from ropebench.tasks.ruler.aggregate import default_threshold, effective_length
+from ropebench.tasks.ruler.aggregate import (
+    default_threshold,
+    effective_length,
+    wavg_dec,
+    wavg_inc,
+)
 
 RULER_TASKS = GROUPS["ruler"]
 SHORT_TASK = "short"  # one row per lm-eval task, named in metadata["lm_eval_task"]
@@ -44,6 +49,18 @@ def ruler_by_length(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     per_task = ruler_rows(rows).groupby(["method", "length", "task"])["score"].mean() * 100
     table = per_task.groupby(["method", "length"]).mean().unstack("length")
     return table.reindex([m for m in methods if m in table.index])
+
+
+def ruler_coverage(rows: pd.DataFrame, method: str) -> str:
+    """How many of the group's tasks each RULER mean covers (the fewest over lengths): "13/13",
+    or "11/13 partial" when a task did not fit or its data was missing."""
+    sub = ruler_rows(rows)
+    sub = sub[sub["method"] == method]
+    if sub.empty:
+        return ""
+    fewest = int(sub.groupby("length")["task"].nunique().min())
+    mark = "" if fewest == len(RULER_TASKS) else " partial"
+    return f"{fewest}/{len(RULER_TASKS)}{mark}"
 
 
 def ruler_threshold(ruler: pd.DataFrame, baseline: str | None, window: int) -> float:
@@ -100,6 +117,11 @@ def summary_table(results: RunResults, threshold: float | None = None) -> pd.Dat
             effective_length(_per_length(ruler.loc[m]), threshold) if m in ruler.index else None
             for m in methods
         ]
+        summary["wAvg(inc)"] = [wavg_inc(_per_length(ruler.loc[m])) if m in ruler.index else None
+                                for m in methods]
+        summary["wAvg(dec)"] = [wavg_dec(_per_length(ruler.loc[m])) if m in ruler.index else None
+                                for m in methods]
+        summary["RULER tasks"] = [ruler_coverage(rows, m) for m in methods]
 
     niah = rows[rows["task"] == "niah"]
     if not niah.empty:

@@ -148,21 +148,31 @@ def _measured(task, backend, length, method, samples, seed, opts, writer, bar) -
 
 
 def summarize(rows: list[dict[str, Any]]):
-    """Mean score per (method, task, length): x100 for scored tasks, raw for perplexities."""
+    """Per (method, task, length): the number of rows `n`, the mean score (x100 for scored tasks,
+    raw for perplexities) with its 95% interval (`ci_low`, `ci_high`: Wilson for pass rates, a
+    bootstrap over samples otherwise), and `prompt_tokens`, the mean prompt tokens actually used."""
     import pandas as pd
 
+    from ropebench.stats import interval
+
+    columns = ["method", "task", "length", "n", "score", "ci_low", "ci_high", "prompt_tokens"]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["method", "task", "length", "n", "score"])
-    summary = (
-        frame.groupby(["method", "task", "length"], sort=False)["score"]
-        .agg(["count", "mean"])
-        .reset_index()
-        .rename(columns={"count": "n", "mean": "score"})
-    )
-    raw = summary["task"].map(lambda name: get_task(name).unit != "fraction")
-    summary["score"] = summary["score"].where(raw, summary["score"] * 100).round(4)
-    return summary
+        return pd.DataFrame(columns=columns)
+    if "input_tokens" not in frame:
+        frame["input_tokens"] = float("nan")
+    out = []
+    for (method, task, length), group in frame.groupby(["method", "task", "length"], sort=False):
+        scores = group["score"].astype(float).tolist()
+        low, high = interval(scores)
+        scale = 100.0 if get_task(task).unit == "fraction" else 1.0
+        out.append({
+            "method": method, "task": task, "length": length, "n": len(scores),
+            "score": round(scale * sum(scores) / len(scores), 4),
+            "ci_low": round(scale * low, 4), "ci_high": round(scale * high, 4),
+            "prompt_tokens": round(float(pd.to_numeric(group["input_tokens"]).mean()), 1),
+        })
+    return pd.DataFrame(out, columns=columns)
 
 
 def run_evaluation(

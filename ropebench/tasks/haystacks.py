@@ -72,9 +72,16 @@ class Haystack:
         # As RULER: collapse all whitespace, split on single spaces.
         return re.sub(r"\s+", " ", self.text).strip().split(" ")
 
-    def first_words(self, n: int) -> str:
-        """The first `n` words joined by spaces, cycling through the haystack when it is short."""
-        words = self.words
+    @functools.cached_property
+    def raw_words(self) -> list[str]:
+        """The words of the documents concatenated raw, as RULER's essay file does (the last word
+        of one document runs into the first of the next when no whitespace separates them)."""
+        return re.sub(r"\s+", " ", "".join(self.documents)).strip().split(" ")
+
+    def first_words(self, n: int, *, raw: bool = False) -> str:
+        """The first `n` words joined by spaces, cycling through the haystack when it is short;
+        `raw`: of the raw concatenation (RULER) rather than documents separated by a blank line."""
+        words = self.raw_words if raw else self.words
         repeats, rest = divmod(n, len(words))
         return " ".join(words * repeats + words[:rest])
 

@@ -1,10 +1,20 @@
 """Fit synthetic prompts to a token budget, the way RULER does.
 
 A task supplies a `Builder`: given a number of haystack units (words, lines, documents...), a
-random generator and the sample index, it returns a `Draft`. The budget is RULER's: tokens of the prompt (chat wrapper and
-answer prefix included, BOS excluded) plus `max_new_tokens` must not exceed the target length. The
-largest unit count that fits is found once per (task, length, tokenizer) by galloping + bisection;
-each sample is then built with its own generator and stepped down if its random draw overflows.
+random generator and the sample index, it returns a `Draft`. The budget is RULER's: tokens of the
+prompt (chat wrapper and answer prefix included) plus `max_new_tokens` must not exceed the target
+length. Two ways to fill it (the `fill` option of RULER tasks):
+
+- `reference` (NVIDIA/RULER's generators): a binary search over unit counts between one step and
+  three times an estimate, each probe a fresh random draw; then every sample is drawn at that size
+  and, while its draw overflows, redrawn one whole step smaller (500 essay words, 25 noise lines,
+  10 documents, ...). Many samples therefore end well below the budget, as in published tables.
+  The BOS token counts when the tokenizer adds one.
+- `tight` (ropebench's own): the largest count that fits one fixed draw (galloping + bisection),
+  and an overflowing sample steps down by 2% of its units, so samples nearly fill the budget; BOS
+  is not counted.
+
+The fit is found once per (task, length, tokenizer, options) and cached.
 """
 
 from __future__ import annotations
@@ -53,12 +63,27 @@ def wrap(tokenizer, text: str, chat: bool) -> str:
     )
 
 
-def count_tokens(tokenizer, text: str) -> int:
-    """Tokens of `text` as the model sees them, BOS excluded (RULER's budget)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    if bos and text.startswith(bos):
-        text = text[len(bos) :]
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+FILLS = ("reference", "tight")
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """An enumerated option's value, or an error naming the choices."""
+    if value not in choices:
+        raise RopebenchError(f"option {option}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def count_tokens(tokenizer, text: str, *, bos: bool = False) -> int:
+    """Tokens of `text` as the model sees them; BOS excluded unless `bos` (then counted once,
+    whether the text already starts with it or the tokenizer adds it)."""
+    token = getattr(tokenizer, "bos_token", None)
+    if token and text.startswith(token):
+        text = text[len(token) :]
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if bos and token:
+        ids = tokenizer("", add_special_tokens=True)["input_ids"]
+        n += int(getattr(tokenizer, "bos_token_id", None) in ids)
+    return n
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -89,6 +114,28 @@ def largest_fitting(fits: Callable[[int], bool], lo: int, hi: int) -> int:
     return lo
 
 
+def reference_fit(fits: Callable[[int], bool], estimate: Callable[[int], int], step: int,
+                  budget: int, factor: int = 3) -> int | None:
+    """NVIDIA/RULER's search: tokens per unit estimated from a draw of `step` units, then a binary
+    search over [step, max(factor * budget / per_unit, 2 * step)], each probe with a fresh draw;
+    None when no probe fits (RULER then uses `step`)."""
+    per_unit = max(estimate(step), 1) / step
+    lo, hi = step, max(int(budget / per_unit * factor), 2 * step)
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+# Redraws at one step or less before the reference fill shrinks the sample by 2% (RULER would
+# redraw forever).
+MAX_REDRAWS = 50
+
+
 def build_samples(
     task: str,
     builder: Builder,
@@ -103,40 +150,97 @@ def build_samples(
     max_units: int,
     chat: bool | None = None,
     cache_key: Hashable = (),
+    fill: str = "tight",
+    step: int = 1,
+    estimate_units: int | None = None,
+    count_bos: bool | None = None,
+    search_factor: int = 3,
 ) -> list[Sample]:
-    """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index)."""
+    """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index).
+
+    `fill`: "reference" (RULER's search and step-down by `step` units; the search estimates
+    tokens per unit from `estimate_units` units, default `step`) or "tight" (see the module doc).
+    `count_bos`: count the BOS token in the budget (default: only with the reference fill).
+    """
+    check_choice("fill", fill, FILLS)
+    reference = fill == "reference"
     chat = uses_chat(tokenizer, chat)
+    bos = reference if count_bos is None else count_bos
+    step = max(1, step)
 
     def tokens(draft: Draft) -> int:
-        return count_tokens(tokenizer, wrap(tokenizer, draft.text, chat) + draft.answer_prefix)
+        text = wrap(tokenizer, draft.text, chat) + draft.answer_prefix
+        return count_tokens(tokenizer, text, bos=bos)
 
     budget = length - max_new_tokens
     # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that draw one
     # sample at a time with fresh seeds (training data) reuse it.
-    key = (task, length, max_new_tokens, chat, cache_key)
+    key = (task, length, max_new_tokens, chat, cache_key, fill, step, bos)
     cache = _FIT_CACHE.setdefault(tokenizer, {})
-    if key not in cache:
+    stream = None
+    if reference:
+        # RULER draws the search's probes and then every sample from one generator seeded with
+        # the run seed, so the fit (and where the stream stands after it) depends on the seed.
+        key += (seed,)
+        if key not in cache:
+            stream = random.Random(seed)
 
-        def probe(units: int) -> bool:
-            return tokens(builder(units, sample_rng(0, task, length, -1), 0)) <= budget
+            def clamp(units: int) -> int:
+                return min(max(units, min_units), max_units)
 
-        if not probe(min_units):
-            raise RopebenchError(
-                f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new tokens); "
-                "use a longer length or a smaller max_new_tokens option"
-            )
-        cache[key] = largest_fitting(probe, min_units, max_units)
-    fitted = cache[key]
+            def probe(units: int) -> bool:
+                return tokens(builder(clamp(units), stream, 0)) <= budget
+
+            def estimate(units: int) -> int:
+                est = estimate_units or units
+                return tokens(builder(clamp(est), stream, 0)) * units // est
+
+            found = reference_fit(probe, estimate, step, budget, search_factor)
+            if found is None and tokens(builder(min_units, sample_rng(0, task, length, -1), 0)) > budget:
+                raise RopebenchError(
+                    f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new "
+                    "tokens); use a longer length or a smaller max_new_tokens option"
+                )
+            fitted = clamp(step if found is None else found)
+            cache[key] = (fitted, stream.getstate())
+        fitted, state = cache[key]
+        stream = random.Random()
+        stream.setstate(state)
+    else:
+        # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that
+        # draw one sample at a time with fresh seeds (training data) reuse it.
+        if key not in cache:
+
+            def probe(units: int) -> bool:
+                return tokens(builder(units, sample_rng(0, task, length, -1), 0)) <= budget
+
+            if not probe(min_units):
+                raise RopebenchError(
+                    f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new "
+                    "tokens); use a longer length or a smaller max_new_tokens option"
+                )
+            cache[key] = largest_fitting(probe, min_units, max_units)
+        fitted = cache[key]
 
     samples = []
     for index in range(n):
         units = fitted
+        redraws = 0
         while True:
-            draft = builder(units, sample_rng(seed, task, length, index), index)
+            rng = stream if reference else sample_rng(seed, task, length, index)
+            draft = builder(units, rng, index)
             n_tokens = tokens(draft)
-            if n_tokens <= budget or units == min_units:
+            if n_tokens <= budget:
                 break
-            units = max(min_units, units - max(1, units // 50))
+            if reference and units > step and units > min_units:
+                # RULER: one whole step smaller while above one step, a fresh draw each time.
+                units = max(min_units, units - step)
+            elif reference and redraws < MAX_REDRAWS:
+                redraws += 1  # RULER redraws at this size until a draw fits
+            elif units == min_units:
+                break
+            else:
+                units = max(min_units, units - max(1, units // 50))
         if n_tokens > budget:
             raise RopebenchError(
                 f"{task} sample {index} needs {n_tokens + max_new_tokens} tokens > {length}; "
@@ -153,7 +257,8 @@ def build_samples(
                 answer=draft.answer,
                 max_new_tokens=max_new_tokens,
                 metric=metric,
-                metadata={**draft.metadata, "units": units, "input_tokens": n_tokens},
+                metadata={**draft.metadata, "units": units, "input_tokens": n_tokens,
+                          "fill": fill},
             )
         )
     return samples

@@ -29,6 +29,14 @@ def task_scores(rows: Iterable[Mapping[str, Any]], tasks: Iterable[str]) -> dict
     return out
 
 
+def coverage(scores: Mapping[str, Mapping[int, float]], tasks: Iterable[str]) -> dict[int, int]:
+    """How many of `tasks` have a score at each length (a per-length mean over fewer is partial)."""
+    wanted = set(tasks)
+    lengths = sorted({length for by_length in scores.values() for length in by_length})
+    return {length: sum(1 for t, by in scores.items() if t in wanted and length in by)
+            for length in lengths}
+
+
 def per_length_means(scores: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
     """Plain mean over tasks at each length (RULER's per-length score)."""
     lengths = sorted({length for by_length in scores.values() for length in by_length})
@@ -66,7 +74,22 @@ def default_threshold(per_length: Mapping[int, float], reference_length: int | N
     return LLAMA2_THRESHOLD if own > LLAMA2_THRESHOLD else RELATIVE_THRESHOLD * own
 
 
-def effective_length(per_length: Mapping[int, float], threshold: float = LLAMA2_THRESHOLD) -> int | None:
-    """The largest length whose score exceeds `threshold`; None when none does (RULER's `<4K`)."""
-    passing = [length for length, score in per_length.items() if score > threshold]
-    return max(passing) if passing else None
+EFFECTIVE_RULES = ("reference", "largest")
+
+
+def effective_length(per_length: Mapping[int, float], threshold: float = LLAMA2_THRESHOLD,
+                     rule: str = "reference") -> int | None:
+    """RULER's effective context length; None when the shortest length fails (RULER's `<4K`).
+
+    `reference`: walking up from the shortest length, the last length before the first one that
+    scores below `threshold` (a score equal to it passes, as RULER's README counts 85.6).
+    `largest`: the largest length scoring at least `threshold`, failures below it ignored."""
+    if rule not in EFFECTIVE_RULES:
+        raise RopebenchError(f"effective-length rule {rule!r} is not one of {', '.join(EFFECTIVE_RULES)}")
+    passing = None
+    for length in sorted(per_length):
+        if per_length[length] >= threshold:
+            passing = length
+        elif rule == "reference":
+            break
+    return passing

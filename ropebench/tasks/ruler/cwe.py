@@ -64,6 +64,8 @@ class RulerCWE(RulerTask):
         max_new_tokens: int = templates.CWE_MAX_NEW,
         shots: int = 1,
         chat: bool | None = None,
+        fill: str = "reference",
+        count_bos: bool | None = None,
         **_: object,
     ) -> list[Sample]:
         return build_samples(
@@ -79,5 +81,10 @@ class RulerCWE(RulerTask):
             max_units=min(length, len(cwe_vocabulary())),
             chat=chat,
             cache_key=(shots,),
+            fill=fill,
+            step=10,  # RULER: 10 words; its search estimates tokens per word from 4096 words
+            estimate_units=min(4096, len(cwe_vocabulary())),
+            search_factor=2,
+            count_bos=count_bos,
         )
 

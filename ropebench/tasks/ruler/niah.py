@@ -73,8 +73,12 @@ def insert_at_depths(sentences: list[str], needles: list[str], depths: list[int]
     return " ".join(parts)
 
 
-def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = "essay") -> Draft:
-    """One niah prompt with `units` haystack units (words for essays, lines otherwise)."""
+def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = "essay",
+               needle_seed: int | None = None) -> Draft:
+    """One niah prompt with `units` haystack units (words for essays, lines otherwise).
+
+    `needle_seed`: shuffle the needles with a generator of that seed, as RULER does (the same
+    permutation for every sample); None: with `rng`."""
     v = config.type_needle_v
     keys, values, needles = [], [], []
     for _ in range(config.num_keys):
@@ -83,10 +87,10 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
         needles.extend(
             templates.NEEDLE.format(type_needle_v=v, key=keys[-1], value=x) for x in values[-1]
         )
-    rng.shuffle(needles)
+    (rng if needle_seed is None else random.Random(needle_seed)).shuffle(needles)
 
     if config.haystack == "essay":
-        sentences = split_sentences(get_haystack(essay).first_words(units))
+        sentences = split_sentences(get_haystack(essay).first_words(units, raw=needle_seed is not None))
         depths = rng.sample(DEPTHS, len(needles))
         context = insert_at_depths(sentences, needles, depths)
     else:
@@ -126,6 +130,13 @@ def niah_draft(config: NiahConfig, units: int, rng: random.Random, essay: str = 
     )
 
 
+def step_units(haystack: str, length: int) -> int:
+    """RULER's step-down unit: 500 essay words; 25 noise or needle lines (5 below 4K)."""
+    if haystack == "essay":
+        return 500
+    return 25 if length >= 4096 else 5
+
+
 class RulerNiah(RulerTask):
     """A RULER niah task. Option `haystack` replaces the essay haystack (e.g. `pydoc`, a folder)."""
 
@@ -144,6 +155,8 @@ class RulerNiah(RulerTask):
         haystack: str = "essay",
         max_new_tokens: int = templates.NIAH_MAX_NEW,
         chat: bool | None = None,
+        fill: str = "reference",
+        count_bos: bool | None = None,
         **_: object,
     ) -> list[Sample]:
         essay = haystack if self.config.haystack == "essay" else "essay"
@@ -151,7 +164,8 @@ class RulerNiah(RulerTask):
             get_haystack(essay)  # fail early, with the haystack's own message
         return build_samples(
             self.name,
-            lambda units, rng, _: niah_draft(self.config, units, rng, essay),
+            lambda units, rng, _: niah_draft(self.config, units, rng, essay,
+                                             seed if fill == "reference" else None),
             tokenizer,
             length,
             n,
@@ -162,5 +176,8 @@ class RulerNiah(RulerTask):
             max_units=length,
             chat=chat,
             cache_key=(essay,),
+            fill=fill,
+            step=step_units(self.config.haystack, length),
+            count_bos=count_bos,
         )
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ropebench.errors import RopebenchError
 from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import cache_dir
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, build_samples, check_choice
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 
@@ -130,8 +130,13 @@ def load_qa(source: str, path: str | None = None) -> QADataset:
         raise RopebenchError(f"{file} is not a {source} file ({err!r}); check the path") from err
 
 
-def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int) -> Draft:
-    """Question `index` with `units` documents: gold first, then same-article, then random ones."""
+def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int,
+             shuffle_seed: int | None = None) -> Draft:
+    """Question `index` with `units` documents: gold first, then same-article, then random ones.
+
+    `shuffle_seed`: shuffle the documents with a generator of that seed, as RULER does, so the
+    gold paragraphs sit in the same slot for every sample with the same document count; None: a
+    uniform shuffle with `rng`."""
     q = dataset.questions[index % len(dataset.questions)]
     if units >= len(dataset.documents):
         chosen = list(range(len(dataset.documents)))
@@ -141,7 +146,7 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int) -> 
         taken = set(q.gold) | set(q.related)
         others = [i for i in range(len(dataset.documents)) if i not in taken]
         chosen = list(q.gold) + list(q.related) + rng.sample(others, units - len(taken))
-    rng.shuffle(chosen)
+    (rng if shuffle_seed is None else random.Random(shuffle_seed)).shuffle(chosen)
     context = "\n\n".join(
         templates.QA_DOCUMENT.format(i=i + 1, document=dataset.documents[d])
         for i, d in enumerate(chosen)
@@ -151,7 +156,8 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int) -> 
         answer_prefix=templates.QA_ANSWER_PREFIX,
         references=list(q.answers),
         answer=" " + q.answers[0],
-        metadata={"question": index % len(dataset.questions), "documents": len(chosen)},
+        metadata={"question": index % len(dataset.questions), "documents": len(chosen),
+                  "gold_documents": [chosen.index(g) + 1 for g in q.gold if g in chosen]},
     )
 
 
@@ -172,10 +178,15 @@ class RulerQA(RulerTask):
         *,
         max_new_tokens: int = templates.QA_MAX_NEW,
         chat: bool | None = None,
+        fill: str = "reference",
+        gold: str = "reference",
+        count_bos: bool | None = None,
         squad_path: str | None = None,
         hotpotqa_path: str | None = None,
     ) -> list[Sample]:
-        # Both names are accepted by both tasks, so one `--option` line serves a `ruler` run.
+        """`gold`: "reference" (documents shuffled with a generator seeded by the run seed, as
+        RULER does) or "uniform" (a fresh shuffle per sample)."""
+        check_choice("gold", gold, ("reference", "uniform"))
         path = squad_path if self.source == "squad" else hotpotqa_path
         dataset = load_qa(self.source, str(path) if path else None)
         questions = min(len(dataset.questions), MAX_QUESTIONS)
@@ -186,7 +197,8 @@ class RulerQA(RulerTask):
         min_docs = max(len(q.gold) for q in dataset.questions[:n])
         return build_samples(
             self.name,
-            lambda units, rng, index: qa_draft(dataset, units, rng, index),
+            lambda units, rng, index: qa_draft(dataset, units, rng, index,
+                                               seed if gold == "reference" else None),
             tokenizer,
             length,
             n,
@@ -196,6 +208,9 @@ class RulerQA(RulerTask):
             min_units=min_docs,
             max_units=len(dataset.documents),
             chat=chat,
-            cache_key=(str(path),),
+            cache_key=(str(path), gold),
+            fill=fill,
+            step=10,  # RULER: 10 documents
+            count_bos=count_bos,
         )
 

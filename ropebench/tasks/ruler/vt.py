@@ -64,6 +64,8 @@ class RulerVT(RulerTask):
         max_new_tokens: int = templates.VT_MAX_NEW,
         example_length: int = EXAMPLE_LENGTH,
         chat: bool | None = None,
+        fill: str = "reference",
+        count_bos: bool | None = None,
         **_: object,
     ) -> list[Sample]:
         # The example's noise count is fitted once at `example_length` tokens (no chat wrapper);
@@ -82,6 +84,7 @@ class RulerVT(RulerTask):
                 min_units=HOPS + 1,
                 max_units=example_length,
                 chat=False,
+                fill="tight",
             )
             example_units = fitted.metadata["units"]
 
@@ -104,5 +107,8 @@ class RulerVT(RulerTask):
             max_units=length,
             chat=chat,
             cache_key=(example_length,),
+            fill=fill,
+            step=10 if length >= 4096 else 5,  # RULER: 10 noise lines (5 below 4K)
+            count_bos=count_bos,
         )
 

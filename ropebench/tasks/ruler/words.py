@@ -14,10 +14,53 @@ def _categories() -> dict[str, tuple[str, ...]]:
     return {name: tuple(sorted(set(cats[name]))) for name in ("nouns", "adjectives", "verbs")}
 
 
-def random_key(rng: random.Random) -> str:
-    """A uniform draw from RULER's `adjective-noun` keys, without building all 6 million pairs."""
+@functools.lru_cache(maxsize=1)
+def _key_blocks() -> tuple[list[tuple[int, tuple[str, ...] | str]], int]:
+    """RULER's keys are `sorted(set(f"{adj}-{noun}"))` over all 6 million pairs. The sorted list
+    is laid out in blocks without building it: an adjective's pairs are contiguous and follow
+    the noun order, except where one adjective extends another by a hyphen ("blue", "blue-eyed"):
+    those few groups are materialised. Returns [(start index, block)], total count."""
     cats = _categories()
-    return f"{rng.choice(cats['adjectives'])}-{rng.choice(cats['nouns'])}"
+    nouns = cats["nouns"]
+    groups: dict[str, list[str]] = {}
+    for adj in cats["adjectives"]:
+        root = next((r for r in cats["adjectives"] if adj.startswith(r + "-")), adj)
+        groups.setdefault(root, []).append(adj)
+    blocks: list[tuple[int, tuple[str, ...] | str]] = []
+    start = 0
+    for root in sorted(groups, key=lambda r: r + "-"):
+        members = groups[root]
+        if len(members) == 1:
+            blocks.append((start, root))
+            start += len(nouns)
+        else:
+            pairs = tuple(sorted({f"{adj}-{noun}" for adj in members for noun in nouns}))
+            blocks.append((start, pairs))
+            start += len(pairs)
+    return blocks, start
+
+
+@functools.lru_cache(maxsize=1)
+def _block_starts() -> list[int]:
+    return [start for start, _ in _key_blocks()[0]]
+
+
+def key_at(index: int) -> str:
+    """The `index`-th of RULER's sorted `adjective-noun` keys."""
+    import bisect
+
+    blocks, _ = _key_blocks()
+    i = bisect.bisect_right(_block_starts(), index) - 1
+    start, block = blocks[i]
+    if isinstance(block, tuple):
+        return block[index - start]
+    return f"{block}-{_categories()['nouns'][index - start]}"
+
+
+def random_key(rng: random.Random) -> str:
+    """RULER's `random.choice(words)` over its sorted keys: the same draw for the same generator
+    state, without building all 6 million pairs."""
+    return key_at(rng.randrange(_key_blocks()[1]))
 
 
 @functools.lru_cache(maxsize=1)
