@@ -10,6 +10,7 @@ import pytest
 from helpers import tiny_tokenizer
 
 from ropebench.errors import RopebenchError
+from ropebench.run.evaluate import task_options
 from ropebench.tasks import get_task
 from ropebench.tasks.haystacks import NOISE_LINE
 from ropebench.tasks.prompting import count_tokens, largest_fitting
@@ -40,7 +41,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def drawn(tok):
-    return {name: get_task(name).samples(tok, LENGTH, 3, 42, **OPTIONS) for name in OFFLINE}
+    return {name: get_task(name).samples(tok, LENGTH, 3, 42, **task_options(OPTIONS, name)) for name in OFFLINE}
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -59,9 +60,9 @@ def test_every_reference_is_in_the_prompt(drawn, name):
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_same_seed_same_samples_and_index_independent_of_n(tok, drawn, name):
-    again = get_task(name).samples(tok, LENGTH, 2, 42, **OPTIONS)
+    again = get_task(name).samples(tok, LENGTH, 2, 42, **task_options(OPTIONS, name))
     assert [s.prompt for s in again] == [s.prompt for s in drawn[name][:2]]
-    other = get_task(name).samples(tok, LENGTH, 1, 7, **OPTIONS)
+    other = get_task(name).samples(tok, LENGTH, 1, 7, **task_options(OPTIONS, name))
     assert other[0].prompt != drawn[name][0].prompt
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ropebench.errors import RopebenchError
+from ropebench.settings import field_names
 
 # task name -> share of the retrieval examples. Multi-key tasks come in from the start: a model
 # that only ever sees one needle learns to copy "the number" rather than to match its key. The
@@ -124,10 +125,12 @@ class TrainingMixture:
         budget = max(112, self.rng.choice([length // 4, length // 2, 3 * length // 4, length])) - 24
         for _ in range(4):
             try:
-                sample = task.samples(
-                    self.tok, budget, 1, self.rng.randrange(1 << 30),
-                    haystack=self.rng.choice(self._haystacks), max_new_tokens=0, fill="tight",
-                )[0]
+                seed = self.rng.randrange(1 << 30)
+                wanted = {"haystack": self.rng.choice(self._haystacks), "max_new_tokens": 0,
+                          "fill": "tight"}
+                known = field_names(task.options_class())  # passkey has no haystack option
+                sample = task.samples(self.tok, budget, 1, seed,
+                                      **{k: v for k, v in wanted.items() if k in known})[0]
             except RopebenchError:  # the template alone outgrows a short row
                 return self.recall_row(length)
             prompt = self.tok(sample.prompt + sample.answer_prefix).input_ids  # BOS included

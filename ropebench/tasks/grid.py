@@ -81,7 +81,6 @@ class NeedleGrid(StringMatchTask):
         haystack: str = "essay",
         max_new_tokens: int = MAX_NEW,
         chat: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         """`n` samples per depth; sample k at depth j has index j * n + k."""
         depth_list = grid_depths(depths, depth_spacing) if isinstance(depths, int) else list(depths)

@@ -61,7 +61,6 @@ class Passkey(GenerativeTask):
         *,
         max_new_tokens: int = MAX_NEW,
         chat: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         return build_samples(
             self.name,

@@ -66,7 +66,6 @@ class RulerCWE(RulerTask):
         chat: bool | None = None,
         fill: str = "reference",
         count_bos: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         return build_samples(
             self.name,

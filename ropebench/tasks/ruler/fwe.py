@@ -59,7 +59,6 @@ class RulerFWE(RulerTask):
         *,
         max_new_tokens: int = templates.FWE_MAX_NEW,
         chat: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         vocab_size = (length - max_new_tokens) // 50  # RULER: budget L = length - 50, vocab L // 50
         if vocab_size < 5:

@@ -157,7 +157,6 @@ class RulerNiah(RulerTask):
         chat: bool | None = None,
         fill: str = "reference",
         count_bos: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         essay = haystack if self.config.haystack == "essay" else "essay"
         if self.config.haystack == "essay":

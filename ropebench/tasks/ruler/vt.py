@@ -66,7 +66,6 @@ class RulerVT(RulerTask):
         chat: bool | None = None,
         fill: str = "reference",
         count_bos: bool | None = None,
-        **_: object,
     ) -> list[Sample]:
         # The example's noise count is fitted once at `example_length` tokens (no chat wrapper);
         # each sample then draws its own example of that size with fresh names.
