@@ -215,3 +215,13 @@ def test_budget_counts_only_pending_work(workspace, reference_run, tmp_path):
     assert estimate_seconds(ComparisonRunner(plan, reference_run, progress=False)) == 0.0
     fresh = estimate_seconds(ComparisonRunner(plan, tmp_path / "new", progress=False))
     assert fresh > 0.0
+
+
+def test_shared_options_reach_only_the_tasks_that_take_them(workspace, tmp_path):
+    """`max_new_tokens` is shared: passkey takes it, ppl does not, and both stages run."""
+    raw = {**raw_plan(workspace), "methods": ["none"]}
+    raw["evaluate"] = {**raw["evaluate"], "tasks": ["passkey", "ppl"]}
+    ComparisonRunner(plan_from_dict(raw), tmp_path / "run", progress=False).run()
+    rows = load_run(tmp_path / "run").rows
+    assert (rows["task"] == "passkey").sum() == 2 and (rows["task"] == "ppl").sum() == 1
+    assert float(rows[rows["task"] == "ppl"]["score"].iloc[0]) > 1.0

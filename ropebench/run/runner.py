@@ -147,7 +147,7 @@ class ComparisonRunner:
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
         from ropebench.backends.hf import HFBackend
-        from ropebench.run.evaluate import run_evaluation
+        from ropebench.run.evaluate import run_evaluation, task_options
 
         scaling = self._load_scaling(ms)
         source = self.plan.model if ms.train is None else str(self.store.path(ms.train) / "model")
@@ -156,7 +156,8 @@ class ComparisonRunner:
         backend = HFBackend(model, tokenizer, identity={"model": source})
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
-                              out_dir=folder, options=dict(e.options), progress=self.progress)
+                              out_dir=folder, options=task_options(e.options, task),
+                              progress=self.progress)
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------
