@@ -47,7 +47,7 @@ _CPU_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine in this process: ~10 s load, no spawn guard
     "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    "VLLM_LOGGING_LEVEL": "WARNING",
+    "VLLM_LOGGING_LEVEL": "ERROR",
     "TOKENIZERS_PARALLELISM": "false",
 }
 
@@ -84,14 +84,9 @@ class EngineKey:
 
 
 def _on_cpu() -> bool:
-    try:
-        from vllm.platforms import current_platform
+    import torch  # not vllm: its environment variables must be set before it is imported
 
-        return current_platform.is_cpu()
-    except Exception:  # noqa: BLE001
-        import torch
-
-        return not torch.cuda.is_available()
+    return not torch.cuda.is_available()
 
 
 def dynamic_base(config: dict[str, Any], length: int) -> float:

@@ -19,26 +19,47 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _group():
+def _group(backend: str | None = None):
     """The gloo group objects travel over (the default process group is created on first use)."""
     global _GROUP
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        import torch
+        if backend is None:
+            import torch
 
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
     if _GROUP is None:
         _GROUP = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
     return _GROUP
 
 
-def process_place():
-    """(rank, world_size, device) of this process; joins the process group when there are several."""
+def gpu_slice(per_rank: int) -> str | None:
+    """CUDA_VISIBLE_DEVICES for this rank when each rank drives `per_rank` GPUs of its node (an
+    engine such as vLLM with tensor parallelism), or None when started alone."""
+    rank, size = world()
+    if size == 1:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range((local + 1) * per_rank)]
+    mine = devices[local * per_rank : (local + 1) * per_rank]
+    return ",".join(mine) if len(mine) == per_rank else None
+
+
+def process_place(*, engine_owns_gpus: bool = False):
+    """(rank, world_size, device) of this process; joins the process group when there are several.
+
+    With `engine_owns_gpus` (vLLM) the group is gloo and CUDA is left untouched, so the engine
+    started afterwards sees only the GPUs `gpu_slice` gave this rank."""
     import torch
 
     rank, size = world()
+    if engine_owns_gpus:
+        if size > 1:
+            _group("gloo")
+        return rank, size, torch.device("cpu")
     if size > 1:
         _group()
     if torch.cuda.is_available():

@@ -162,23 +162,39 @@ def make_backend(args: argparse.Namespace, scaling):
     """The backend `--backend` names, holding the model with `scaling` applied, placed on this
     process's device when several processes share the run (torchrun / accelerate launch)."""
     from ropebench.backends.base import BACKENDS
+    from ropebench.errors import RopebenchError
     from ropebench.run.distributed import process_place
 
-    rank, world_size, device = process_place()
     engine_options = parse_options(getattr(args, "engine_options", []) or [])
     name = getattr(args, "backend", "hf") or "hf"
     BACKENDS.get(name)  # an unknown name fails here, before any weights load
     if name == "vllm":
-        from ropebench.backends.vllm import VLLMBackend, export_for_vllm
+        import os
 
-        model_dir = export_for_vllm(args.model, scaling, Path(args.out) / "extended-model",
+        from ropebench.backends.vllm import VLLMBackend, export_for_vllm
+        from ropebench.run.distributed import gpu_slice
+
+        # Data parallel: each rank's engine gets its own tensor_parallel_size GPUs.
+        devices = gpu_slice(int(engine_options.get("tensor_parallel_size", 1)))
+        if devices is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices
+        rank, world_size, _ = process_place(engine_owns_gpus=True)
+
+        from ropebench.run.distributed import barrier
+
+        export = Path(args.out) / "extended-model"
+        if rank == 0:  # one export; the other ranks then find it in place
+            export_for_vllm(args.model, scaling, export, trust_remote_code=args.trust_remote_code)
+        barrier(world_size)
+        model_dir = export_for_vllm(args.model, scaling, export,
                                     trust_remote_code=args.trust_remote_code)
         return VLLMBackend(model_dir, options=engine_options, identity={"model": args.model},
                            rank=rank, world_size=world_size)
     if name != "hf":
-        return BACKENDS.get(name).from_cli(args, scaling, engine_options)
+        raise RopebenchError(f"`ropebench eval` builds the hf and vllm backends; {name!r} is "
+                             "a plugin backend: construct it and call run_evaluation")
+    rank, world_size, device = process_place()
     from ropebench.backends.hf import HFBackend
-    from ropebench.errors import RopebenchError
     from ropebench.model.load import load_model
     from ropebench.model.patch import apply_scaling
 
