@@ -15,7 +15,7 @@ import time
 
 
 def main() -> None:
-    from ropebench.backends.parity import EXPORTED_METHODS, as_dicts, engine_parity, markdown_table
+    from ropebench.run.parity import EXPORTED_METHODS, as_dicts, engine_parity, markdown_table
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="reference")

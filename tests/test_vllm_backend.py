@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from ropebench.backends.parity import EXPORTED_METHODS, engine_parity  # noqa: E402
+from ropebench.run.parity import EXPORTED_METHODS, engine_parity  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-3  # max |log-prob difference| (float32 on CPU: observed ~3e-5)

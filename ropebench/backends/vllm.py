@@ -286,8 +286,6 @@ class VLLMBackend(Backend):
         settled: Settled | None = None,
         **options: Any,
     ) -> list[Completion]:
-        from vllm import SamplingParams, TokensPrompt
-
         options.pop("batch_size", None)  # the engine batches by itself
         if options:
             raise RopebenchError(
@@ -373,7 +371,7 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams, TokensPrompt
 
         groups: dict[EngineKey, list[int]] = {}
-        for i, (ids, first, last) in enumerate(requests):
+        for i, (ids, first, _last) in enumerate(requests):
             if first < 1:
                 raise RopebenchError(f"first_target must be at least 1, got {first}")
             groups.setdefault(self.engine_for(len(ids), nll_length=len(ids)), []).append(i)
