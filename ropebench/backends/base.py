@@ -114,6 +114,7 @@ class Backend(ABC):
 
 def _import_builtins() -> None:
     import ropebench.backends.hf  # noqa: F401
+    import ropebench.backends.vllm  # noqa: F401  (vllm itself is imported on first use)
 
 
 BACKENDS: Registry[type[Backend]] = Registry(

@@ -18,6 +18,7 @@ from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
 from ropebench.io import JsonlWriter, read_jsonl
 from ropebench.registry import did_you_mean
+from ropebench.run.distributed import barrier, broadcast_from_zero, gather_to_zero
 from ropebench.settings import field_names
 from ropebench.tasks import Row, expand_tasks, get_task
 from ropebench.tasks.base import GenerationOptions, GenerativeTask, MeasuredTask, Task
@@ -108,42 +109,79 @@ def _generative(task, backend, length, method, samples, seed, opts, writer, bar)
     stop_at_newline = gen_opts.pop("stop_at_newline", None)
     if stop_at_newline is None:
         stop_at_newline = task.stop_at_newline
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        # A row may stop once its score is final; its prediction then ends there.
-        settled = (lambda i, text, part=part: task.settled(part[i], text)) if early else None
-        completions = backend.generate(
-            [encode(backend.tokenizer, s.input_text) for s in part],
-            part[0].max_new_tokens,
-            stop_at_newline=stop_at_newline,
-            settled=settled,
-            **gen_opts,
-        )
-        for sample, completion in zip(part, completions, strict=True):
-            writer.write(
-                Row(
-                    task=task.name,
-                    length=length,
-                    method=method,
-                    score=task.score(sample, completion.text),
-                    prediction=completion.text,
-                    references=sample.references,
-                    input_tokens=completion.input_tokens,
-                    seconds=round(completion.seconds, 4),
-                    index=sample.index,
-                    metadata=sample.metadata,
-                )
+    rank, size = backend.rank, backend.world_size
+    # Data parallel: each rank takes every size-th sample of a chunk of size x chunk samples;
+    # rank 0 gathers the rows and writes them in sample order.
+    for start in range(0, len(todo), chunk * size):
+        part = todo[start : start + chunk * size]
+        mine = part[rank::size]
+        rows = []
+        if mine:
+            # A row may stop once its score is final; its prediction then ends there.
+            settled = (lambda i, text, mine=mine: task.settled(mine[i], text)) if early else None
+            completions = backend.generate(
+                [encode(backend.tokenizer, s.input_text) for s in mine],
+                mine[0].max_new_tokens,
+                stop_at_newline=stop_at_newline,
+                settled=settled,
+                **gen_opts,
             )
+            for sample, completion in zip(mine, completions, strict=True):
+                rows.append(
+                    Row(
+                        task=task.name,
+                        length=length,
+                        method=method,
+                        score=task.score(sample, completion.text),
+                        prediction=completion.text,
+                        references=sample.references,
+                        input_tokens=completion.input_tokens,
+                        seconds=round(completion.seconds, 4),
+                        index=sample.index,
+                        metadata=sample.metadata,
+                    )
+                )
+        for row in _in_sample_order(gather_to_zero(rows, size), size):
+            writer.write(row)
         bar.update(len(part))
 
 
-def _measured(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
+def _in_sample_order(gathered, size: int) -> list[Row]:
+    """Rows gathered from the ranks (rank r holds positions r, r + size, ...) back in order."""
+    if gathered is None:
+        return []
+    ordered = []
+    for k in range(max(len(rows) for rows in gathered)):
+        ordered += [rows[k] for rows in gathered if k < len(rows)]
+    return ordered
+
+
+class _DoneView:
+    """What a rank other than 0 knows of the rows file: rank 0's done set; it never writes."""
+
+    def __init__(self, done: set) -> None:
+        self.done = set(done)
+
+    def is_done(self, method: str, task: str, length: int, index: int) -> bool:
+        return (method, task, length, index) in self.done
+
+    def write(self, row: Row) -> None:
+        self.done.add((row.method, row.task, row.length, row.index))
+
+
+def _measured(task, backend, length, method, samples, seed, opts, writer, bar, unit=0) -> None:
     if writer.is_done(method, task.name, length, 0):
         bar.update(1)
         return
-    for row in task.measure(backend, length, samples=samples, seed=seed, options=opts):
-        row.method = method
-        writer.write(row)
+    # Data parallel: measured (task, length) units are dealt out whole, unit i to rank i % size.
+    rows = []
+    if unit % backend.world_size == backend.rank:
+        rows = task.measure(backend, length, samples=samples, seed=seed, options=opts)
+        for row in rows:
+            row.method = method
+    for part in gather_to_zero(rows, backend.world_size) or []:
+        for row in part:
+            writer.write(row)
     bar.update(1)
 
 
@@ -197,24 +235,36 @@ def run_evaluation(
         raise RopebenchError(f"lengths must be positive integers, got {lengths}")
     names = expand_tasks(tasks)
     resolved = resolve_options(dict(options or {}), [get_task(name) for name in names])
-    writer = RowWriter(Path(out_dir))
+    rank, size = backend.rank, backend.world_size
+    writer = RowWriter(Path(out_dir)) if rank == 0 else None
+    if size > 1:  # every rank skips what rank 0 finds done; only rank 0 writes
+        done = broadcast_from_zero(writer.done if writer is not None else None, size)
+        writer = writer if writer is not None else _DoneView(done)
 
     plan = []
     for name in names:
         task = get_task(name)
         plan += [(task, length) for length in (lengths if task.per_length else [0])]
     total = sum(samples if isinstance(task, GenerativeTask) else 1 for task, _ in plan)
+    progress = progress and rank == 0
+    units = 0
     with tqdm(total=total, desc=f"eval {method}", unit="sample", disable=not progress) as bar:
         for task, length in plan:
             bar.set_postfix_str(f"{task.name} @ {length}")
             if not isinstance(task, GenerativeTask | MeasuredTask):
                 raise RopebenchError(f"task {task.name!r} is neither generative nor measured")
             opts = dict(resolved[task.name])
-            run = _generative if isinstance(task, GenerativeTask) else _measured
-            run(task, backend, length, method, samples, seed, opts, writer, bar)
+            if isinstance(task, GenerativeTask):
+                _generative(task, backend, length, method, samples, seed, opts, writer, bar)
+            else:
+                _measured(task, backend, length, method, samples, seed, opts, writer, bar, units)
+                units += 1
 
+    if rank == 0:
+        rows = read_rows(Path(out_dir))
+        summarize(rows).to_csv(Path(out_dir) / SUMMARY_FILE, index=False)
+    barrier(size)
     rows = read_rows(Path(out_dir))
-    summarize(rows).to_csv(Path(out_dir) / SUMMARY_FILE, index=False)
     wanted = {(task.name, length) for task, length in plan}
     mine = [r for r in rows if r["method"] == method and (r["task"], r["length"]) in wanted]
     return pd.DataFrame(mine)

@@ -54,6 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="task option, e.g. haystack=pydoc, stride=256, squad_path=FILE, vt.example_length=200",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    parser.add_argument(
+        "--backend", default="hf", help="inference engine: hf (transformers) or vllm (see docs/engines.md)"
+    )
+    parser.add_argument(
+        "--engine-option",
+        dest="engine_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, e.g. max_model_len=131072, tensor_parallel_size=2 (vllm)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
@@ -100,11 +111,9 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropebench.backends.hf import HFBackend
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
-    from ropebench.model.load import load_config_dict, load_model
-    from ropebench.model.patch import apply_scaling
+    from ropebench.model.load import load_config_dict
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.evaluate import run_evaluation
     from ropebench.settings import parse_overrides
@@ -127,13 +136,10 @@ def run(args: argparse.Namespace) -> int:
             spec, args.target_length
         )
 
-    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    if scaling is not None:
-        apply_scaling(model, scaling)
     label = args.label or (scaling.method if scaling is not None else "none")
-
+    backend = make_backend(args, scaling)
     rows = run_evaluation(
-        HFBackend(model, tokenizer, identity={"model": args.model}),
+        backend,
         method=label,
         tasks=tasks,
         lengths=lengths,
@@ -143,12 +149,63 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         progress=not args.no_progress,
     )
+    getattr(backend, "close", lambda: None)()
     if rows.empty:
         print(f"no rows for {label}; see the warnings above")
         return 1
     print(summary_table(rows))
     print(f"rows: {args.out / 'rows.jsonl'}  summary: {args.out / 'summary.csv'}")
     return 0
+
+
+def make_backend(args: argparse.Namespace, scaling):
+    """The backend `--backend` names, holding the model with `scaling` applied, placed on this
+    process's device when several processes share the run (torchrun / accelerate launch)."""
+    from ropebench.backends.base import BACKENDS
+    from ropebench.errors import RopebenchError
+    from ropebench.run.distributed import process_place
+
+    engine_options = parse_options(getattr(args, "engine_options", []) or [])
+    name = getattr(args, "backend", "hf") or "hf"
+    BACKENDS.get(name)  # an unknown name fails here, before any weights load
+    if name == "vllm":
+        import os
+
+        from ropebench.backends.vllm import VLLMBackend, export_for_vllm
+        from ropebench.run.distributed import gpu_slice
+
+        # Data parallel: each rank's engine gets its own tensor_parallel_size GPUs.
+        devices = gpu_slice(int(engine_options.get("tensor_parallel_size", 1)))
+        if devices is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices
+        rank, world_size, _ = process_place(engine_owns_gpus=True)
+
+        from ropebench.run.distributed import barrier
+
+        export = Path(args.out) / "extended-model"
+        if rank == 0:  # one export; the other ranks then find it in place
+            export_for_vllm(args.model, scaling, export, trust_remote_code=args.trust_remote_code)
+        barrier(world_size)
+        model_dir = export_for_vllm(args.model, scaling, export,
+                                    trust_remote_code=args.trust_remote_code)
+        return VLLMBackend(model_dir, options=engine_options, identity={"model": args.model},
+                           rank=rank, world_size=world_size)
+    if name != "hf":
+        raise RopebenchError(f"`ropebench eval` builds the hf and vllm backends; {name!r} is "
+                             "a plugin backend: construct it and call run_evaluation")
+    rank, world_size, device = process_place()
+    from ropebench.backends.hf import HFBackend
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling
+
+    if engine_options:
+        raise RopebenchError("--engine-option is for engines such as vllm; the hf backend takes "
+                             "generation options through --option")
+    model, tokenizer = load_model(args.model, device=device, trust_remote_code=args.trust_remote_code)
+    if scaling is not None:
+        apply_scaling(model, scaling)
+    return HFBackend(model, tokenizer, identity={"model": args.model}, rank=rank,
+                     world_size=world_size)
 
 
 def summary_table(rows) -> str:
