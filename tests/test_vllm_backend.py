@@ -40,18 +40,23 @@ def test_log_probs_match_hf_inside_and_beyond_the_window(parity_rows, method):
         assert beyond.greedy_equal, beyond
 
 
-def test_longrope_with_an_attention_factor_vllm_ignores_is_refused(tmp_path):
+def test_longrope_attention_factor_reaches_vllm(tmp_path):
+    """vLLM derives LongRoPE's magnitude itself; an explicit one must still match transformers."""
+    from ropebench.backends.hf import HFBackend
     from ropebench.backends.vllm import VLLMBackend, export_for_vllm
-    from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender
-    from ropebench.model.load import load_config_dict
-    from ropebench.rope.spec import RopeSpec
+    from ropebench.model.load import load_model
+    from ropebench.model.patch import apply_scaling, spec_of
+    from ropebench.tasks.ppl import long_documents
 
-    spec = RopeSpec.from_config(load_config_dict("reference"))
-    scaling = get_extender("longrope2", {"attention_factor": "1.5"}).rescale(spec, 4096)
-    model_dir = export_for_vllm("reference", scaling, tmp_path / "m")
-    with pytest.raises(RopebenchError, match="ignores the exported attention_factor"):
-        VLLMBackend(model_dir)
+    model, tok = load_model("reference")
+    scaling = get_extender("longrope2", {"attention_factor": "1.5"}).rescale(spec_of(model), 4096)
+    apply_scaling(model, scaling)
+    hf = HFBackend(model, tok)
+    vl = VLLMBackend(export_for_vllm("reference", scaling, tmp_path / "m"))
+    for length in (300, 3000):  # short engine inside the window, long engine beyond it
+        (ids,) = long_documents(tok, length, 1)
+        assert vl.nll(ids, 1).total == pytest.approx(hf.nll(ids, 1).total, rel=1e-4), length
 
 
 def _eval(method: str, backend: str, out) -> list[dict]:

@@ -14,8 +14,8 @@ refuses:
   engine with `max_model_len` = window would also use them, but cannot run the forward over
   exactly `window` tokens that a crossing generation needs); a generation that starts inside and crosses the window is re-prefilled on the long
   engine at the switch, as the HF engine does. vLLM also ignores `attention_factor` for
-  `longrope` (it derives the magnitude from max_position_embeddings): an export whose
-  attention_factor differs from that value is refused.
+  `longrope` (it derives the magnitude from max_position_embeddings): the backend passes it
+  as vLLM's `short_mscale` / `long_mscale`, so any magnitude transformers applies is applied.
 - Dynamic NTK (`dynamic`): vLLM's is static. The backend serves it as plain RoPE with the base
   transformers uses at the request's length (the pretrained base inside the window), one engine
   per base. Generation that runs past the window cannot match (the base would change every
@@ -127,7 +127,6 @@ class VLLMBackend(Backend):
         if _on_cpu():
             for key, value in _CPU_ENV.items():
                 os.environ.setdefault(key, value)
-        self.check_supported()
 
     # ------------------------------------------------------------------ what results depend on
     @property
@@ -142,7 +141,9 @@ class VLLMBackend(Backend):
 
     @property
     def max_length(self) -> int:
-        return int(self.options.max_model_len or self.config["max_position_embeddings"])
+        # RULER's budget leaves BOS out (prompt + answer <= length), so a full prompt and its
+        # answer hold one token more than the length the model was extended to.
+        return int(self.options.max_model_len or self.config["max_position_embeddings"] + 1)
 
     @property
     def window(self) -> int:
@@ -183,24 +184,6 @@ class VLLMBackend(Backend):
             return EngineKey(self.max_length, rope_theta=theta)
         return EngineKey(self.max_length)
 
-    def check_supported(self) -> None:
-        """Refuse what vLLM cannot serve as transformers does (before any engine starts)."""
-        params = self.params
-        if params.get("rope_type") == "longrope" and params.get("attention_factor") is not None:
-            # vLLM's longrope ignores attention_factor: sqrt(1 + ln(s) / ln(L)) with
-            # s = max_position_embeddings / L.
-            window = self.window
-            scale = max(int(self.config["max_position_embeddings"]), self.max_length) / window
-            derived = 1.0 if scale <= 1 else math.sqrt(1 + math.log(scale) / math.log(window))
-            wanted = float(params["attention_factor"])
-            if abs(derived - wanted) > 1e-6 * wanted:
-                raise RopebenchError(
-                    f"vLLM's longrope derives its attention factor from max_position_embeddings "
-                    f"({derived:.6g}) and ignores the exported attention_factor ({wanted:.6g}); "
-                    "this scaling cannot run on vllm as it does in transformers: use --backend hf, "
-                    "or the default (longrope) magnitude"
-                )
-
     def _engine(self, key: EngineKey):
         if key in self._engines:
             self._engines[key] = self._engines.pop(key)  # most recently used last
@@ -214,6 +197,13 @@ class VLLMBackend(Backend):
         params = self.params
         if key.max_model_len > int(self.config["max_position_embeddings"]):
             overrides["max_position_embeddings"] = key.max_model_len
+        if params.get("rope_type") == "longrope":
+            # vLLM derives LongRoPE's magnitude from max_position_embeddings / window and ignores
+            # attention_factor; transformers applies attention_factor: pass it explicitly.
+            magnitude = params.get("attention_factor")
+            if magnitude is not None:
+                params = {**params, "short_mscale": magnitude, "long_mscale": magnitude}
+                overrides["rope_parameters"] = params
         if key.short:
             # vLLM picks the long factors for every position once max_model_len exceeds the
             # window; an engine whose long factors are the short ones gives transformers' RoPE
