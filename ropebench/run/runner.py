@@ -265,7 +265,8 @@ class ComparisonRunner:
         backend = HFBackend(model, tokenizer, identity={"model": source})
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
-                              out_dir=folder, options=dict(e.options), progress=self.progress)
+                              out_dir=folder, options=dict(e.options), progress=self.progress,
+                              identity={"scaling": scaling.to_dict()})
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------

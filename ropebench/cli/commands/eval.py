@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = run_evaluation(
         HFBackend(model, tokenizer, identity={"model": args.model}),
+        identity={"scaling": scaling.to_dict() if scaling is not None else None},
         method=label,
         tasks=tasks,
         lengths=lengths,
