@@ -167,7 +167,14 @@ class ComparisonRunner:
         return [s for ms in self.graph for s in ms.all() if not self.store.is_done(s)]
 
     def run(self) -> Path:
-        """Run every unfinished stage; returns the manifest path."""
+        """Run every unfinished stage; returns the manifest path. The run folder is locked: a
+        second `compare` on it stops at once."""
+        from ropebench.io import FolderLock
+
+        with FolderLock(self.run_dir, "--out"):
+            return self._run()
+
+    def _run(self) -> Path:
         stages = [s for ms in self.graph for s in ms.all()]
         self.log.event("run_start", plan=self.plan.to_dict(), environment=environment(),
                        pending=len(self.pending()), stages=len(stages))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,19 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.settings import parse_overrides
     from ropebench.tasks import expand_tasks
 
-    tasks = expand_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    from ropebench.run.plan import check_label
+
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not names:
+        raise RopebenchError("--tasks is empty; give e.g. --tasks ruler,passkey (see `ropebench list`)")
+    tasks = expand_tasks(names)
     lengths = parse_lengths(args.lengths)
+    if args.label is not None:
+        check_label(args.label)
+    if args.samples < 1:
+        raise RopebenchError(f"--samples must be at least 1, got {args.samples}")
+    if args.out.exists() and not args.out.is_dir():
+        raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
     options = parse_options(args.options)
     options.setdefault("batch_size", args.batch_size)
 
@@ -145,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if rows.empty:
-        print(f"no rows for {label}; see the warnings above")
+        print(f"no rows for {label}: every task was skipped (see the 'skipping' lines above); "
+              "try other --lengths or --tasks", file=sys.stderr)
         return 1
     print(summary_table(rows))
     print(f"rows: {args.out / 'rows.jsonl'}  summary: {args.out / 'summary.csv'}")

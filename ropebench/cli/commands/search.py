@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     quarter = max(args.population // 4, 1)
     given = {
         "population": args.population, "iterations": args.iterations,
-        "parents": args.parents or max(args.population // 2, 1),
+        "parents": max(args.population // 2, 1) if args.parents is None else args.parents,
         "mutations": quarter if args.mutations is None else args.mutations,
         "crossovers": quarter if args.crossovers is None else args.crossovers,
         "mutation_prob": args.mutation_prob, "crossover_prob": args.crossover_prob,
