@@ -1,0 +1,54 @@
+"""CLI behaviours that must not hide anything: rope-info on an extended model, extend without a
+tokenizer, lengths that cannot fit, and a plan that runs cleanly after its dry run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import tiny_llama, tiny_tokenizer
+
+from ropebench.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    tiny_llama(window=32).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
+
+
+def test_rope_info_shows_the_scaling_of_an_extended_model(model_dir, tmp_path, capsys):
+    out = tmp_path / "yarn"
+    assert main(["extend", str(model_dir), "--method", "yarn", "--target-length", "128",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["rope-info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "configured        yarn: rope_type yarn" in text
+    assert "max_position_embeddings 128" in text and "(pretrained)" in text
+    assert main(["rope-info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["configured"]["rope_parameters"]["rope_type"] == "yarn"
+    assert main(["rope-info", str(model_dir), "--json"]) == 0
+    assert "configured" not in json.loads(capsys.readouterr().out)
+
+
+def test_rope_info_shows_an_ntk_base_change(model_dir, tmp_path, capsys):
+    out = tmp_path / "ntk"
+    assert main(["extend", str(model_dir), "--method", "ntk", "--target-length", "128",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["rope-info", str(out)]) == 0
+    assert "configured        ntk: rope_type default, rope_theta" in capsys.readouterr().out
+
+
+def test_extend_a_weights_only_folder(tmp_path, capsys):
+    weights = tmp_path / "weights"
+    tiny_llama(window=32).save_pretrained(weights)  # no tokenizer files
+    out = tmp_path / "out"
+    assert main(["extend", str(weights), "--method", "pi", "--target-length", "64",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "config.json").is_file() and not (out / "tokenizer.json").exists()
