@@ -142,6 +142,7 @@ def cases(m: str, t: Path) -> dict[str, tuple[list[str], str]]:
         "unknown task": (ev[:3] + ["passkye"] + ev[4:], "passkey"),
         "lengths not numbers": (ev[:5] + ["abc"] + ev[6:], "--lengths"),
         "lengths zero": (ev[:5] + ["0"] + ev[6:], "positive"),
+        "length that cannot finish": (ev[:5] + ["1048576"] + ev[6:], "--force"),
         "label escapes the folder": (ev + ["--label", "x/../../../../NAME"], "label"),
         "label with slash": (ev + ["--label", "a/b"], "label"),
         "unknown method": (ev + ["--method", "yarm", "--target-length", "128"], "yarn"),

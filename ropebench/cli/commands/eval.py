@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="run lengths the up-front memory/time estimate says cannot finish")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.load import load_config_dict, load_model
     from ropebench.model.patch import apply_scaling
     from ropebench.rope.spec import RopeSpec
+    from ropebench.run.budget import check_fits
     from ropebench.run.evaluate import run_evaluation
     from ropebench.settings import parse_overrides
     from ropebench.tasks import expand_tasks
@@ -128,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     options.setdefault("batch_size", args.batch_size)
 
     # Everything that can be checked from config.json is checked before the weights load.
-    spec = RopeSpec.from_config(load_config_dict(args.model))
+    config = load_config_dict(args.model)
+    spec = RopeSpec.from_config(config)
+    check_fits(config, lengths, batch=args.batch_size, force=args.force)
     scaling = None
     if args.factors is not None:
         scaling = load_scaling(args.factors, spec, args.target_length)
