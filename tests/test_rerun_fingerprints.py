@@ -113,3 +113,32 @@ def test_eval_command_rerun_with_other_settings_and_model(model, tok, tmp_path):
     moved = run(tmp_path / "a", other_dir, *yarn, "--set", "beta_fast=16")
     assert moved == run(tmp_path / "c", other_dir, *yarn, "--set", "beta_fast=16")
     assert [r["fingerprint"] for r in changed] != [r["fingerprint"] for r in moved]
+
+
+def test_an_interrupted_eval_still_writes_its_summary(model, tok, tmp_path):
+    backend = HFBackend(model, tok)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    backend.nll = interrupted  # perplexity runs after passkey and is cut short
+    with pytest.raises(KeyboardInterrupt):
+        _eval(backend, tmp_path, tasks=["passkey", "ppl"])
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert summary[0] == "method,task,length,n,score" and summary[1].startswith("none,passkey,256,2")
+
+
+def test_changed_target_length_recomputes(model, tok, tmp_path):
+    from ropebench.methods import get_extender
+    from ropebench.model.patch import apply_scaling, spec_of
+
+    def run(out, target):
+        patched = tiny_llama(window=512, seed=1)
+        scaling = get_extender("yarn").rescale(spec_of(patched), target)
+        apply_scaling(patched, scaling)
+        _eval(HFBackend(patched, tok), out, method="yarn",
+              identity={"scaling": scaling.to_dict()})
+        return _rows(out)
+
+    run(tmp_path / "a", 1024)
+    assert run(tmp_path / "a", 2048) == run(tmp_path / "b", 2048)
