@@ -52,3 +52,25 @@ def test_extend_a_weights_only_folder(tmp_path, capsys):
     assert main(["extend", str(weights), "--method", "pi", "--target-length", "64",
                  "--out", str(out)]) == 0, capsys.readouterr().err
     assert (out / "config.json").is_file() and not (out / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("errno_name, words", [("ENOSPC", "No space left on device"),
+                                               ("EROFS", "Read-only file system"),
+                                               ("EACCES", "Permission denied")])
+def test_output_failures_are_one_line(model_dir, tmp_path, capsys, monkeypatch, errno_name, words):
+    import errno
+    import os
+
+    from ropebench.io import JsonlWriter
+
+    def failing(self, record):
+        code = getattr(errno, errno_name)
+        raise OSError(code, os.strerror(code), str(self.path))
+
+    monkeypatch.setattr(JsonlWriter, "write", failing)
+    code = main(["eval", str(model_dir), "--tasks", "passkey", "--lengths", "256", "--samples", "1",
+                 "--option", "max_new_tokens=2", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.strip() and "it/s]" not in line]
+    assert code == 2 and len(err) == 1, err
+    assert words in err[0] and "rows.jsonl" in err[0] and "Traceback" not in err[0]
