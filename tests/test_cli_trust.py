@@ -74,3 +74,12 @@ def test_output_failures_are_one_line(model_dir, tmp_path, capsys, monkeypatch, 
            if line.strip() and "it/s]" not in line]
     assert code == 2 and len(err) == 1, err
     assert words in err[0] and "rows.jsonl" in err[0] and "Traceback" not in err[0]
+
+
+def test_an_unreachable_hub_id_fails_at_once_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    code = main(["eval", "no-such-owner/no-such-model", "--tasks", "passkey", "--out", "o"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not in the local cache" in err
+    assert list(tmp_path.iterdir()) == []

@@ -57,6 +57,34 @@ def has_tokenizer_files(resolved: str) -> bool:
     return not path.is_dir() or any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
+def check_hub_reachable(repo_id: str) -> None:
+    """A hub id that is neither cached nor reachable fails at once, in one line (instead of
+    transformers' retries and its multi-line message)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return  # cached: transformers loads it offline
+    except Exception:  # noqa: BLE001  (an odd id: let transformers judge it)
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if not offline:
+        host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+            return
+        except OSError:
+            pass
+    raise RopebenchError(
+        f"{repo_id!r} is not a local folder, and as a hub id it is not in the local cache and the "
+        "hub cannot be reached; check the path, or download the model where you are online"
+    )
+
+
 def load_config_dict(name_or_path: str) -> dict:
     """config.json as a dict, without loading weights (a hub id goes through transformers)."""
     resolved = resolve_model_path(name_or_path)
@@ -68,6 +96,7 @@ def load_config_dict(name_or_path: str) -> dict:
             raise RopebenchError(f"cannot read {local}: {err}; check the file is valid JSON") from err
     from transformers import AutoConfig
 
+    check_hub_reachable(resolved)
     try:
         return AutoConfig.from_pretrained(resolved).to_dict()
     except OSError as err:
