@@ -14,6 +14,7 @@ convention), raw values for perplexities.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -294,7 +295,8 @@ def run_evaluation(
         expected[(method, task.name, length)] = fingerprint(described)
         inputs[expected[(method, task.name, length)]] = described
     total = sum(samples if isinstance(task, GenerativeTask) else 1 for task, _ in plan)
-    with FolderLock(out_dir, "--out"):
+    lock = FolderLock(out_dir, "--out") if backend.rank == 0 else contextlib.nullcontext()
+    with lock:
         writer = RowWriter(out_dir, expected, inputs,
                            say=lambda line: print(line, file=sys.stderr))
         try:

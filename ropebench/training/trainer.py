@@ -19,6 +19,7 @@ another run is refused with a message, never resumed. `out_dir` is locked while 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -175,7 +176,9 @@ def train_model(
     if out_dir.exists() and not out_dir.is_dir():
         raise RopebenchError(f"--out {out_dir} is a file; give a folder for the trained model")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with FolderLock(out_dir, "--out"):
+    # One lock per run: under `accelerate launch` the main process holds it for all ranks.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(out_dir, "--out") if main_process else contextlib.nullcontext():
         return _train(model, tokenizer, scaling, settings, out_dir, layout)
 
 
