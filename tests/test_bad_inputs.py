@@ -235,6 +235,7 @@ def cases(m: str, t: Path) -> dict[str, tuple[list[str], str]]:
                             "--dry-run"], "label"),
         "plan method params nan": (["compare", _plan(t, m, methods=[
             {"method": "yarn", "params": {"beta_fast": float("nan")}}]), "--dry-run"], "NaN"),
+        "demo --out a file": (["demo", "--out", str(a_file)], "is a file"),
         "compare --out a file": (["compare", _plan(t, m), "--out", str(a_file), "--dry-run"], "is a file"),
     }
 
