@@ -95,3 +95,52 @@ def _drop_torn_tail(path: Path) -> None:
         data = handle.read()
         if data and not data.endswith(b"\n"):
             handle.truncate(data.rfind(b"\n") + 1)
+
+
+LOCK_FILE = ".ropebench.lock"
+_held: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): re-entrant within a process
+
+
+class FolderLock:
+    """An exclusive lock on an output folder (or next to an output file), held while writing.
+
+    A second process that asks for it stops at once with a one-line error; the lock vanishes with
+    the process that holds it (`flock`), so a killed run never leaves a stale lock. Re-entrant
+    within one process (a comparison run locks its folder, then each evaluation its own)."""
+
+    def __init__(self, folder: Path, what: str = "folder", name: str = LOCK_FILE) -> None:
+        self.path = Path(folder) / name
+        self.what = what
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        key = str(self.path.resolve())
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RopebenchError(
+                f"another ropebench process (pid {holder}) is writing to {self.path.parent}; "
+                f"wait for it to finish or give this run another {self.what}"
+            ) from err
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _held[key] = (fd, 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        key = str(self.path.resolve())
+        fd, depth = _held[key]
+        if depth > 1:
+            _held[key] = (fd, depth - 1)
+            return
+        del _held[key]
+        os.close(fd)  # releases the flock; the file stays (removing it would race a new holder)

@@ -74,6 +74,24 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every leaf where two nested mappings differ (long values cut), so an
+    error can say which input changed."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old == new:
+        return []
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) < 40 else f"{text[:37]}..."
+
+    return [f"{prefix.rstrip('.')}: {short(old)} -> {short(new)}"]
+
+
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 

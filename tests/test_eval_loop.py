@@ -73,7 +73,8 @@ def test_run_evaluation_writes_rows_summary_and_resumes(model, tok, tmp_path):
     assert summary[0] == "method,task,length,n,score,ci_low,ci_high,prompt_tokens" and len(summary) == 5
 
     # A re-run with one more sample per task adds only the missing rows.
-    run_evaluation(HFBackend(model, tok), tasks=["niah_single_1"], **{**kwargs, "samples": 3})
+    run_evaluation(HFBackend(model, tok), tasks=["niah_single_1"],
+                   **{**kwargs, "samples": 3, "options": {"haystack": "pydoc", "max_new_tokens": 8}})
     again = read_rows(tmp_path)
     assert len(again) == len(stored) + 1
     assert sorted(r["index"] for r in again if r["task"] == "niah_single_1") == [0, 1, 2]

@@ -280,3 +280,13 @@ def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(mode
 def test_unknown_baseline_is_refused_up_front():
     with pytest.raises(RopebenchError, match="search baseline: unknown method 'yarnn'"):
         SearchSettings(baselines=("pi", "yarnn"))
+
+
+def test_checkpoint_of_another_model_with_the_same_config_is_refused(model, nll_fitness, tmp_path):
+    spec = spec_of(model)
+    ckpt = tmp_path / "state.json"
+    search_longrope2(model, spec, TARGET, settings(iterations=0), checkpoint=ckpt)
+    twin = tiny_llama(window=WINDOW, hidden_size=64, heads=2, layers=1, seed=4)  # other weights
+    assert spec_of(twin) == spec
+    with pytest.raises(RopebenchError, match="different search"):
+        search_longrope2(twin, spec, TARGET, settings(iterations=0), checkpoint=ckpt)

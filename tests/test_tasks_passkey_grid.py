@@ -22,7 +22,7 @@ def test_passkey_prompt_layout_and_budget(tok):
     for sample in samples:
         key = sample.references[0]
         assert 1 <= int(key) <= 50000
-        lines = sample.prompt.split("\n")
+        lines = sample.input_text.split("\n")  # the cue is the answer prefix
         assert lines[0].startswith(
             "There is an important info hidden inside a lot of irrelevant text."
         )

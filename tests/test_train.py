@@ -135,7 +135,8 @@ def test_interrupted_training_resumes(corpus, tmp_path):
 
     scaling = get_extender("yarn").rescale(spec_of(fresh()), TARGET)
 
-    full = train_model(fresh(), tok, scaling, TrainSettings(steps=6, **kw), out_dir=tmp_path / "a")
+    full = train_model(fresh(), tok, scaling, TrainSettings(steps=6, **kw), out_dir=tmp_path / "a",
+                       layout=TrainingLayout())
     # Stop after step 4 (checkpoint at 3, one logged step beyond it), then run to 6 again.
     part = TrainSettings(steps=6, **kw)
     model = fresh()
@@ -151,13 +152,92 @@ def test_interrupted_training_resumes(corpus, tmp_path):
     torch.optim.AdamW.step = failing_step
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_model(model, tok, scaling, part, out_dir=tmp_path / "b")
+            train_model(model, tok, scaling, part, out_dir=tmp_path / "b", layout=TrainingLayout())
     finally:
         torch.optim.AdamW.step = original_step
     assert (tmp_path / "b" / "checkpoint" / "progress.json").is_file()
-    resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b")
+    resumed = train_model(fresh(), tok, scaling, part, out_dir=tmp_path / "b", layout=TrainingLayout())
     assert [s for s, _ in resumed.losses] == list(range(1, 7))
     for (_, a), (_, b) in zip(full.losses, resumed.losses, strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     log = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4, 5, 6]
+
+
+def _settings(corpus, **changes):
+    kw = dict(steps=8, lr=3e-3, warmup_steps=2, batch_size=2, data=str(corpus), log_every=1,
+              save_every=3)
+    return TrainSettings(**{**kw, **changes})
+
+
+def _fresh():
+    return tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2)
+
+
+def test_kill_inside_the_checkpoint_write_resumes_from_the_last_whole_one(corpus, tmp_path):
+    from accelerate import Accelerator
+
+    tok = tiny_tokenizer()
+    scaling = get_extender("yarn").rescale(spec_of(_fresh()), TARGET)
+    full = train_model(_fresh(), tok, scaling, _settings(corpus), out_dir=tmp_path / "a")
+
+    original = Accelerator.save_state
+    calls = {"n": 0}
+
+    def killed_inside(self, output_dir=None, **kw):
+        calls["n"] += 1
+        result = original(self, output_dir, **kw)  # new weights and optimizer are on disk ...
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # ... and the process dies before progress.json
+        return result
+
+    Accelerator.save_state = killed_inside
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_model(_fresh(), tok, scaling, _settings(corpus), out_dir=tmp_path / "b")
+    finally:
+        Accelerator.save_state = original
+    progress = json.loads((tmp_path / "b" / "checkpoint" / "progress.json").read_text())
+    assert progress["step"] == 3  # the step-6 state never became the checkpoint
+    resumed = train_model(_fresh(), tok, scaling, _settings(corpus), out_dir=tmp_path / "b")
+    assert [s for s, _ in resumed.losses] == list(range(1, 9))
+    for (_, a), (_, b) in zip(full.losses, resumed.losses, strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
+    assert not any((tmp_path / "b" / n).exists() for n in ("checkpoint", "checkpoint.tmp"))
+
+
+@pytest.mark.parametrize("change", ["lr", "method", "model"])
+def test_a_checkpoint_of_another_run_is_refused(corpus, tmp_path, change):
+    tok = tiny_tokenizer()
+    scaling = get_extender("yarn").rescale(spec_of(_fresh()), TARGET)
+    original = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def failing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    torch.optim.AdamW.step = failing_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_model(_fresh(), tok, scaling, _settings(corpus), out_dir=tmp_path)
+    finally:
+        torch.optim.AdamW.step = original
+    model, settings = _fresh(), _settings(corpus)
+    if change == "lr":
+        settings = _settings(corpus, lr=1e-3)
+    elif change == "method":
+        scaling = get_extender("pi").rescale(spec_of(model), TARGET)
+    else:
+        model = tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2, seed=3)
+    with pytest.raises(RopebenchError, match="written by another training run.*delete"):
+        train_model(model, tok, scaling, settings, out_dir=tmp_path)
+
+
+def test_train_settings_are_bounded():
+    for bad in ({"lr": float("nan")}, {"lr": -1}, {"steps": 0}, {"batch_size": 0},
+                {"betas": (0.9, 1.5)}, {"max_grad_norm": float("inf")}):
+        with pytest.raises(RopebenchError):
+            TrainSettings(**bad)

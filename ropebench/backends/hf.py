@@ -8,7 +8,7 @@ with length x vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,10 +16,14 @@ import torch.nn.functional as F
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.backends.hf_engine import ENGINES, greedy_completions
+from ropebench.model.identity import (
+    chat_template_fingerprint,
+    tokenizer_fingerprint,
+    weights_fingerprint,
+)
 from ropebench.model.mixed import install_mixed_rotary
 from ropebench.model.patch import apply_scaling
 from ropebench.rope.scaling import RopeScaling
-from ropebench.rope.spec import RopeSpec
 from ropebench.settings import parse_settings, setting
 
 HEAD_CHUNK = 1024  # positions per lm_head call: caps the float32 logits at HEAD_CHUNK x vocab
@@ -52,13 +56,21 @@ class HFBackend(Backend):
         self.tokenizer = tokenizer
         self.rank, self.world_size = rank, world_size
         self._identity = dict(identity or {"model": getattr(model, "name_or_path", "")})
+        self._content: dict[str, Any] | None = None
 
     @property
     def identity(self) -> dict[str, Any]:
-        """The model as loaded (its pretrained RoPE included); a scaling applied later is not
-        part of it: searches change the RoPE of one identity candidate by candidate."""
-        spec = RopeSpec.from_config(self.model.config) if self.model is not None else None
-        return {**self._identity, "pretrained_rope": None if spec is None else asdict(spec)}
+        """The model's name, the content hashes of its weights and tokenizer (chat template
+        included), and its RoPE as patched now."""
+        if self._content is None:  # hashed once: the weights do not change under a backend
+            self._content = {
+                "weights_sha256": weights_fingerprint(self.model),
+                "tokenizer_sha256": tokenizer_fingerprint(self.tokenizer),
+                "chat_template_sha256": chat_template_fingerprint(self.tokenizer),
+            }
+        params = getattr(self.model.config, "rope_parameters", None)
+        return {**self._identity, **self._content, "rope_parameters": params,
+                "max_position_embeddings": getattr(self.model.config, "max_position_embeddings", None)}
 
     @property
     def max_length(self) -> int:

@@ -47,6 +47,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if a in COMMANDS), None)
@@ -58,7 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_load(args.command).run(args) or 0)
     except RopebenchError as err:
-        print(f"ropebench {args.command}: error: {err}", file=sys.stderr)
+        print(f"ropebench {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system said no: read-only, full, name too long, in the way
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        reason = err.strerror or _one_line(str(err)) or type(err).__name__
+        print(f"ropebench {args.command}: error: {reason}{where}; check that the path exists, is "
+              "writable and has free space, or choose another --out", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as err:
+        print(f"ropebench {args.command}: error: an input file is not UTF-8 text ({err.reason} at "
+              f"byte {err.start}); save it as UTF-8", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ropebench {args.command}: interrupted; finished work is saved, re-run to resume.",

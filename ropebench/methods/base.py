@@ -26,7 +26,7 @@ from ropebench.errors import RopebenchError
 from ropebench.registry import Registry
 from ropebench.rope.scaling import RopeScaling
 from ropebench.rope.spec import RopeSpec
-from ropebench.settings import parse_settings, setting
+from ropebench.settings import parse_settings, setting, validate
 
 ENTRY_POINT_GROUP = "ropebench.extenders"
 
@@ -37,6 +37,9 @@ Scorer = Callable[[RopeScaling], float]
 @dataclass
 class ExtenderConfig:
     """Base of every method's configuration dataclass (subclasses add the method's knobs)."""
+
+    def __post_init__(self) -> None:
+        validate(self, "method")  # bounds declared with `setting(...)`, finiteness of every number
 
     def updated(self, overrides: dict[str, Any]) -> ExtenderConfig:
         """A copy with `key=value` overrides (`--set` strings or plan values), strictly parsed."""

@@ -13,6 +13,29 @@ from ropebench.rope.spec import RopeSpec
 
 
 def load_scaling(path: str | Path, spec: RopeSpec, target_length: int | None = None) -> RopeScaling:
+    """`_load_scaling`, with a field of the wrong type (text where a number belongs) as the
+    one-line error naming the file."""
+    try:
+        scaling = _load_scaling(path, spec, target_length)
+        scaling.to_dict()
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise RopebenchError(
+            f"factors file {path} has a field of the wrong type or value ({err}); numbers must be "
+            "numbers: fix it or save it again with `ropebench search`/`extend`"
+        ) from err
+    import math
+
+    if scaling.attention_factor is not None and not (
+        math.isfinite(float(scaling.attention_factor)) and scaling.attention_factor > 0
+    ):
+        raise RopebenchError(
+            f"factors file {path}: attention_factor={scaling.attention_factor} must be a positive "
+            "finite number; fix the file"
+        )
+    return scaling
+
+
+def _load_scaling(path: str | Path, spec: RopeSpec, target_length: int | None = None) -> RopeScaling:
     """Load and validate factors for the model described by `spec`.
 
     Accepted layouts:

@@ -8,13 +8,14 @@ from ropebench.methods.base import Extender, ExtenderConfig, register
 from ropebench.rope.math import llama3_factors, scale_of
 from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 
 @dataclass
 class Llama3Config(ExtenderConfig):
-    factor: float | None = None  # None: s = target / window (Meta used 8 for 8K -> 128K)
-    low_freq_factor: float = 1.0  # wavelengths above window/low_freq_factor are divided by factor
-    high_freq_factor: float = 4.0  # wavelengths below window/high_freq_factor are kept
+    factor: float | None = setting(None, min=1.0, max=1e6)  # None: s = target / window (Meta: 8)
+    low_freq_factor: float = setting(1.0, gt=0, max=1e6)  # wavelengths above window/low_freq_factor are divided by factor
+    high_freq_factor: float = setting(4.0, gt=0, max=1e6)  # wavelengths below window/high_freq_factor are kept
 
 
 @register
@@ -26,7 +27,7 @@ class Llama3Extender(Extender):
     def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
         cfg = self.config
         scale = scale_of(spec, target_length)  # also rejects targets inside the window
-        factor = cfg.factor or scale
+        factor = cfg.factor if cfg.factor is not None else scale
         params = hf_rope_parameters(
             spec,
             "llama3",

@@ -14,6 +14,7 @@ from ropebench.methods.evolution.settings import EvolutionSettings
 from ropebench.rope.math import scale_of, yarn_factors
 from ropebench.rope.scaling import RopeScaling, longrope_scaling
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 
 @dataclass
@@ -22,7 +23,7 @@ class LongRopeConfig(ExtenderConfig):
     # ramp, the best analytic seed of LongRoPE's search; `search` finds better ones.
     long_factor: tuple[float, ...] | None = None
     short_factor: tuple[float, ...] | None = None
-    attention_factor: float | None = None  # None: sqrt(1 + ln(s)/ln(L))
+    attention_factor: float | None = setting(None, gt=0, max=100)  # None: sqrt(1 + ln(s)/ln(L))
 
 
 @register

@@ -19,6 +19,7 @@ from ropebench.methods.evolution.settings import EvolutionSettings
 from ropebench.rope.math import critical_index, longrope2_factors, scale_of
 from ropebench.rope.scaling import RopeScaling, longrope_scaling, validate_factors
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 __all__ = [
     "LongRope2Config",
@@ -31,14 +32,14 @@ __all__ = [
 
 @dataclass
 class LongRope2Config(ExtenderConfig):
-    critical_index: int | None = None  # None: d_tcd (the paper); the released search uses d_tcd - 1
+    critical_index: int | None = setting(None, min=0)  # None: d_tcd (the paper); the released search uses d_tcd - 1
     # Factors for pairs critical_index.. (non-decreasing, the paper searches them in [s, 2s]).
     # None: all s, i.e. NTK up to the critical pair and PI from it on, the search's starting point.
     upper: tuple[float, ...] | None = None
     # Attention temperature: "longrope" sqrt(1 + ln(s)/ln(L)) or "yarn" 0.1 ln(s) + 1 (the released
     # code's option); an explicit attention_factor wins over both.
-    mscale: str = "longrope"
-    attention_factor: float | None = None
+    mscale: str = setting("longrope", choices=("longrope", "yarn"))
+    attention_factor: float | None = setting(None, gt=0, max=100)
     # Training: mixed context windows (the paper) or plain fine-tuning (the ablation); long rows
     # may also restart positions and mask per document.
     mixed: bool = True

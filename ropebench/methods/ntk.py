@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from ropebench.errors import RopebenchError
 from ropebench.methods.base import Extender, ExtenderConfig, register
 from ropebench.rope.math import dynamic_ntk_factors, ntk_base, ntk_factors, scale_of
 from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 
 @dataclass
 class NTKConfig(ExtenderConfig):
-    factor: float | None = None  # None: s = target / window
+    factor: float | None = setting(None, min=1.0, max=1e6)  # None: s = target / window
 
 
 @register
@@ -23,9 +26,11 @@ class NTKExtender(Extender):
 
     def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
         scale = scale_of(spec, target_length)  # also rejects targets inside the window
-        factor = self.config.factor or scale
+        factor = self.config.factor if self.config.factor is not None else scale
         params = hf_rope_parameters(spec, "default")
         params["rope_theta"] = ntk_base(spec, factor)
+        if not math.isfinite(params["rope_theta"]):
+            raise RopebenchError(f"ntk: factor={factor} makes rope_theta infinite; give a smaller factor")
         return RopeScaling(
             method=self.name,
             target_length=target_length,
@@ -41,7 +46,7 @@ class NTKExtender(Extender):
 class DynamicNTKConfig(ExtenderConfig):
     # transformers' `factor` for rope_type dynamic: b' = b*(a*l/L - (a-1))^(d/(d-2)) at length l.
     # a = 1 makes the base at the target length equal static NTK's for the same target.
-    alpha: float = 1.0
+    alpha: float = setting(1.0, gt=0, max=1e6)
 
 
 @register

@@ -8,11 +8,12 @@ from ropebench.methods.base import Extender, ExtenderConfig, register
 from ropebench.rope.math import pi_factors, scale_of
 from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 
 @dataclass
 class PIConfig(ExtenderConfig):
-    factor: float | None = None  # None: s = target / window
+    factor: float | None = setting(None, min=1.0, max=1e6)  # None: s = target / window
 
 
 @register
@@ -23,7 +24,7 @@ class PIExtender(Extender):
 
     def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
         scale = scale_of(spec, target_length)  # also rejects targets inside the window
-        factor = self.config.factor or scale
+        factor = self.config.factor if self.config.factor is not None else scale
         return RopeScaling(
             method=self.name,
             target_length=target_length,

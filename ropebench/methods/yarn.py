@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ropebench.errors import RopebenchError
 from ropebench.methods.base import Extender, ExtenderConfig, register
 from ropebench.rope.math import scale_of, yarn_factors, yarn_mscale
 from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.rope.spec import RopeSpec
+from ropebench.settings import setting
 
 
 @dataclass
 class YarnConfig(ExtenderConfig):
-    factor: float | None = None  # None: s = target / window
-    beta_fast: float = 32.0  # pairs with at least this many rotations in the window keep theta
-    beta_slow: float = 1.0  # pairs with fewer rotations are fully interpolated
-    attention_factor: float | None = None  # None: 0.1*ln(s) + 1
+    factor: float | None = setting(None, min=1.0, max=1e6)  # None: s = target / window
+    beta_fast: float = setting(32.0, gt=0, max=1e6)  # pairs with at least this many rotations in the window keep theta
+    beta_slow: float = setting(1.0, gt=0, max=1e6)  # pairs with fewer rotations are fully interpolated
+    attention_factor: float | None = setting(None, gt=0, max=100)  # None: 0.1*ln(s) + 1
     truncate: bool = True  # floor/ceil the ramp ends, as the paper's code
 
 
@@ -28,7 +30,12 @@ class YarnExtender(Extender):
     def rescale(self, spec: RopeSpec, target_length: int) -> RopeScaling:
         cfg = self.config
         scale = scale_of(spec, target_length)  # also rejects targets inside the window
-        factor = cfg.factor or scale
+        factor = cfg.factor if cfg.factor is not None else scale
+        if cfg.beta_slow >= cfg.beta_fast:
+            raise RopebenchError(
+                f"{self.name}: beta_slow={cfg.beta_slow} must be below beta_fast={cfg.beta_fast}; "
+                "e.g. --set beta_fast=32 --set beta_slow=1"
+            )
         m = cfg.attention_factor if cfg.attention_factor is not None else yarn_mscale(factor)
         params = hf_rope_parameters(
             spec,
@@ -52,7 +59,7 @@ class YarnExtender(Extender):
 
 @dataclass
 class NTKByPartsConfig(YarnConfig):
-    attention_factor: float | None = 1.0  # the ramp alone, no temperature
+    attention_factor: float | None = setting(1.0, gt=0, max=100)  # the ramp alone, no temperature
 
 
 @register

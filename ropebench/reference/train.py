@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ropebench.errors import RopebenchError
 from ropebench.reference.data import MixtureConfig, TrainingMixture
 
 
@@ -137,7 +138,12 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
     start_step, log_path = 0, out_dir / "loss_log.jsonl"
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.exists():  # resume: weights, optimiser and data-stream state
-        state = torch.load(ckpt, weights_only=False)
+        try:  # tensors, numbers and tuples only: loading never runs pickled code
+            state = torch.load(ckpt, weights_only=True)
+        except Exception as err:  # noqa: BLE001  (torn or foreign file: one line, how to fix)
+            raise RopebenchError(
+                f"cannot resume from {ckpt} ({type(err).__name__}); delete it to train from scratch"
+            ) from err
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         mixture.rng.setstate(state["data_rng"])

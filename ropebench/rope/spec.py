@@ -66,9 +66,12 @@ class RopeSpec:
                 "the model config gives neither head_dim nor hidden_size/num_attention_heads; "
                 "fix its config.json"
             )
-        partial = float(
-            params.get("partial_rotary_factor", get("partial_rotary_factor", 1.0)) or 1.0
+        partial = _positive(
+            params.get("partial_rotary_factor", get("partial_rotary_factor", 1.0)) or 1.0,
+            "partial_rotary_factor", float,
         )
+        if partial > 1:
+            raise RopebenchError(f"partial_rotary_factor={partial} is above 1; fix the model's config.json")
         rotary_dim = int(head_dim * partial)
         rotary_dim -= rotary_dim % 2
         rope_type = str(params.get("rope_type", params.get("type", "default")))
@@ -86,11 +89,13 @@ class RopeSpec:
             raise RopebenchError(
                 "the model config has no max_position_embeddings; add the pretrained window to config.json"
             )
+        base = _positive(base, "rope_theta", float)
+        window = _positive(window, "max_position_embeddings", int)
         return cls(
-            base=float(base),
-            head_dim=int(head_dim),
+            base=base,
+            head_dim=_positive(head_dim, "head_dim", int),
             rotary_dim=rotary_dim,
-            window=int(window),
+            window=window,
             partial_rotary_factor=partial,
             model_type=str(get("model_type", "llama")),
             rope_type=rope_type,
@@ -99,6 +104,25 @@ class RopeSpec:
     def periods(self) -> list[float]:
         """Period in tokens of every pair: T_i = 2*pi*base^(2i/d)."""
         return [2 * math.pi * self.base ** (2 * i / self.rotary_dim) for i in range(self.n_pairs)]
+
+
+def _positive(value: Any, name: str, kind: type) -> Any:
+    """A config number as `kind`, finite and > 0, or the one-line error naming the field."""
+    import math
+
+    try:
+        number = float(value)
+        ok = math.isfinite(number) and number > 0 and not isinstance(value, bool)
+        if kind is int:
+            ok = ok and number.is_integer()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise RopebenchError(
+            f"the model config's {name} is {value!r}; it must be a positive "
+            f"{'whole ' if kind is int else ''}number: fix config.json"
+        )
+    return kind(number)
 
 
 def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:

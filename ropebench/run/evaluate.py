@@ -2,13 +2,22 @@
 
 Rows are appended to `out_dir/rows.jsonl` as soon as they are scored; a re-run skips every
 (method, task, length, index) already there, so an interrupted run resumes where it stopped.
+Each row carries the fingerprint of every input that determines it (the model's weights and
+tokenizer hashes, chat template, RoPE, method settings, task, options, seed, samples, length and
+`SCORING_VERSION`); rows of the same (method, task, length) with another fingerprint are never
+reused: they move to `rows.replaced.jsonl` and are recomputed, so a re-run into an existing
+folder gives the rows a fresh folder would. `fingerprints.json` maps each fingerprint to its
+inputs. The folder is locked while a run writes to it: a second writer stops at once.
 `out_dir/summary.csv` holds the per (method, task, length) means: x100 for scored tasks (RULER's
 convention), raw values for perplexities.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,10 +25,17 @@ from typing import Any
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
-from ropebench.io import JsonlWriter, read_jsonl
+from ropebench.io import (
+    FolderLock,
+    JsonlWriter,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ropebench.registry import did_you_mean
 from ropebench.run.distributed import barrier, broadcast_from_zero, gather_to_zero
-from ropebench.settings import field_names
+from ropebench.settings import differences, field_names
 from ropebench.tasks import Row, expand_tasks, get_task
 from ropebench.tasks.base import GenerationOptions, GenerativeTask, MeasuredTask, Task
 from ropebench.tasks.prompting import encode
@@ -27,6 +43,14 @@ from ropebench.tasks.registry import TASKS
 
 ROWS_FILE = "rows.jsonl"
 SUMMARY_FILE = "summary.csv"
+REPLACED_FILE = "rows.replaced.jsonl"
+FINGERPRINTS_FILE = "fingerprints.json"
+# Raise when a change in ropebench changes the rows of unchanged inputs (scoring, prompts).
+SCORING_VERSION = 2
+# Options that change how fast rows come, never what they are.
+_SPEED_ONLY = ("batch_size", "max_batch_tokens", "engine")
+
+
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
     return read_jsonl(Path(out_dir) / ROWS_FILE)
 
@@ -72,19 +96,83 @@ def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
     return spec.parse_options({**shared, **options.get(task, {})})
 
 
-class RowWriter:
-    """Appends rows to the JSONL file, flushing each one, and remembers what is done."""
+def row_inputs(backend: Backend, *, method: str, task: str, length: int, samples: int | None,
+               seed: int,
+               options: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything a row of (method, task, length) depends on (the model's path is not: its
+    weights' hash is)."""
+    backend_id = {k: v for k, v in backend.identity.items() if k != "model"}
+    return {
+        "backend": backend.name, "model": backend_id, "inputs": extra or {}, "method": method,
+        "task": task, "length": length, "samples": samples, "seed": seed,
+        "options": {k: v for k, v in sorted(options.items()) if k not in _SPEED_ONLY},
+        "scoring_version": SCORING_VERSION,
+    }
 
-    def __init__(self, out_dir: Path) -> None:
-        self.lines = JsonlWriter(Path(out_dir) / ROWS_FILE)
-        self.done = {(r["method"], r["task"], r["length"], r["index"]) for r in read_rows(out_dir)}
+
+def fingerprint(inputs: dict[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class RowWriter:
+    """Appends rows to the JSONL file, flushing each one, and remembers what is done.
+
+    `expected` maps (method, task, length) to the fingerprint this run computes them with; rows
+    of those keys with another fingerprint (or none: an older release) are moved aside first."""
+
+    def __init__(self, out_dir: Path, expected: dict[tuple[str, str, int], str] | None = None,
+                 inputs: dict[str, dict[str, Any]] | None = None, say=None) -> None:
+        out_dir = Path(out_dir)
+        self.expected = dict(expected or {})
+        rows = read_rows(out_dir)
+        known = _read_fingerprints(out_dir)
+        stale: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        kept = []
+        for r in rows:
+            key = (r["method"], r["task"], r["length"])
+            if key in self.expected and r.get("fingerprint") != self.expected[key]:
+                stale.setdefault(key, []).append(r)
+            else:
+                kept.append(r)
+        if stale:
+            replaced = JsonlWriter(out_dir / REPLACED_FILE)
+            for key, old in stale.items():
+                for r in old:
+                    replaced.write(r)
+                before = known.get(old[0].get("fingerprint") or "", {})
+                changed = differences(before, (inputs or {}).get(self.expected[key], {}))
+                why = "; ".join(changed[:3]) if before else "rows written without a fingerprint"
+                (say or print)(
+                    f"{key[0]} {key[1]} @ {key[2]}: {len(old)} rows in {out_dir} were computed "
+                    f"with other inputs ({why}); recomputing them (old rows moved to "
+                    f"{REPLACED_FILE}; give --label or another --out to keep both side by side)"
+                )
+            write_text_atomic(out_dir / ROWS_FILE,
+                              "".join(json.dumps(r, default=str) + "\n" for r in kept))
+        if inputs:
+            write_json_atomic(out_dir / FINGERPRINTS_FILE, {**known, **inputs})
+        self.lines = JsonlWriter(out_dir / ROWS_FILE)
+        self.done = {(r["method"], r["task"], r["length"], r["index"]) for r in kept}
 
     def is_done(self, method: str, task: str, length: int, index: int) -> bool:
         return (method, task, length, index) in self.done
 
     def write(self, row: Row) -> None:
-        self.lines.write(asdict(row))
+        record = asdict(row)
+        row_key = (row.method, row.task, row.length)
+        if row_key in self.expected:
+            record["fingerprint"] = self.expected[row_key]
+        self.lines.write(record)
         self.done.add((row.method, row.task, row.length, row.index))
+
+
+def _read_fingerprints(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / FINGERPRINTS_FILE
+    if not path.is_file():
+        return {}
+    data = read_json(path, "fingerprint file")
+    return data if isinstance(data, dict) else {}
 
 
 def _generative(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
@@ -224,8 +312,12 @@ def run_evaluation(
     out_dir: Path,
     options: dict[str, Any] | None = None,
     progress: bool = True,
+    identity: dict[str, Any] | None = None,
 ):
-    """Evaluate `backend` on every task x length; returns this run's rows as a DataFrame."""
+    """Evaluate `backend` on every task x length; returns this run's rows as a DataFrame.
+
+    `identity`: inputs the backend cannot tell (the method's scaling and settings, a factors
+    file's content); it goes into every row's fingerprint."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -235,36 +327,58 @@ def run_evaluation(
         raise RopebenchError(f"lengths must be positive integers, got {lengths}")
     names = expand_tasks(tasks)
     resolved = resolve_options(dict(options or {}), [get_task(name) for name in names])
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RopebenchError(f"--out {out_dir} is a file; give a folder for the results")
     rank, size = backend.rank, backend.world_size
-    writer = RowWriter(Path(out_dir)) if rank == 0 else None
-    if size > 1:  # every rank skips what rank 0 finds done; only rank 0 writes
-        done = broadcast_from_zero(writer.done if writer is not None else None, size)
-        writer = writer if writer is not None else _DoneView(done)
 
     plan = []
     for name in names:
         task = get_task(name)
         plan += [(task, length) for length in (lengths if task.per_length else [0])]
+    expected, inputs = {}, {}
+    for task, length in plan:
+        described = row_inputs(backend, method=method, task=task.name, length=length,
+                               # a generative task's sample i does not depend on how many are
+                               # asked for; a measured task's one row averages all of them
+                               samples=None if isinstance(task, GenerativeTask) else samples,
+                               seed=seed, options=resolved[task.name],
+                               extra=identity)
+        expected[(method, task.name, length)] = fingerprint(described)
+        inputs[expected[(method, task.name, length)]] = described
     total = sum(samples if isinstance(task, GenerativeTask) else 1 for task, _ in plan)
     progress = progress and rank == 0
-    units = 0
-    with tqdm(total=total, desc=f"eval {method}", unit="sample", disable=not progress) as bar:
-        for task, length in plan:
-            bar.set_postfix_str(f"{task.name} @ {length}")
-            if not isinstance(task, GenerativeTask | MeasuredTask):
-                raise RopebenchError(f"task {task.name!r} is neither generative nor measured")
-            opts = dict(resolved[task.name])
-            if isinstance(task, GenerativeTask):
-                _generative(task, backend, length, method, samples, seed, opts, writer, bar)
-            else:
-                _measured(task, backend, length, method, samples, seed, opts, writer, bar, units)
-                units += 1
-
-    if rank == 0:
-        rows = read_rows(Path(out_dir))
-        summarize(rows).to_csv(Path(out_dir) / SUMMARY_FILE, index=False)
+    lock = FolderLock(out_dir, "--out") if rank == 0 else contextlib.nullcontext()
+    with lock:
+        writer = RowWriter(out_dir, expected, inputs,
+                           say=lambda line: print(line, file=sys.stderr)) if rank == 0 else None
+        if size > 1:  # every rank skips what rank 0 finds done; only rank 0 writes
+            done = broadcast_from_zero(writer.done if writer is not None else None, size)
+            writer = writer if writer is not None else _DoneView(done)
+        try:
+            with tqdm(total=total, desc=f"eval {method}", unit="sample",
+                      disable=not progress) as bar:
+                units = 0  # measured (task, length) units, dealt out whole across ranks
+                for task, length in plan:
+                    bar.set_postfix_str(f"{task.name} @ {length}")
+                    if not isinstance(task, GenerativeTask | MeasuredTask):
+                        raise RopebenchError(
+                            f"task {task.name!r} is neither generative nor measured")
+                    opts = dict(resolved[task.name])
+                    if isinstance(task, GenerativeTask):
+                        _generative(task, backend, length, method, samples, seed, opts, writer,
+                                    bar)
+                    else:
+                        _measured(task, backend, length, method, samples, seed, opts, writer,
+                                  bar, units)
+                        units += 1
+        finally:
+            # Also when interrupted: the summary covers every row written so far.
+            if rank == 0:
+                write_text_atomic(out_dir / SUMMARY_FILE,
+                                  summarize(read_rows(out_dir)).to_csv(index=False))
     barrier(size)
-    rows = read_rows(Path(out_dir))
+    rows = read_rows(out_dir)
     wanted = {(task.name, length) for task, length in plan}
     mine = [r for r in rows if r["method"] == method and (r["task"], r["length"]) in wanted]
     return pd.DataFrame(mine)

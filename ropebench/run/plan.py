@@ -89,7 +89,9 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan
     if not path.is_file():
         raise RopebenchError(f"plan file {path} does not exist; give the path of a YAML plan")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise RopebenchError(f"cannot read plan {path} ({err}); save it as UTF-8 text") from err
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0]
         raise RopebenchError(f"plan {path} is not valid YAML ({first}); fix the syntax") from err
@@ -163,8 +165,15 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             _check_settings(m.search, search_settings_class(m.method), f"{where}: search")
         if m.train is not None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
-        if m.factors is not None and not Path(m.factors).is_file():
-            raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
+        if m.factors is not None:
+            from ropebench.methods import load_scaling
+
+            if not Path(m.factors).is_file():
+                raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
+            try:
+                load_scaling(m.factors, spec, plan.target_length)
+            except RopebenchError as err:
+                raise RopebenchError(f"{where}: {err}") from err
     try:
         names = expand_tasks(plan.evaluate.tasks)
         resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
@@ -210,7 +219,7 @@ def _method(entry: Any, where: str, search_defaults: dict, train_defaults: dict,
     default_search = factors is None and searches(method)
     default_train = has_train and method != BASELINE
     return MethodPlan(
-        label=str(entry.get("label") or method),
+        label=check_label(str(entry.get("label") or method), where),
         method=method,
         params=dict(params),
         search=_stage(entry.get("search", default_search), search_defaults, f"{where}: search"),
@@ -286,9 +295,26 @@ def _check_keys(raw: dict, known: tuple[str, ...], where: str) -> None:
         raise RopebenchError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
 
 
+LABEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}"
+
+
+def check_label(label: str, where: str = "--label") -> str:
+    """A method label names files and folders: letters, digits and . _ + = - only, no `..`."""
+    import re
+
+    if not re.fullmatch(LABEL_PATTERN, label) or ".." in label:
+        raise RopebenchError(
+            f"{where}: label {label!r} may hold only letters, digits and . _ + = - (at most 100, "
+            "starting with a letter or digit, no '..'); e.g. yarn-s16"
+        )
+    return label
+
+
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool):
         raise RopebenchError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise RopebenchError(f"{where}: expected a whole number, got {value!r}")
     try:
         if isinstance(value, str) and value.strip().lower().endswith("k"):
             return int(value.strip()[:-1]) * 1024  # "4k" = 4096, as context lengths are written

@@ -58,7 +58,14 @@ class ComparisonRunner:
         return [s for ms in self.graph for s in ms.all() if not self.store.is_done(s)]
 
     def run(self) -> Path:
-        """Run every unfinished stage; returns the manifest path."""
+        """Run every unfinished stage; returns the manifest path. The run folder is locked: a
+        second `compare` on it stops at once."""
+        from ropebench.io import FolderLock
+
+        with FolderLock(self.run_dir, "--out"):
+            return self._run()
+
+    def _run(self) -> Path:
         stages = [s for ms in self.graph for s in ms.all()]
         self.log.event("run_start", plan=self.plan.to_dict(), environment=environment(),
                        pending=len(self.pending()), stages=len(stages))
@@ -157,7 +164,7 @@ class ComparisonRunner:
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
                               out_dir=folder, options=task_options(e.options, task),
-                              progress=self.progress)
+                              progress=self.progress, identity={"scaling": scaling.to_dict()})
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------

@@ -35,7 +35,11 @@ class BackendScorer:
 
     def __init__(self, backend: Backend, measure: Measure, identity: dict[str, Any]) -> None:
         self.backend, self.measure = backend, measure
-        self.identity = {"backend": backend.identity, **identity}
+        # Not the RoPE the model is patched with now: every candidate replaces it (a previous
+        # search may have left its last candidate in), and the pretrained RoPE is in the spec.
+        live = ("rope_parameters", "max_position_embeddings")
+        self.identity = {"backend": {k: v for k, v in backend.identity.items() if k not in live},
+                         **identity}
 
     def __call__(self, scaling: RopeScaling) -> float:
         self.backend.apply_scaling(scaling)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,15 @@ class GenerationOptions:
     engine: str = "fast"  # the HF backend's engine: "fast" or "hf" (`model.generate`)
     stop_at_newline: bool | None = None  # None: the task's own rule (passkey stops at a newline)
     stop_when_settled: bool = True  # end a row once its score can no longer change
+
+
+def _implied_bounds(name: str, annotation: Any) -> dict[str, Any]:
+    """Bounds of a generative task's option, from its `samples` parameter: counts and sizes
+    (whole numbers) are never negative, and a task generates at least one token."""
+    whole = annotation is int or (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                                  and int in typing.get_args(annotation))
+    low = 1 if name == "max_new_tokens" else (0 if whole else None)
+    return {"min": low, "max": None, "gt": None, "choices": None, "allow_inf": False}
 
 
 @dataclass
@@ -138,7 +148,9 @@ class GenerativeTask(Task):
         if "_options_dataclass" not in cls.__dict__:
             hints = typing.get_type_hints(cls.samples)
             params = inspect.signature(cls.samples).parameters.values()
-            fields = [(p.name, hints.get(p.name, Any), dataclasses.field(default=p.default))
+            fields = [(p.name, hints.get(p.name, Any),
+                       dataclasses.field(default=p.default, metadata=_implied_bounds(
+                           p.name, hints.get(p.name, Any))))
                       for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
             cls._options_dataclass = dataclasses.make_dataclass(
                 f"{cls.__name__}Options", fields, bases=(GenerationOptions,)

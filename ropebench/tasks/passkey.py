@@ -7,7 +7,7 @@ import re
 
 from ropebench.tasks.base import GenerativeTask, Sample
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, build_samples, uses_chat
 
 # Benchmark text of the passkey test (landmark attention / YaRN `passkey.py`).
 DESCRIPTION = (
@@ -15,12 +15,16 @@ DESCRIPTION = (
     "I will quiz you about the important information there."
 )
 INFORMATION = "The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = "What is the pass key? The pass key is"
+QUESTION = "What is the pass key?"
+# The cue that starts the answer. It goes after the question without a chat template and opens
+# the assistant's turn with one (as RULER's answer prefixes do), so a chat model continues it
+# instead of starting a fresh reply.
+ANSWER_CUE = "The pass key is"
 MAX_NEW = 10
 _FIRST_INTEGER = re.compile(r"\d+")
 
 
-def passkey_draft(garbage_chars: int, rng: random.Random) -> Draft:
+def passkey_draft(garbage_chars: int, rng: random.Random, chat: bool = False) -> Draft:
     """`garbage_chars` characters of noise split at a uniform point around the key sentence."""
     garbage = " ".join([NOISE_LINE] * (garbage_chars // len(NOISE_LINE) + 1))
     before = rng.randint(0, garbage_chars)
@@ -34,7 +38,7 @@ def passkey_draft(garbage_chars: int, rng: random.Random) -> Draft:
     ]
     return Draft(
         text="\n".join(lines),
-        answer_prefix="",
+        answer_prefix=ANSWER_CUE if chat else f" {ANSWER_CUE}",
         references=[key],
         answer=f" {key}.",
         metadata={"depth": round(100 * before / max(garbage_chars, 1), 1)},
@@ -62,9 +66,10 @@ class Passkey(GenerativeTask):
         max_new_tokens: int = MAX_NEW,
         chat: bool | None = None,
     ) -> list[Sample]:
+        chat = uses_chat(tokenizer, chat)
         return build_samples(
             self.name,
-            lambda units, rng, _: passkey_draft(units, rng),
+            lambda units, rng, _: passkey_draft(units, rng, chat),
             tokenizer,
             length,
             n,

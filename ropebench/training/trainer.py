@@ -9,48 +9,57 @@ with an FSDP or DeepSpeed config; see docs/distributed-training.md). Two data la
 AdamW, linear warm-up then cosine decay, gradient clipping and accumulation. Every `save_every`
 steps the full state goes to `out_dir/checkpoint/` so an interrupted run resumes from there; the
 loss goes to `out_dir/train_log.jsonl`; the result is an HF model directory in `out_dir`.
+
+A checkpoint is written whole into `checkpoint.tmp/` (weights, optimizer, then `progress.json`
+with the run's fingerprint), then swapped in by renames, so a kill at any moment leaves the old
+checkpoint or the new one, never a mix. Resuming checks the fingerprint (method and its scaling,
+settings, the training documents, the base model's weights and tokenizer): a checkpoint of
+another run is refused with a message, never resumed. `out_dir` is locked while training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ropebench.errors import RopebenchError
+from ropebench.io import FolderLock, read_jsonl, write_json_atomic, write_text_atomic
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
+from ropebench.settings import differences, setting, validate
 
 
 @dataclass
 class TrainSettings:
-    steps: int = 100  # optimizer steps
-    lr: float = 2e-5  # peak learning rate (LongRoPE2 paper)
-    warmup_steps: int = 40  # nnscaler's LongRoPE2 example
-    batch_size: int = 1  # rows per micro-batch and process
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    seed: int = 0
+    steps: int = setting(100, min=1)  # optimizer steps
+    lr: float = setting(2e-5, gt=0, max=1.0)  # peak learning rate (LongRoPE2 paper)
+    warmup_steps: int = setting(40, min=0)  # nnscaler's LongRoPE2 example
+    batch_size: int = setting(1, min=1)  # rows per micro-batch and process
+    grad_accum: int = setting(1, min=1)  # micro-batches per optimizer step
+    max_grad_norm: float = setting(1.0, min=0)  # 0: no clipping
+    weight_decay: float = setting(0.0, min=0)
+    betas: tuple[float, float] = setting((0.9, 0.95), min=0, max=0.999999)
+    seed: int = setting(0, min=0)
     data: str = "reference"  # see ropebench.training.data.load_documents
     gradient_checkpointing: bool = False
-    log_every: int = 10
-    save_every: int = 50  # steps between resumable checkpoints (0: none)
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    log_every: int = setting(10, min=1)
+    save_every: int = setting(50, min=0)  # steps between resumable checkpoints (0: none)
+    min_lr_ratio: float = setting(0.1, min=0, max=1)  # the cosine decays to lr * min_lr_ratio
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size, self.grad_accum, self.log_every) < 1:
-            raise RopebenchError("steps, batch_size, grad_accum and log_every must all be >= 1")
-        if self.lr <= 0 or self.warmup_steps < 0 or self.save_every < 0:
-            raise RopebenchError("lr must be > 0, warmup_steps and save_every >= 0")
+        validate(self, "train")
 
 
 @dataclass
@@ -59,6 +68,51 @@ class TrainResult:
     losses: list[tuple[int, float]]  # (step, mean loss of that optimizer step)
     tokens: int  # target tokens trained on, all processes together
     seconds: float
+
+
+CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
+PROGRESS = "progress.json"
+# Settings that change how a run is watched or saved, not what it trains.
+_NOT_FINGERPRINTED = ("log_every", "save_every", "gradient_checkpointing")
+
+
+def training_fingerprint(model, tokenizer, scaling: RopeScaling, settings: TrainSettings,
+                         layout: TrainingLayout, documents: list[str]) -> dict[str, Any]:
+    """What a training checkpoint must agree on to be resumed."""
+    from ropebench.model.identity import tokenizer_fingerprint, weights_fingerprint
+
+    data = hashlib.sha256()
+    for doc in documents:
+        data.update(hashlib.sha256(doc.encode("utf-8", errors="replace")).digest())
+    return {
+        "scaling": scaling.to_dict(),
+        "layout": dataclasses.asdict(layout),
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items()
+                     if k not in _NOT_FINGERPRINTED},
+        "documents_sha256": data.hexdigest(),
+        "weights_sha256": weights_fingerprint(model),
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+    }
+
+
+def resumable_checkpoint(out_dir: Path) -> Path | None:
+    """The complete checkpoint in `out_dir`, if any (`checkpoint/`, or `checkpoint.old/` when a kill
+    came between the two renames of a swap). A half-written `checkpoint.tmp/` never counts."""
+    for name in (CHECKPOINT, CHECKPOINT_OLD):
+        folder = Path(out_dir) / name
+        if (folder / PROGRESS).is_file():
+            return folder
+    return None
+
+
+def _swap_in(out_dir: Path) -> None:
+    """checkpoint.tmp -> checkpoint, keeping the previous one until the new one is in place."""
+    current, tmp, old = out_dir / CHECKPOINT, out_dir / CHECKPOINT_TMP, out_dir / CHECKPOINT_OLD
+    shutil.rmtree(old, ignore_errors=True)
+    if current.exists():
+        os.replace(current, old)
+    os.replace(tmp, current)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def learning_rate(step: int, settings: TrainSettings) -> float:
@@ -105,18 +159,44 @@ def train_model(
 
     `layout` comes from the method (`Extender.training_layout()`): plain rows by default."""
     layout = layout or TrainingLayout()
-    mixed = layout.mixed
+    validate(settings, "train")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RopebenchError(f"--out {out_dir} is a file; give a folder for the trained model")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # One lock per run: under `accelerate launch` the main process holds it for all ranks.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(out_dir, "--out") if main_process else contextlib.nullcontext():
+        return _train(model, tokenizer, scaling, settings, out_dir, layout)
+
+
+def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingLayout) -> TrainResult:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     from ropebench.model.export import save_extended
+    from ropebench.model.identity import forget_weights_fingerprint
     from ropebench.model.mixed import install_mixed_rotary
     from ropebench.model.patch import apply_scaling
     from ropebench.training.data import IGNORE, collate, load_documents, rows
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state_dir, log_path = out_dir / "checkpoint", out_dir / "train_log.jsonl"
+    mixed = layout.mixed
+    log_path = out_dir / "train_log.jsonl"
+    documents = load_documents(settings.data)
+    fingerprint = json.loads(json.dumps(
+        training_fingerprint(model, tokenizer, scaling, settings, layout, documents), default=str))
+    state_dir = resumable_checkpoint(out_dir)
+    progress = None
+    if state_dir is not None:
+        progress = json.loads((state_dir / PROGRESS).read_text())
+        if progress.get("fingerprint") != fingerprint:
+            changed = differences(progress.get("fingerprint") or {}, fingerprint)
+            raise RopebenchError(
+                f"{state_dir} was written by another training run "
+                f"({'; '.join(changed[:3]) or 'no fingerprint'}); delete {state_dir} to start "
+                "over, or give another --out to keep both"
+            )
+    forget_weights_fingerprint(model)  # training changes the weights from here on
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
@@ -148,20 +228,19 @@ def train_model(
     # Resume: weights and optimizer from the last checkpoint, and the data stream fast-forwarded.
     start_step, tokens, seconds = 0, 0, 0.0
     losses: list[tuple[int, float]] = []
-    if (state_dir / "progress.json").is_file():
+    if progress is not None:
         accelerator.load_state(str(state_dir))
-        progress = json.loads((state_dir / "progress.json").read_text())
         start_step, tokens, seconds = progress["step"], progress["tokens"], progress["seconds"]
         losses = [tuple(x) for x in progress["losses"]]
         accelerator.print(f"resuming from step {start_step} ({state_dir})")
     if accelerator.is_main_process:
         # The log keeps exactly the steps the weights have seen.
-        kept = [line for line in _read_log(log_path) if line["step"] <= start_step]
-        log_path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        kept = [line for line in read_jsonl(log_path) if line.get("step", 0) <= start_step]
+        write_text_atomic(log_path, "".join(json.dumps(line) + "\n" for line in kept))
 
     stream = rows(
         tokenizer,
-        load_documents(settings.data),
+        documents,
         scaling.target_length,
         original_length=scaling.original_length,
         mixed=mixed,
@@ -210,11 +289,22 @@ def train_model(
                       "long_rows": long_rows, "rows": rows_per_step, "seconds": round(seconds, 3)}
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+        if step == start_step:
+            left = (settings.steps - step - 1) * (time.perf_counter() - start)
+            bar.write(f"train {scaling.method}: step {step + 1} took "
+                      f"{time.perf_counter() - start:.1f} s; about {left / 60:.1f} min to go")
         if settings.save_every and (step + 1) % settings.save_every == 0 and step + 1 < settings.steps:
-            accelerator.save_state(str(state_dir))
+            tmp = out_dir / CHECKPOINT_TMP
             if accelerator.is_main_process:
-                progress = {"step": step + 1, "tokens": tokens, "seconds": seconds, "losses": losses}
-                (state_dir / "progress.json").write_text(json.dumps(progress))
+                shutil.rmtree(tmp, ignore_errors=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(tmp))
+            if accelerator.is_main_process:
+                progress = {"step": step + 1, "tokens": tokens, "seconds": seconds,
+                            "losses": losses, "fingerprint": fingerprint}
+                write_json_atomic(tmp / PROGRESS, progress)  # last: it makes the folder complete
+                _swap_in(out_dir)
+            accelerator.wait_for_everyone()
     bar.close()
 
     # Back to a plain HF model: transformers' rotary module for this scaling, inference mode.
@@ -229,12 +319,8 @@ def train_model(
         save_extended(model, tokenizer, scaling, out_dir)
         record = {"method": scaling.method, "mixed": mixed, "settings": dataclasses.asdict(settings),
                   "tokens": tokens, "seconds": round(seconds, 3), "final_loss": losses[-1][1]}
-        (out_dir / "train_result.json").write_text(json.dumps(record, indent=2))
-        shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing left to resume
+        write_json_atomic(out_dir / "train_result.json", record)
+        for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):  # finished: nothing to resume
+            shutil.rmtree(out_dir / name, ignore_errors=True)
     return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds)
 
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

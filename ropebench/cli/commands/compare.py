@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_from_dict({k: v for k, v in overrides.items() if v is not None}, source="flags")
     if plan.out is None:
         raise RopebenchError("no run directory: pass --out RUN_DIR or set `out:` in the plan")
+    if Path(plan.out).exists() and not Path(plan.out).is_dir():
+        raise RopebenchError(f"run directory {plan.out} is a file; give a folder for --out")
     runner = ComparisonRunner(plan, Path(plan.out), progress=not args.quiet)
     print(describe(runner))
     if args.dry_run:

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.run.runner import ComparisonRunner, describe
 
     plan = load_plan(demo_plan_path(), {"model": args.model, "out": args.out})
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        from ropebench.errors import RopebenchError
+
+        raise RopebenchError(f"--out {args.out} is a file; give a folder for the demo run")
     runner = ComparisonRunner(plan, Path(args.out), progress=not args.quiet)
     print(describe(runner))
     budget = estimate_seconds(runner)

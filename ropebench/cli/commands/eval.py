@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="backend option, e.g. max_model_len=131072, tensor_parallel_size=2 (vllm)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="run lengths the up-front memory/time estimate says cannot finish")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
@@ -115,17 +118,30 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.load import load_config_dict
     from ropebench.rope.spec import RopeSpec
+    from ropebench.run.budget import check_fits
     from ropebench.run.evaluate import run_evaluation
+    from ropebench.run.plan import check_label
     from ropebench.settings import parse_overrides
     from ropebench.tasks import expand_tasks
 
-    tasks = expand_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not names:
+        raise RopebenchError("--tasks is empty; give e.g. --tasks ruler,passkey (see `ropebench list`)")
+    tasks = expand_tasks(names)
     lengths = parse_lengths(args.lengths)
+    if args.label is not None:
+        check_label(args.label)
+    if args.samples < 1:
+        raise RopebenchError(f"--samples must be at least 1, got {args.samples}")
+    if args.out.exists() and not args.out.is_dir():
+        raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
     options = parse_options(args.options)
     options.setdefault("batch_size", args.batch_size)
 
     # Everything that can be checked from config.json is checked before the weights load.
-    spec = RopeSpec.from_config(load_config_dict(args.model))
+    config = load_config_dict(args.model)
+    spec = RopeSpec.from_config(config)
+    check_fits(config, lengths, batch=args.batch_size, force=args.force)
     scaling = None
     if args.factors is not None:
         scaling = load_scaling(args.factors, spec, args.target_length)
@@ -140,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     backend = make_backend(args, scaling)
     rows = run_evaluation(
         backend,
+        identity={"scaling": scaling.to_dict() if scaling is not None else None},
         method=label,
         tasks=tasks,
         lengths=lengths,
@@ -151,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     )
     getattr(backend, "close", lambda: None)()
     if rows.empty:
-        print(f"no rows for {label}; see the warnings above")
+        print(f"no rows for {label}: every task was skipped (see the 'skipping' lines above); "
+              "try other --lengths or --tasks", file=sys.stderr)
         return 1
     print(summary_table(rows))
     print(f"rows: {args.out / 'rows.jsonl'}  summary: {args.out / 'summary.csv'}")

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"))
     model, tokenizer = load_model(
-        args.model, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code
+        args.model, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code,
+        need_tokenizer=False,  # RoPE needs no tokenizer; its files are copied when present
     )
     if spec_of(model) != spec:
         raise RopebenchError(

@@ -17,11 +17,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
+    from ropebench.errors import RopebenchError
     from ropebench.reports import write_report
 
+    if args.threshold is not None and not (math.isfinite(args.threshold)
+                                           and 0 <= args.threshold <= 100):
+        raise RopebenchError(f"--threshold {args.threshold} must be a RULER score from 0 to 100")
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise RopebenchError(f"RUN_DIR {run_dir} is not a folder; give the --out folder of compare")
+    _check_inputs(run_dir)
+    if args.out is not None and Path(args.out).is_dir():
+        raise RopebenchError(f"--out {args.out} is a folder; give an HTML file name, e.g. {args.out}/report.html")
     html = write_report(Path(args.run_dir), None if args.out is None else Path(args.out),
                         threshold=args.threshold)
     print(f"CSV tables: {html.parent / 'tables'}")
     print(f"Markdown summary: {html.parent / 'summary.md'}")
     print(f"Report: {html}")
     return 0
+
+
+def _check_inputs(run_dir: Path) -> None:
+    """The run's manifest and every rows file, read strictly before the report is built: a
+    corrupt line in the middle of rows.jsonl or a score that is not a number is an error, never
+    a row silently left out."""
+    import math
+
+    from ropebench.errors import RopebenchError
+    from ropebench.io import read_json, read_jsonl
+
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return  # the report says what is missing
+    manifest = read_json(manifest_path, "run manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("methods"), list):
+        raise RopebenchError(
+            f"{manifest_path} is not a ropebench run manifest; re-run `ropebench compare` on "
+            "this folder to rewrite it"
+        )
+    for rows_path in sorted(run_dir.rglob("rows.jsonl")):
+        for number, row in enumerate(read_jsonl(rows_path), start=1):
+            score = row.get("score") if isinstance(row, dict) else None
+            if (isinstance(score, bool) or not isinstance(score, int | float)
+                    or not math.isfinite(score)):
+                raise RopebenchError(
+                    f"{rows_path}: row {number} has score {score!r}, not a finite number; delete "
+                    "that row (it is recomputed on the next run) or the file"
+                )

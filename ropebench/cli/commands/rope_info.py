@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.method is None) != (args.target_length is None):
         raise RopebenchError("--method and --target-length go together; give both or neither")
-    spec = spec_from_config_dict(load_config_dict(args.model))
+    config = load_config_dict(args.model)
+    spec = spec_from_config_dict(config)
+    configured = _configured_scaling(config, args.model)
     scaling = None
     if args.method is not None:
         extender = get_extender(args.method, parse_overrides(args.overrides))
@@ -60,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         }
         if scaling is not None:
             info["scaling"] = scaling.to_dict()
+        if configured is not None:
+            info["configured"] = configured
         print(json.dumps(info, indent=2))
         return 0
 
@@ -70,7 +74,15 @@ def run(args: argparse.Namespace) -> int:
         f"rotary dim        {spec.rotary_dim} (partial_rotary_factor {spec.partial_rotary_factor:g},"
         f" {spec.n_pairs} pairs)"
     )
-    print(f"window L          {spec.window}")
+    print(f"window L          {spec.window}" + ("  (pretrained)" if configured else ""))
+    if configured is not None:
+        params = configured["rope_parameters"]
+        extra = {k: v for k, v in params.items() if k not in ("rope_type", "rope_theta")
+                 and not isinstance(v, list)}
+        print(f"configured        {configured.get('method') or 'extended'}: rope_type "
+              f"{params.get('rope_type')}, rope_theta {params.get('rope_theta')}, "
+              f"max_position_embeddings {configured['max_position_embeddings']}"
+              + (f", {', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""))
     print(f"d_tcd             {d_tcd}  (first pair with period >= L)")
     print(f"d10_tcd           {d10_tcd}  (first pair with fewer than 10 periods in L)")
     if scaling is not None:
@@ -89,3 +101,31 @@ def run(args: argparse.Namespace) -> int:
         marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
         print(line + (f"  <- {', '.join(marks)}" if marks else ""))
     return 0
+
+
+def _configured_scaling(config: dict, model: str) -> dict | None:
+    """The RoPE scaling config.json applies on top of the pretrained RoPE (an extended model), or
+    None for a model as pretrained."""
+    from pathlib import Path
+
+    from ropebench.model.load import resolve_model_path
+    from ropebench.rope.spec import PRETRAINED_KEY
+
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    rope_type = str(params.get("rope_type", params.get("type", "default")))
+    if PRETRAINED_KEY not in config and rope_type == "default":
+        return None
+    pretrained = config.get(PRETRAINED_KEY) or {}
+    theta_changed = pretrained and params.get("rope_theta") not in (None, pretrained.get("base"))
+    window_changed = pretrained and config.get("max_position_embeddings") != pretrained.get("window")
+    if rope_type == "default" and not (theta_changed or window_changed):
+        return None
+    method = None
+    scaling_file = Path(resolve_model_path(model)) / "ropebench_scaling.json"
+    if scaling_file.is_file():
+        try:
+            method = json.loads(scaling_file.read_text()).get("method")
+        except (OSError, ValueError, AttributeError):
+            method = None
+    return {"method": method, "rope_parameters": params,
+            "max_position_embeddings": config.get("max_position_embeddings")}

@@ -57,12 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ropebench.backends.hf import HFBackend
     from ropebench.errors import RopebenchError
-    from ropebench.io import write_json_atomic
+    from ropebench.io import FolderLock, write_json_atomic
     from ropebench.methods import get_extender
     from ropebench.methods.base import SearchSettings
     from ropebench.methods.evolution.ga import search_output
-    from ropebench.model.load import load_model
+    from ropebench.model.load import load_config_dict, load_model
     from ropebench.model.patch import spec_of
+    from ropebench.rope.math import scale_of
+    from ropebench.rope.spec import RopeSpec
     from ropebench.search.fitness import make_scorer
     from ropebench.settings import field_names, parse_settings
 
@@ -84,14 +86,22 @@ def run(args: argparse.Namespace) -> int:
                               where="search")
     if args.n_hat and args.method != "longrope":
         raise RopebenchError("--n-hat applies to --method longrope only")
-    model, tokenizer = load_model(args.model)
-    spec = spec_of(model)
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.json")
+    for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
+        if path.is_dir():
+            raise RopebenchError(f"{flag} {path} is a folder; give a file name, e.g. {path}/factors.json")
+    # The target is checked against config.json before any weights load.
+    scale_of(RopeSpec.from_config(load_config_dict(args.model)), args.target_length)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": args.model}),
-                         args.target_length, settings)
-    scaling = extender.search(spec, args.target_length, scorer, settings, checkpoint=checkpoint)
-    write_json_atomic(args.out, search_output(scaling))
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with FolderLock(checkpoint.parent, "--out", name=f".{checkpoint.name}.lock"):
+        model, tokenizer = load_model(args.model)
+        spec = spec_of(model)
+        scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": args.model}),
+                             args.target_length, settings)
+        scaling = extender.search(spec, args.target_length, scorer, settings,
+                                  checkpoint=checkpoint)
+        write_json_atomic(args.out, search_output(scaling))
     history = scaling.extra.get("fitness_history", [])
     if history:
         print(f"best {settings.fitness} {history[-1]:.4f} after {scaling.extra['evaluations']} "

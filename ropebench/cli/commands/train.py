@@ -46,10 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
-    from ropebench.model.load import load_model
+    from ropebench.model.load import load_config_dict, load_model
     from ropebench.model.patch import spec_of
+    from ropebench.rope.spec import RopeSpec
     from ropebench.settings import field_names, parse_overrides, parse_settings
+    from ropebench.training.data import load_documents
     from ropebench.training.trainer import TrainSettings, train_model
 
     overrides = parse_overrides(args.overrides)
@@ -67,6 +70,18 @@ def run(args: argparse.Namespace) -> int:
         "log_every": args.log_every, "save_every": args.save_every,
     }, where="train")
     extender = get_extender(args.method, overrides)
+    if args.out.exists() and not args.out.is_dir():
+        raise RopebenchError(f"--out {args.out} is a file; give a folder for the trained model")
+    # The method, target and factors are checked against config.json before any weights load.
+    config_spec = RopeSpec.from_config(load_config_dict(args.model))
+    if args.factors is not None:
+        load_scaling(args.factors, config_spec, args.target_length)
+    else:
+        extender.rescale(config_spec, args.target_length)
+    if settings.data != "reference":  # a missing or empty local source fails now
+        data = Path(settings.data).expanduser()
+        if data.exists() or settings.data.startswith((".", "/", "~")):
+            load_documents(settings.data)
     model, tokenizer = load_model(args.model)
     spec = spec_of(model)
     if args.factors is not None:

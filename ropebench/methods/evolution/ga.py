@@ -107,13 +107,21 @@ def _evolve(
     bar = tqdm(total=total, initial=len(state.cache), desc=f"search {problem.method}",
                disable=not settings.progress, unit="eval")
 
+    timed: list[float] = []  # the first evaluation of this process, for the time-to-go line
+
     def evaluate(cand: Candidate) -> float:
         """Fitness of a candidate; cached values come from before an interruption."""
         if cand.key in state.cache:
             return state.cache[cand.key]
         start = time.perf_counter()
         value = float(scorer(to_scaling(cand)))
-        state.seconds += time.perf_counter() - start
+        took = time.perf_counter() - start
+        state.seconds += took
+        if not timed and settings.progress:
+            timed.append(took)
+            left = max(total - len(state.cache) - 1, 0)
+            bar.write(f"search {problem.method}: one candidate takes {took:.1f} s; about "
+                      f"{left * took / 60:.1f} min for the {left} left")
         state.cache[cand.key] = value if math.isfinite(value) else math.inf
         if checkpoint is not None:
             state.save(checkpoint, fingerprint)

@@ -1,0 +1,90 @@
+"""Every generative task on a tokenizer with a chat template: the task text is the user turn, and
+the answer prefix (the cue the model continues) opens the assistant turn, as RULER renders it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import tiny_tokenizer
+
+from ropebench.tasks import expand_tasks, get_task
+from ropebench.tasks.base import GenerativeTask
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+ASSISTANT = "<|end|>\n<|assistant|>\n"
+OPTIONS = {
+    "haystack": "pydoc",
+    "example_length": 0,  # vt: the test tokenizer spends ~3x the tokens of a real one
+    "shots": 0,  # cwe
+    "squad_path": str(FIXTURES / "squad_dev_tiny.json"),
+    "hotpotqa_path": str(FIXTURES / "hotpot_dev_distractor_tiny.json"),
+    "depths": [50],  # niah grid
+}
+GENERATIVE = [n for n in expand_tasks(["ruler", "niah", "passkey"])
+              if isinstance(get_task(n), GenerativeTask)]
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    plain, chat = tiny_tokenizer(), tiny_tokenizer()
+    chat.chat_template = TEMPLATE
+    return plain, chat
+
+
+def _samples(task, tokenizer, chat):
+    import inspect
+
+    accepted = inspect.signature(type(task).samples).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    options = {k: v for k, v in OPTIONS.items() if k in accepted or takes_any}
+    return task.samples(tokenizer, 2048, 1, 0, chat=chat, max_new_tokens=16, **options)
+
+
+@pytest.mark.parametrize("name", GENERATIVE)
+def test_chat_rendering_puts_the_answer_prefix_in_the_assistant_turn(name, tokenizers):
+    plain, chat = tokenizers
+    task = get_task(name)
+    try:
+        (flat,) = _samples(task, plain, False)[:1]
+        (wrapped,) = _samples(task, chat, True)[:1]
+    except Exception as err:  # noqa: BLE001  (a task that needs data this machine lacks)
+        if "download" in str(err).lower() or "offline" in str(err).lower():
+            pytest.skip(str(err))
+        raise
+    prompt = wrapped.prompt
+    assert prompt.startswith("<|user|>\n") and prompt.endswith(ASSISTANT), name
+    user = prompt[len("<|user|>\n"): -len(ASSISTANT)]
+    assert wrapped.input_text == prompt + wrapped.answer_prefix
+    assert "<|" not in wrapped.answer_prefix
+    # The same cue as without the template, now opening the assistant's reply, not in the user turn.
+    assert wrapped.answer_prefix.strip() == flat.answer_prefix.strip(), name
+    if wrapped.answer_prefix.strip():
+        assert not user.rstrip().endswith(wrapped.answer_prefix.strip()), name
+    # The template is the tokenizer's own, applied to the task text as one user message.
+    rendered = chat.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                        add_generation_prompt=True)
+    assert rendered == prompt
+
+
+def test_passkey_cue_opens_the_assistant_turn(tokenizers):
+    plain, chat = tokenizers
+    task = get_task("passkey")
+    (wrapped,) = _samples(task, chat, True)
+    assert wrapped.input_text.endswith(ASSISTANT + "The pass key is")
+    assert wrapped.prompt.rstrip(ASSISTANT).endswith("What is the pass key?")
+    (flat,) = _samples(task, plain, False)
+    # Without a template the prompt reads as before: question and cue on one line.
+    assert flat.input_text.endswith("What is the pass key? The pass key is")
+
+
+def test_chat_true_without_a_template_is_refused(tokenizers):
+    from ropebench.errors import RopebenchError
+
+    plain, _ = tokenizers
+    with pytest.raises(RopebenchError, match="no chat template"):
+        _samples(get_task("passkey"), plain, True)
