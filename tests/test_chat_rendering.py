@@ -37,11 +37,11 @@ def tokenizers():
 
 
 def _samples(task, tokenizer, chat):
-    import inspect
+    from ropebench.run.evaluate import task_options
 
-    accepted = inspect.signature(type(task).samples).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    options = {k: v for k, v in OPTIONS.items() if k in accepted or takes_any}
+    # The tight fill draws each sample from its own generator, so the chat and plain builds hold
+    # the same needles (the reference fill shares one stream with the token-count search).
+    options = task_options({**OPTIONS, "fill": "tight"}, task.name)
     return task.samples(tokenizer, 2048, 1, 0, chat=chat, max_new_tokens=16, **options)
 
 
