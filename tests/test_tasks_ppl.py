@@ -127,8 +127,8 @@ def test_needle_ppl_row_keeps_its_score_and_adds_per_document_values(model, tok)
     from ropebench.tasks.needle_ppl import NeedlePPLTask
 
     backend = HFBackend(model, tok)
-    [row] = NeedlePPLTask().measure(backend, 200, samples=3, seed=0, options={})
-    assert row.score == pytest.approx(NeedlePPL(tok, 200, 3, 0).score(backend))
+    [row] = NeedlePPLTask().measure(backend, 600, samples=3, seed=0, options={})
+    assert row.score == pytest.approx(NeedlePPL(tok, 600, 3, 0).score(backend))
     assert len(row.metadata["document_ppl"]) == 3
     assert sum(row.metadata["document_ppl"]) / 3 == pytest.approx(row.score, rel=1e-5)
     assert all(n >= 1 for n in row.metadata["document_tokens"])
