@@ -14,6 +14,7 @@ from ropebench.reports import tables
 from ropebench.reports.export import markdown_summary, write_csv
 from ropebench.reports.html import render_html
 from ropebench.reports.results import load_run
+from ropebench.tasks import GROUPS
 
 LENGTHS = [512, 1024, 2048, 4096]
 DEPTHS = [0.0, 50.0, 100.0]
@@ -39,7 +40,7 @@ def _rows(method: str) -> list[dict]:
 
     for length in LENGTHS:
         q = _quality(method, length)
-        for task in tables.RULER_TASKS:
+        for task in GROUPS["ruler"]:
             add(task, length, q, prediction=EVIL if task == "vt" else "1234567")
         for i, depth in enumerate(DEPTHS):
             add("niah", length, 1.0 if rng.random() < q else 0.0, "1234567", index=i, depth=depth)
@@ -124,18 +125,18 @@ def test_explicit_threshold_changes_effective_length(run_dir):
 
 def test_weak_baseline_lowers_the_threshold(run_dir):
     results = load_run(run_dir)
-    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
     ruler.loc["none", 512] = 50.0  # a small model: 0.9 x its own score at the window
-    assert tables.ruler_threshold(ruler, "none", 512) == pytest.approx(45.0)
+    assert tables.group_threshold(ruler, "none", 512) == pytest.approx(45.0)
 
 
 def test_niah_grid_and_ruler_tables(run_dir):
     results = load_run(run_dir)
-    grid = tables.niah_grid(results.rows, "longrope2")
+    grid = tables.depth_grid(results.rows, "niah", "longrope2")
     assert list(grid.index) == DEPTHS and list(grid.columns) == LENGTHS
     assert grid.to_numpy().min() >= 0 and grid.to_numpy().max() <= 1
-    per_task = tables.ruler_task_table(results.rows, "pi")
-    assert list(per_task.index) == list(tables.RULER_TASKS)
+    per_task = tables.group_task_table(results.rows, "pi", "ruler")
+    assert list(per_task.index) == list(GROUPS["ruler"])
     assert per_task.loc["vt", 1024] == pytest.approx(75.0)
 
 
@@ -144,7 +145,7 @@ def test_html_is_escaped_and_self_contained(run_dir):
     assert "<script" not in page  # the model output is shown, escaped
     assert "&lt;script&gt;alert(" in page
     assert "&lt;i&gt;plan&lt;/i&gt;" in page
-    assert page.count('src="data:image/png;base64,') == 6  # ruler, ppl, niah, factors, fitness, loss
+    assert page.count('src="data:image/png;base64,') == 7  # ruler, ppl, passkey, niah, factors, fitness, loss
     for external in ('src="http', "href=\"http", "@import", "url(http"):
         assert external not in page
     assert "incomplete" not in page
@@ -193,11 +194,11 @@ def test_summary_has_weighted_averages_and_task_coverage(run_dir):
 
     results = load_run(run_dir)
     summary = tables.summary_table(results)
-    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
     if ruler.empty:
         pytest.skip("the demo run has no RULER rows")
     assert {"wAvg(inc)", "wAvg(dec)", "RULER tasks"} <= set(summary.columns)
     covered = summary["RULER tasks"].dropna()
     assert all(c.endswith("/13") or c.endswith("/13 partial") for c in covered if c)
     assert any(c.endswith("partial") for c in covered) == (
-        results.rows[results.rows["task"].isin(tables.RULER_TASKS)]["task"].nunique() < 13)
+        results.rows[results.rows["task"].isin(GROUPS["ruler"])]["task"].nunique() < 13)
