@@ -395,7 +395,10 @@ def summary_scores(results: RunResults, threshold: float | None = None) -> tuple
     summary["search evals"] = [m.search_evaluations for m in results.methods]
     summary["train s"] = [m.train_seconds for m in results.methods]
     summary["train tokens"] = [m.train_tokens for m in results.methods]
-    summary = summary.dropna(axis=1, how="all")
+    empty = [c for c in summary.columns if summary[c].isna().all()
+             and not any(c.endswith(s) and summary[c[: -len(s)]].notna().any() for s in COMPANIONS
+                         if c[: -len(s)] in summary.columns)]
+    summary = summary.drop(columns=empty)
     counts = [c for c in summary.columns if c.endswith((" n", "effective length"))
               or c in ("search evals", "train tokens")]
     summary = summary.astype({c: "Int64" for c in counts})  # counts, shown without decimals
