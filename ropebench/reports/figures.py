@@ -11,8 +11,8 @@ import math
 
 import pandas as pd
 
-from ropebench.reports.results import RunResults
 from ropebench.reports import tables
+from ropebench.reports.results import RunResults
 from ropebench.reports.tables import method_order
 
 
