@@ -333,3 +333,13 @@ def test_csv_names_from_labels_stay_in_the_tables_folder(tmp_path):
     assert all(p.resolve().parent == out.resolve() for p in written)
     assert not list(tmp_path.rglob("NAME*"))
     assert any(p.name.startswith("ruler_tasks_x_") for p in written)
+
+
+def test_configuration_names_the_prompt_building_choices(run_dir):
+    _rewrite(run_dir, {m: [_row("qa_1", 1024, 1.0, fill="reference", gold="uniform", count_bos=True),
+                           _row("vt", 1024, 0.0, fill="tight")] for m in ("none", "pi")})
+    page = render_html(load_run(run_dir))
+    config = page[page.index('id="config"'):]
+    assert "Prompt-building choices" in config
+    assert "<tr><th>vt</th><td>tight</td><td>-</td><td>-</td></tr>" in config
+    assert "<td>reference</td><td>uniform</td><td>True</td>" in config
