@@ -14,6 +14,7 @@ from ropebench.reports import tables
 from ropebench.reports.export import markdown_summary, write_csv
 from ropebench.reports.html import render_html
 from ropebench.reports.results import load_run
+from ropebench.tasks import GROUPS
 
 LENGTHS = [512, 1024, 2048, 4096]
 DEPTHS = [0.0, 50.0, 100.0]
@@ -39,7 +40,7 @@ def _rows(method: str) -> list[dict]:
 
     for length in LENGTHS:
         q = _quality(method, length)
-        for task in tables.RULER_TASKS:
+        for task in GROUPS["ruler"]:
             add(task, length, q, prediction=EVIL if task == "vt" else "1234567")
         for i, depth in enumerate(DEPTHS):
             add("niah", length, 1.0 if rng.random() < q else 0.0, "1234567", index=i, depth=depth)
@@ -124,18 +125,18 @@ def test_explicit_threshold_changes_effective_length(run_dir):
 
 def test_weak_baseline_lowers_the_threshold(run_dir):
     results = load_run(run_dir)
-    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
     ruler.loc["none", 512] = 50.0  # a small model: 0.9 x its own score at the window
-    assert tables.ruler_threshold(ruler, "none", 512) == pytest.approx(45.0)
+    assert tables.group_threshold(ruler, "none", 512) == pytest.approx(45.0)
 
 
 def test_niah_grid_and_ruler_tables(run_dir):
     results = load_run(run_dir)
-    grid = tables.niah_grid(results.rows, "longrope2")
+    grid = tables.depth_grid(results.rows, "niah", "longrope2")
     assert list(grid.index) == DEPTHS and list(grid.columns) == LENGTHS
     assert grid.to_numpy().min() >= 0 and grid.to_numpy().max() <= 1
-    per_task = tables.ruler_task_table(results.rows, "pi")
-    assert list(per_task.index) == list(tables.RULER_TASKS)
+    per_task = tables.group_task_table(results.rows, "pi", "ruler")
+    assert list(per_task.index) == list(GROUPS["ruler"])
     assert per_task.loc["vt", 1024] == pytest.approx(75.0)
 
 
@@ -144,7 +145,7 @@ def test_html_is_escaped_and_self_contained(run_dir):
     assert "<script" not in page  # the model output is shown, escaped
     assert "&lt;script&gt;alert(" in page
     assert "&lt;i&gt;plan&lt;/i&gt;" in page
-    assert page.count('src="data:image/png;base64,') == 6  # ruler, ppl, niah, factors, fitness, loss
+    assert page.count('src="data:image/png;base64,') == 7  # ruler, ppl, passkey, niah, factors, fitness, loss
     for external in ('src="http', "href=\"http", "@import", "url(http"):
         assert external not in page
     assert "incomplete" not in page
@@ -193,11 +194,152 @@ def test_summary_has_weighted_averages_and_task_coverage(run_dir):
 
     results = load_run(run_dir)
     summary = tables.summary_table(results)
-    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
+    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
     if ruler.empty:
         pytest.skip("the demo run has no RULER rows")
     assert {"wAvg(inc)", "wAvg(dec)", "RULER tasks"} <= set(summary.columns)
     covered = summary["RULER tasks"].dropna()
     assert all(c.endswith("/13") or c.endswith("/13 partial") for c in covered if c)
     assert any(c.endswith("partial") for c in covered) == (
-        results.rows[results.rows["task"].isin(tables.RULER_TASKS)]["task"].nunique() < 13)
+        results.rows[results.rows["task"].isin(GROUPS["ruler"])]["task"].nunique() < 13)
+
+
+def _rewrite(run_dir: Path, rows_by_label: dict[str, list[dict]]) -> None:
+    """Replace each method's rows (methods not given keep none)."""
+    for label in ("none", "pi", "longrope2"):
+        rows = rows_by_label.get(label, [])
+        path = run_dir / "stages" / "eval" / f"{label}-k" / "rows.jsonl"
+        path.write_text("".join(json.dumps({**r, "method": label}) + "\n" for r in rows))
+
+
+def _row(task, length, score, index=0, tokens=None, **metadata):
+    return {"task": task, "length": length, "score": score, "prediction": "", "references": [],
+            "input_tokens": tokens if tokens is not None else length - 7, "seconds": 0.1,
+            "index": index, "metadata": metadata}
+
+
+def _passes(task, length, passed, n):
+    return [_row(task, length, 1.0 if i < passed else 0.0, index=i) for i in range(n)]
+
+
+def _ppl_row(length, nlls, tokens):
+    score = math.exp(sum(nlls) / sum(tokens))
+    return _row("ppl", length, score, document_nll=nlls, document_tokens=tokens,
+                document_ppl=[math.exp(a / b) for a, b in zip(nlls, tokens, strict=True)])
+
+
+def test_intervals_counts_tokens_and_ties(run_dir):
+    docs = [10, 12, 9, 11, 10, 13]
+    _rewrite(run_dir, {
+        "none": _passes("niah_single_1", 4096, 10, 20) + [_ppl_row(4096, [3.0 * d for d in docs], docs)],
+        "pi": _passes("niah_single_1", 4096, 18, 20) + [_ppl_row(4096, [2.0 * d for d in docs], docs)],
+        "longrope2": _passes("niah_single_1", 4096, 20, 20)
+        + [_ppl_row(4096, [2.1 * d for d in docs], docs)],
+    })
+    results = load_run(run_dir)
+    summary, scores = tables.summary_scores(results)
+    assert scores[0].column == "RULER 4096"  # the group's longest length ranks the methods
+    assert summary.loc["pi", "RULER 4096"] == pytest.approx(90.0)
+    assert summary.loc["pi", "RULER 4096 n"] == 20
+    assert summary.loc["pi", "RULER 4096 low"] < 90.0 < summary.loc["pi", "RULER 4096 high"]
+    assert summary["RULER 4096 best"].tolist() == [False, False, True]
+    assert summary["RULER 4096 tied"].tolist() == [False, True, False]  # 18/20 overlaps 20/20
+    # Perplexity: one row per length, bootstrapped over its six documents.
+    assert summary.loc["pi", "PPL 4096"] == pytest.approx(math.exp(2.0))
+    assert summary.loc["pi", "PPL 4096 n"] == 6
+    assert summary.loc["none", "PPL 4096 low"] == pytest.approx(math.exp(3.0))  # every doc alike
+    assert bool(summary.loc["pi", "PPL 4096 best"])
+
+    text = tables.headline(results, summary, scores)
+    assert text.startswith("Ranked by the RULER mean at 4096 tokens (higher is better): longrope2")
+    assert "ahead of none" in text and "pi's interval overlaps longrope2's" in text
+
+    page = render_html(results)
+    first = page.index('<p class="headline">')
+    assert first < page.index("<p", page.index("<h1")) + 1  # the page's first paragraph
+    assert "n=20" in page and "4089 tok" in page and "n=6" in page
+    assert 'class="tied"' in page and 'class="best"' in page
+    assert "resamples each task&#39;s samples within the task" in page
+
+
+def test_perplexity_without_documents_has_no_interval(run_dir):
+    _rewrite(run_dir, {m: [_row("ppl", 1024, 5.0 + i)] for i, m in enumerate(("none", "pi", "longrope2"))})
+    summary = tables.summary_table(load_run(run_dir))
+    assert math.isnan(summary.loc["pi", "PPL 1024 low"])
+    assert summary["PPL 1024 tied"].tolist() == [False, True, True]  # nothing separates them
+
+
+def test_a_task_plugin_gets_its_own_section_without_report_changes(run_dir):
+    from ropebench.tasks.base import GenerativeTask
+    from ropebench.tasks.registry import TASKS
+
+    class Recall(GenerativeTask):
+        name = "plugin_recall"
+        title = "Plugin recall"
+        abbrev = "recall"
+
+    TASKS.add("plugin_recall", Recall())
+    try:
+        _rewrite(run_dir, {
+            m: _passes("plugin_recall", 1024, k, 8) + _passes("plugin_recall", 2048, k // 2, 8)
+            + _passes("mystery_task", 1024, k, 8)
+            for m, k in (("none", 2), ("pi", 6), ("longrope2", 8))
+        })
+        results = load_run(run_dir)
+        summary = tables.summary_table(results)
+        assert summary.loc["pi", "recall %"] == pytest.approx(100 * 9 / 16)
+        assert "mystery_task %" in summary  # not registered: a by-length fraction task
+        page = render_html(results)
+        assert '<h2 id="plugin-recall">Plugin recall</h2>' in page
+        assert '<h2 id="mystery-task">mystery_task</h2>' in page
+        assert page.count('src="data:image/png;base64,') == 1 + 3  # its figure + run-wide ones
+        assert "Ranked by Plugin recall" in page
+    finally:
+        TASKS._builtins.pop("plugin_recall")
+
+
+def test_reports_name_no_task():
+    import re
+
+    source = Path(tables.__file__).parent
+    text = "\n".join(p.read_text() for p in [*source.glob("*.py"), *source.glob("templates/*")])
+    for name in ("ppl", "passkey", "niah", "short", "needle_ppl", *GROUPS["ruler"]):
+        assert not re.search(rf"[\"']{name}[\"']", text), name
+
+
+def _relabel(run_dir: Path, old: str, new: str) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for entry in manifest["methods"]:
+        if entry["label"] == old:
+            entry["label"] = new
+            rows = run_dir / entry["evals"]["all"]["path"] / "rows.jsonl"
+            rows.write_text("".join(json.dumps({**json.loads(line), "method": new}) + "\n"
+                                    for line in rows.read_text().splitlines()))
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_markdown_escapes_labels(run_dir):
+    _relabel(run_dir, "pi", "<b>x</b>")
+    md = markdown_summary(load_run(run_dir))
+    assert "<b>" not in md
+    assert "| &lt;b&gt;x&lt;/b&gt; | pi |" in md
+
+
+def test_csv_names_from_labels_stay_in_the_tables_folder(tmp_path):
+    run_dir = make_run(tmp_path / "deep" / "a" / "b" / "c" / "run")
+    _relabel(run_dir, "pi", "x/../../../../NAME")
+    out = run_dir / "tables"
+    written = write_csv(load_run(run_dir), out)
+    assert all(p.resolve().parent == out.resolve() for p in written)
+    assert not list(tmp_path.rglob("NAME*"))
+    assert any(p.name.startswith("ruler_tasks_x_") for p in written)
+
+
+def test_configuration_names_the_prompt_building_choices(run_dir):
+    _rewrite(run_dir, {m: [_row("qa_1", 1024, 1.0, fill="reference", gold="uniform", count_bos=True),
+                           _row("vt", 1024, 0.0, fill="tight")] for m in ("none", "pi")})
+    page = render_html(load_run(run_dir))
+    config = page[page.index('id="config"'):]
+    assert "Prompt-building choices" in config
+    assert "<tr><th>vt</th><td>tight</td><td>-</td><td>-</td></tr>" in config
+    assert "<td>reference</td><td>uniform</td><td>True</td>" in config

@@ -107,3 +107,28 @@ def test_needle_ppl_equals_manual_answer_only_perplexity(tok, model):
 def test_needle_ppl_rejects_a_length_too_short(tok):
     with pytest.raises(RopebenchError):
         NeedlePPL(tok, 64, 1)
+
+
+@pytest.mark.parametrize("stride", [None, 16])
+def test_ppl_row_keeps_its_score_and_adds_per_document_values(model, tok, stride):
+    from ropebench.tasks.ppl import PerplexityTask
+
+    backend = HFBackend(model, tok)
+    options = {} if stride is None else {"stride": stride}
+    [row] = PerplexityTask().measure(backend, 32, samples=3, seed=0, options=options)
+    assert row.score == perplexity(backend, 32, documents=3, stride=stride)
+    meta = row.metadata
+    assert len(meta["document_nll"]) == len(meta["document_tokens"]) == len(meta["document_ppl"]) == 3
+    pooled = math.exp(sum(meta["document_nll"]) / sum(meta["document_tokens"]))
+    assert pooled == pytest.approx(row.score, rel=1e-5)
+
+
+def test_needle_ppl_row_keeps_its_score_and_adds_per_document_values(model, tok):
+    from ropebench.tasks.needle_ppl import NeedlePPLTask
+
+    backend = HFBackend(model, tok)
+    [row] = NeedlePPLTask().measure(backend, 600, samples=3, seed=0, options={})
+    assert row.score == pytest.approx(NeedlePPL(tok, 600, 3, 0).score(backend))
+    assert len(row.metadata["document_ppl"]) == 3
+    assert sum(row.metadata["document_ppl"]) / 3 == pytest.approx(row.score, rel=1e-5)
+    assert all(n >= 1 for n in row.metadata["document_tokens"])

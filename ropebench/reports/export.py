@@ -2,65 +2,96 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ropebench.io import write_text_atomic
 from ropebench.reports import tables
-from ropebench.reports.html import format_value
+from ropebench.reports.html import cell_text, table_view
 from ropebench.reports.results import RunResults
 
 
+def safe_stem(name: str) -> str:
+    """A file stem from a table name built from labels: letters, digits, `-`, `_`, `.` only, no
+    leading dot, so it names one file inside the tables folder whatever the label holds."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "table"
+    return stem[:150]
+
+
 def result_tables(results: RunResults, *, threshold: float | None = None) -> dict[str, pd.DataFrame]:
-    """Every table of the report by file stem (empty tables left out)."""
+    """Every table of the report by file stem (empty tables left out); values and their interval,
+    n and prompt tokens sit in separate columns (`C`, `C low`, `C high`, `C n`, `C tokens`)."""
     rows, methods = results.rows, tables.method_order(results)
-    found = {
-        "summary": tables.summary_table(results, threshold),
-        "ruler_by_length": tables.ruler_by_length(rows, methods),
-        "ppl_by_length": tables.metric_by_length(rows, "ppl", methods),
-        "passkey_by_length": tables.metric_by_length(rows, "passkey", methods, scale=100),
-        "short": tables.short_table(rows, methods),
-    }
-    for method in methods:
-        found[f"ruler_tasks_{method}"] = tables.ruler_task_table(rows, method)
-        found[f"niah_{method}"] = tables.niah_grid(rows, method)
+    stats = tables.cell_stats(rows)
+    found = {"summary": tables.summary_table(results, threshold),
+             "cells": stats.set_index("method")}
+    for section in tables.sections(rows):
+        if section.kind == "group":
+            found[f"{section.key}_by_length"] = tables.group_mean_table(rows, section, methods)
+            for method in methods:
+                found[f"{section.key}_tasks_{method}"] = tables.group_tasks_table(stats, section, method)
+        elif section.kind == "subtasks":
+            found[section.key] = tables.subtask_table(stats, section.key, methods)
+        else:
+            found[f"{section.key}_by_length"] = tables.by_length_table(stats, section.key, methods)
+            if section.kind == "depth_grid":
+                for method in methods:
+                    found[f"{section.key}_{method}"] = tables.depth_grid(rows, section.key, method)
     return {name: frame for name, frame in found.items() if not frame.empty}
 
 
 def write_csv(results: RunResults, out_dir: Path, *, threshold: float | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, used = [], set()
     for name, frame in result_tables(results, threshold=threshold).items():
-        path = out_dir / f"{name}.csv"
+        stem = safe_stem(name)
+        while stem in used:  # two labels that sanitize alike keep separate files
+            stem += "_"
+        used.add(stem)
+        path = out_dir / f"{stem}.csv"
         write_text_atomic(path, frame.to_csv())
         written.append(path)
     return written
 
 
+def markdown_cell(text: str) -> str:
+    """Text for a pipe-table cell: HTML escaped (labels show as text), pipes and newlines kept out."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub-flavoured pipe table (no extra dependency such as tabulate)."""
-    header = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(frame.columns)) + "|"]
-    for index, values in zip(frame.index, frame.itertuples(index=False), strict=True):
-        cells = [str(index)] + [format_value(v, digits) for v in values]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    """A GitHub-flavoured pipe table (no extra dependency such as tabulate); a score's interval
+    and n are written beside it (`62.5 [40.1, 81.2] n=40`, `≈`: tied with the column's best)."""
+    view = table_view(frame, digits=digits)
+    lines = ["| " + " | ".join(markdown_cell(c) for c in view["columns"]) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(view["columns"]) - 1)) + "|"]
+    for row in view["rows"]:
+        lines.append("| " + " | ".join(markdown_cell(cell_text(c)) for c in row) + " |")
     return "\n".join(lines)
 
 
 def markdown_summary(results: RunResults, *, threshold: float | None = None) -> str:
-    summary = tables.summary_table(results, threshold)
+    summary, scores = tables.summary_scores(results, threshold)
     parts = [
-        f"### RoPE extension: {results.name}",
+        f"### RoPE extension: {markdown_cell(results.name)}",
         "",
-        f"Model `{results.model}`, window {results.spec.get('window', '?')} -> "
-        f"{results.target_length} tokens. RULER = mean task score (0-100) per length.",
+        markdown_cell(tables.headline(results, summary, scores)),
+        "",
+        f"Model `{markdown_cell(results.model)}`, window {results.spec.get('window', '?')} -> "
+        f"{results.target_length} tokens. Scores carry their 95% interval and n; `≈` marks a method "
+        "whose interval overlaps the best one's in that column.",
         "",
         markdown_table(summary),
     ]
-    ruler = tables.ruler_by_length(results.rows, tables.method_order(results))
-    if not ruler.empty:
-        parts += ["", "RULER score by length:", "", markdown_table(ruler)]
+    for section in tables.sections(results.rows):
+        if section.kind == "group":
+            table = tables.group_mean_table(results.rows, section, tables.method_order(results))
+            if not table.empty:
+                parts += ["", f"{markdown_cell(section.title)} score by length:", "",
+                          markdown_table(table)]
     if not results.complete:
         parts += ["", "_Incomplete run: some stages have not finished._"]
     return "\n".join(parts) + "\n"

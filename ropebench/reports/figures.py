@@ -11,8 +11,9 @@ import math
 
 import pandas as pd
 
+from ropebench.reports import tables
 from ropebench.reports.results import RunResults
-from ropebench.reports.tables import method_order, metric_by_length, niah_grid, ruler_by_length
+from ropebench.reports.tables import method_order
 
 
 def _pyplot():
@@ -53,20 +54,32 @@ def _colors(results: RunResults) -> dict[str, tuple]:
 
 def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
                log_y: bool = False, ylim: tuple[float, float] | None = None) -> str | None:
-    """One line per method over context length, the pretrained window marked."""
+    """One line per method over context length with its 95% interval as a band (the companion
+    `L low` / `L high` columns of a `tables.wide` frame), the pretrained window marked."""
     if table.empty:
         return None
+    lengths = [c for c in table.columns if isinstance(c, str) and c.isdigit()]
     plt = _pyplot()
     colors = _colors(results)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for method, values in table.iterrows():
-        values = values.dropna()
-        ax.plot(values.index, values.values, marker="o", label=method, color=colors.get(method))
+        xs = [int(length) for length in lengths if pd.notna(values[length])]
+        if not xs:
+            continue
+        ys = [float(values[str(x)]) for x in xs]
+        ax.plot(xs, ys, marker="o", label=method, color=colors.get(method))
+        low = [float(values[f"{x} low"]) for x in xs]
+        high = [float(values[f"{x} high"]) for x in xs]
+        if len(xs) > 1:
+            ax.fill_between(xs, low, high, color=colors.get(method), alpha=0.15, linewidth=0)
+        ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, low, strict=True)],
+                                  [max(0.0, hi - y) for y, hi in zip(ys, high, strict=True)]],
+                    fmt="none", ecolor=colors.get(method), capsize=3, linewidth=1)
     window = results.spec.get("window")
     if window:
         ax.axvline(window, color="grey", linestyle=":", label=f"window {window}")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(table.columns), [str(c) for c in table.columns])
+    ax.set_xticks([int(c) for c in lengths], lengths)
     if log_y:
         _log_y(ax)
     if ylim is not None:
@@ -77,20 +90,28 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
     return to_data_uri(fig)
 
 
-def ruler_figure(results: RunResults) -> str | None:
-    table = ruler_by_length(results.rows, method_order(results))
-    return _by_length(table, results, title="RULER score vs length", ylabel="score (0-100)",
-                      ylim=(-2, 102))
+def section_figure(results: RunResults, section: tables.Section, stats: pd.DataFrame) -> str | None:
+    """A group's mean or a by-length task over length, or a depth-grid task's heatmaps."""
+    methods = method_order(results)
+    if section.kind == "depth_grid":
+        return depth_grid_figure(results, section.key)
+    if section.kind == "group":
+        table = tables.group_mean_table(results.rows, section, methods)
+        return _by_length(table, results, title=f"{section.title} score vs length (95% intervals)",
+                          ylabel="score (0-100)", ylim=(-2, 102))
+    if section.kind != "by_length" or stats[stats["task"] == section.key]["length"].nunique() < 2:
+        return None
+    table = tables.by_length_table(stats, section.key, methods)
+    if section.unit == "fraction":
+        return _by_length(table, results, title=f"{section.title} vs length (95% intervals)",
+                          ylabel="score (0-100)", ylim=(-2, 102))
+    return _by_length(table, results, title=f"{section.title} vs length (95% intervals)",
+                      ylabel=section.unit, log_y=True)
 
 
-def ppl_figure(results: RunResults) -> str | None:
-    table = metric_by_length(results.rows, "ppl", method_order(results))
-    return _by_length(table, results, title="Perplexity vs length", ylabel="perplexity", log_y=True)
-
-
-def niah_figure(results: RunResults) -> str | None:
-    """Needle heatmaps (depth x length), one per method, side by side on one colour scale."""
-    grids = {m: niah_grid(results.rows, m) for m in method_order(results)}
+def depth_grid_figure(results: RunResults, task: str) -> str | None:
+    """Heatmaps (depth x length), one per method, side by side on one colour scale."""
+    grids = {m: tables.depth_grid(results.rows, task, m) for m in method_order(results)}
     grids = {m: g for m, g in grids.items() if not g.empty}
     if not grids:
         return None
@@ -105,7 +126,7 @@ def niah_figure(results: RunResults) -> str | None:
         ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], rotation=45, fontsize=7)
         ax.set_yticks(range(len(grid.index)), [f"{d:.0f}%" for d in grid.index], fontsize=7)
         ax.set_xlabel("length")
-    axes[0][0].set_ylabel("needle depth")
+    axes[0][0].set_ylabel("depth")
     fig.colorbar(image, ax=axes[0].tolist(), label="score", shrink=0.85)
     return to_data_uri(fig)
 
@@ -192,10 +213,8 @@ def loss_figure(results: RunResults) -> str | None:
 
 
 def all_figures(results: RunResults) -> dict[str, str | None]:
+    """The run-wide figures (factors, search fitness, training loss); sections draw their own."""
     return {
-        "ruler": ruler_figure(results),
-        "ppl": ppl_figure(results),
-        "niah": niah_figure(results),
         "factors": factors_figure(results),
         "fitness": fitness_figure(results),
         "loss": loss_figure(results),

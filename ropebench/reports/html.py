@@ -13,18 +13,62 @@ from ropebench.reports import figures, tables
 from ropebench.reports.results import RunResults
 
 SAMPLE_OUTPUTS_PER_TASK = 1  # predictions shown per (method, task), at the longest length
+FIDELITY_KEYS = ("fill", "gold", "count_bos")  # prompt-building choices samples record
+MARKS = {"best": "", "tied": " ≈"}
+
+
+def _companion(frame: pd.DataFrame, column: Any) -> bool:
+    name = str(column)
+    return any(name.endswith(s) and name[: -len(s)] in frame.columns for s in tables.COMPANIONS)
+
+
+def cell_view(frame: pd.DataFrame, index: Any, column: Any, digits: int) -> dict[str, str] | str:
+    """One cell: its value, and where the frame has them its interval, n, prompt tokens and mark."""
+    value = frame.at[index, column]
+    if f"{column} low" not in frame.columns:
+        return format_value(value, digits)
+    if _missing(value):
+        return "-"
+
+    def get(suffix: str) -> Any:
+        name = f"{column}{suffix}"
+        return frame.at[index, name] if name in frame.columns else None
+
+    low, high, n, tokens = get(" low"), get(" high"), get(" n"), get(" tokens")
+    mark = "best" if get(" best") is True or get(" best") == 1 else (
+        "tied" if get(" tied") is True or get(" tied") == 1 else "")
+    return {
+        "value": format_value(value, digits),
+        "ci": "" if _missing(low) else f"[{format_value(low, digits)}, {format_value(high, digits)}]",
+        "n": "" if _missing(n) else f"n={int(n)}",
+        "tokens": "" if _missing(tokens) else f"{float(tokens):.0f} tok",
+        "mark": mark,
+    }
+
+
+def cell_text(cell: dict[str, str] | str) -> str:
+    """A cell as plain text (Markdown, CSV readers): `62.5 [40.1, 81.2] n=40 ≈`."""
+    if isinstance(cell, str):
+        return cell
+    parts = [cell["value"], cell["ci"], cell["n"], cell.get("tokens", "")]
+    return " ".join(p for p in parts if p) + MARKS.get(cell["mark"], "")
 
 
 def table_view(frame: pd.DataFrame, *, index_name: str | None = None, digits: int = 1) -> dict[str, Any]:
-    """A DataFrame as header + rows of display strings (the template escapes them)."""
-    columns = [index_name or frame.index.name or ""] + [str(c) for c in frame.columns]
-    rows = [[str(index)] + [format_value(v, digits) for v in values]
-            for index, values in zip(frame.index, frame.itertuples(index=False), strict=True)]
+    """A DataFrame as header + rows of display cells (the template escapes them); companion
+    columns (`C low`, `C high`, `C n`, ...) fold into their column's cells."""
+    shown = [c for c in frame.columns if not _companion(frame, c)]
+    columns = [index_name or frame.index.name or ""] + [str(c) for c in shown]
+    rows = [[str(index)] + [cell_view(frame, index, c, digits) for c in shown] for index in frame.index]
     return {"columns": columns, "rows": rows}
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
 def format_value(value: Any, digits: int = 1) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
     if isinstance(value, float):
         if value.is_integer() and abs(value) >= 1000:
@@ -50,32 +94,82 @@ def sample_outputs(results: RunResults) -> list[dict[str, Any]]:
     return picked
 
 
+def fidelity_choices(rows: pd.DataFrame) -> list[dict[str, str]]:
+    """Per task, the prompt-building choices its samples recorded (`fill`, `gold`, `count_bos`)."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for task, meta in zip(rows["task"], rows["metadata"], strict=True):
+        for key in FIDELITY_KEYS:
+            if isinstance(meta, dict) and key in meta:
+                found.setdefault(task, {}).setdefault(key, set()).add(str(meta[key]))
+    return [{"task": task, **{k: ", ".join(sorted(found[task].get(k, ()))) or "-" for k in FIDELITY_KEYS}}
+            for task in tables._task_order(list(found))]
+
+
+def section_views(results: RunResults, stats: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every task section: its anchor, title, figure and tables, built from what tasks declare."""
+    methods, rows = tables.method_order(results), results.rows
+    views = []
+    for section in tables.sections(rows):
+        digits = 1 if section.unit == "fraction" else 2
+        items: list[dict[str, Any]] = []
+        note = ""
+        if section.kind == "group":
+            note = (f"Mean of the {len(section.tasks)} {section.title} task scores (0-100) per length; "
+                    "its 95% interval is a bootstrap that resamples each task's samples within the "
+                    "task. Per method: each task's score with its interval (Wilson for pass rates, "
+                    "bootstrap otherwise), n samples and mean prompt tokens.")
+            items.append({"title": "Mean per length",
+                          "table": table_view(tables.group_mean_table(rows, section, methods),
+                                              index_name="method")})
+            for method in methods:
+                table = tables.group_tasks_table(stats, section, method)
+                if not table.empty:
+                    items.append({"title": method, "table": table_view(table, index_name="task"),
+                                  "grid": True})
+        elif section.kind == "subtasks":
+            note = ("Score per sub-task (x100) with a 95% interval from the harness's standard "
+                    "error where it reports one.")
+            items.append({"title": "", "table": table_view(
+                tables.subtask_table(stats, section.key, methods), index_name="method")})
+        else:
+            what = "perplexity (lower is better), intervals bootstrapped over documents" \
+                if section.unit != "fraction" else "score x100 with its 95% interval"
+            note = f"Per length: {what}, n and the mean prompt tokens actually used."
+            items.append({"title": "", "table": table_view(
+                tables.by_length_table(stats, section.key, methods), index_name="method",
+                digits=digits)})
+        views.append({"anchor": section.anchor, "title": section.title, "note": note,
+                      "figure": figures.section_figure(results, section, stats),
+                      "figure_alt": f"{section.title} per method", "items": items})
+    return views
+
+
 def render_html(results: RunResults, *, threshold: float | None = None) -> str:
     from jinja2 import Environment, PackageLoader
 
-    methods = tables.method_order(results)
     rows = results.rows
     env = Environment(loader=PackageLoader("ropebench.reports", "templates"),
                       autoescape=True)
-    summary = tables.summary_table(results, threshold)
-    ruler = tables.ruler_by_length(rows, methods)
-    if threshold is None and not ruler.empty:
-        threshold = tables.ruler_threshold(ruler, results.baseline, int(results.spec.get("window", 0)))
+    summary, scores = tables.summary_scores(results, threshold)
+    groups = [s for s in tables.sections(rows) if s.kind == "group"]
+    if threshold is None and groups:
+        table = tables.group_by_length(rows, tables.method_order(results), groups[0].key)
+        if not table.empty:
+            threshold = tables.group_threshold(table, results.baseline, int(results.spec.get("window", 0)))
+    stats = tables.cell_stats(rows)
     context = {
         "results": results,
+        "headline": tables.headline(results, summary, scores),
         "threshold": None if threshold is None else format_value(float(threshold)),
-        "ruler_included": [t for t in tables.RULER_TASKS if t in set(rows["task"])],
+        "groups": [{"title": g.title, "tasks": g.tasks,
+                    "members": len(tables.GROUPS.get(g.key, g.tasks))} for g in groups],
         "summary": table_view(summary),
-        "ruler_tasks": [
-            {"method": m, "table": table_view(tables.ruler_task_table(rows, m), index_name="task")}
-            for m in methods if not tables.ruler_task_table(rows, m).empty
-        ],
-        "ppl": table_view(tables.metric_by_length(rows, "ppl", methods), digits=2),
-        "passkey": table_view(tables.metric_by_length(rows, "passkey", methods, scale=100)),
-        "needle_ppl": table_view(tables.metric_by_length(rows, "needle_ppl", methods), digits=2),
-        "short": table_view(tables.short_table(rows, methods)),
+        "scores": scores,
+        "sections": section_views(results, stats),
         "figures": figures.all_figures(results),
         "samples": sample_outputs(results),
+        "fidelity": fidelity_choices(rows),
+        "fidelity_keys": FIDELITY_KEYS,
         "plan": json.dumps(results.plan, indent=2, default=str),
         "environment": json.dumps(results.environment, indent=2, default=str),
         "pending": [m.label for m in results.methods if not m.complete],

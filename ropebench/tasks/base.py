@@ -90,6 +90,11 @@ class Task:
     - `title` and `report`: the report section it gets ("by_length": a method x length table;
       "depth_grid": a depth x length heatmap per method; "subtasks": a method x sub-task table;
       "group": shown through its group, e.g. RULER), and `group` for the latter;
+    - `per_document`: how a measured row's score is built from the per-document values in its
+      metadata, so a report can bootstrap over documents: "pooled_nll" (exp of the summed
+      `document_nll` over the summed `document_tokens`), "mean_ppl" (the mean of `document_ppl`),
+      or "" (no per-document values);
+    - `abbrev`: the task's short name in summary columns (default: its name);
     - `stop_at_newline`: generation stops at the first newline (passkey);
     - `Options`: the dataclass of its options (generative tasks: the keyword-only parameters of
       `samples`, derived automatically); unknown option keys are an error.
@@ -103,6 +108,9 @@ class Task:
     title: str = ""
     report: str = "by_length"
     group: str | None = None
+    group_title: str = ""  # the group's section title (default: the group name)
+    per_document: str = ""
+    abbrev: str = ""
     stop_at_newline: bool = False
     Options: type = NoOptions
 
@@ -113,6 +121,10 @@ class Task:
     @property
     def display_title(self) -> str:
         return self.title or self.name
+
+    @property
+    def short_name(self) -> str:
+        return self.abbrev or self.name
 
     def options_class(self) -> type:
         return self.Options

@@ -60,6 +60,7 @@ def grid_draft(units: int, rng: random.Random, *, depth: float, haystack: str) -
 class NeedleGrid(StringMatchTask):
     name = "niah"
     title = "Needle in a haystack"
+    abbrev = "NIAH"
     report = "depth_grid"
 
     def cost_hint(self, samples: int, options: dict) -> float:

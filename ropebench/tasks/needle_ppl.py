@@ -119,9 +119,13 @@ class NeedlePPL:
 
     def score(self, backend: Backend) -> float:
         """Mean over documents of exp(mean NLL of the answer's tokens)."""
-        ppls = [math.exp(backend.nll(doc.input_ids, doc.answer_start).mean)
-                for doc in self.documents]
+        ppls = [ppl for ppl, _, _ in self.document_scores(backend)]
         return sum(ppls) / len(ppls)
+
+    def document_scores(self, backend: Backend) -> list[tuple[float, float, int]]:
+        """Per document: the answer's perplexity, its summed NLL and its token count."""
+        spans = [backend.nll(doc.input_ids, doc.answer_start) for doc in self.documents]
+        return [(math.exp(span.mean), span.total, span.count) for span in spans]
 
 
 @dataclass
@@ -134,6 +138,8 @@ class NeedlePPLTask(MeasuredTask):
     name = "needle_ppl"
     unit = "perplexity"
     title = "Needle-driven perplexity"
+    abbrev = "needle PPL"
+    per_document = "mean_ppl"
     Options = NeedlePPLOptions
     description = (
         "Needle-driven perplexity (LongRoPE2 search fitness; options: haystack, needle_position)"
@@ -145,9 +151,16 @@ class NeedlePPLTask(MeasuredTask):
         haystack = options.get("haystack", "pydoc")
         position = options.get("needle_position", "start")
         start = time.perf_counter()
-        value = NeedlePPL(
+        documents = NeedlePPL(
             backend.tokenizer, length, samples, seed, haystack, needle_position=position
-        ).score(backend)
+        ).document_scores(backend)
+        ppls = [ppl for ppl, _, _ in documents]
+        value = sum(ppls) / len(ppls)
         seconds = time.perf_counter() - start
-        return [self.value_row(length, value, seconds, documents=samples, haystack=haystack,
-                               needle_position=position)]
+        return [self.value_row(
+            length, value, seconds, documents=samples, haystack=haystack,
+            needle_position=position,
+            document_ppl=[round(ppl, 6) for ppl in ppls],
+            document_nll=[round(nll, 6) for _, nll, _ in documents],
+            document_tokens=[n for _, _, n in documents],
+        )]

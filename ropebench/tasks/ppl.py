@@ -49,6 +49,31 @@ def window_spans(n_tokens: int, length: int, stride: int | None) -> list[tuple[i
     return spans
 
 
+def document_perplexities(
+    backend: Backend,
+    length: int,
+    *,
+    documents: int,
+    stride: int | None = None,
+    haystack: str = "pydoc",
+    document_tokens: int | None = None,
+) -> tuple[float, list[tuple[float, int]]]:
+    """exp(mean NLL) over `documents` documents, windows of `length` tokens (see module doc), and
+    per document its summed NLL and scored-token count (what a report bootstraps over)."""
+    if stride is not None and not 0 < stride <= length:
+        raise RopebenchError(f"stride must be in 1..{length} (the window), got {stride}")
+    n_tokens = document_tokens or (length if stride is None else 2 * length)
+    total, count, per_document = 0.0, 0, []
+    for ids in long_documents(backend.tokenizer, n_tokens, documents, haystack):
+        doc_total, doc_count = 0.0, 0
+        for begin, end, first in window_spans(n_tokens, length, stride):
+            span = backend.nll(ids[begin:end], first - begin)
+            total, count = total + span.total, count + span.count
+            doc_total, doc_count = doc_total + span.total, doc_count + span.count
+        per_document.append((doc_total, doc_count))
+    return math.exp(total / count), per_document
+
+
 def perplexity(
     backend: Backend,
     length: int,
@@ -59,15 +84,8 @@ def perplexity(
     document_tokens: int | None = None,
 ) -> float:
     """exp(mean NLL) over `documents` documents, windows of `length` tokens (see module doc)."""
-    if stride is not None and not 0 < stride <= length:
-        raise RopebenchError(f"stride must be in 1..{length} (the window), got {stride}")
-    n_tokens = document_tokens or (length if stride is None else 2 * length)
-    total, count = 0.0, 0
-    for ids in long_documents(backend.tokenizer, n_tokens, documents, haystack):
-        for begin, end, first in window_spans(n_tokens, length, stride):
-            span = backend.nll(ids[begin:end], first - begin)
-            total, count = total + span.total, count + span.count
-    return math.exp(total / count)
+    return document_perplexities(backend, length, documents=documents, stride=stride,
+                                 haystack=haystack, document_tokens=document_tokens)[0]
 
 
 @dataclass
@@ -81,6 +99,8 @@ class PerplexityTask(MeasuredTask):
     name = "ppl"
     unit = "perplexity"
     title = "Perplexity"
+    abbrev = "PPL"
+    per_document = "pooled_nll"
     Options = PerplexityOptions
     description = "Perplexity at each length (options: stride, haystack, document_tokens)"
 
@@ -90,7 +110,7 @@ class PerplexityTask(MeasuredTask):
         stride = options.get("stride")
         haystack = options.get("haystack", "pydoc")
         start = time.perf_counter()
-        value = perplexity(
+        value, per_document = document_perplexities(
             backend,
             length,
             documents=samples,
@@ -99,5 +119,9 @@ class PerplexityTask(MeasuredTask):
             document_tokens=options.get("document_tokens"),
         )
         seconds = time.perf_counter() - start
-        return [self.value_row(length, value, seconds, documents=samples, stride=stride,
-                               haystack=haystack)]
+        return [self.value_row(
+            length, value, seconds, documents=samples, stride=stride, haystack=haystack,
+            document_nll=[round(nll, 6) for nll, _ in per_document],
+            document_tokens=[n for _, n in per_document],
+            document_ppl=[round(math.exp(nll / n), 6) for nll, n in per_document],
+        )]

@@ -48,4 +48,5 @@ class RulerTask(StringMatchTask):
     length) rather than in a section of its own."""
 
     group = "ruler"
+    group_title = "RULER"
     report = "group"
