@@ -125,7 +125,7 @@ def test_an_interrupted_eval_still_writes_its_summary(model, tok, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _eval(backend, tmp_path, tasks=["passkey", "ppl"])
     summary = (tmp_path / "summary.csv").read_text().splitlines()
-    assert summary[0] == "method,task,length,n,score" and summary[1].startswith("none,passkey,256,2")
+    assert summary[0].startswith("method,task,length,n,score") and summary[1].startswith("none,passkey,256,2")
 
 
 def test_changed_target_length_recomputes(model, tok, tmp_path):

@@ -63,12 +63,14 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
     by_name = {task.name: task for task in tasks}
     shared = {k: v for k, v in options.items() if not isinstance(v, dict)}
     scoped = {k: v for k, v in options.items() if isinstance(v, dict)}
-    for name in scoped:  # options of a known task not run here are kept for the runs that have it
+    for name, values in scoped.items():
         if name not in by_name and name not in TASKS:
             raise RopebenchError(
                 f"options for {name!r}, which is no task{did_you_mean(name, TASKS.names())}; "
                 "scope options by a task name, e.g. --option ppl.stride=256"
             )
+        if name not in by_name:  # a task not run here: checked now, used by the runs that have it
+            get_task(name).parse_options(values)
     known = {task.name: set(field_names(task.options_class())) for task in tasks}
     # Generation options may be given for a run that happens to have no generative task.
     everywhere = sorted(set(field_names(GenerationOptions)).union(*known.values()))
