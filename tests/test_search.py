@@ -290,3 +290,47 @@ def test_checkpoint_of_another_model_with_the_same_config_is_refused(model, nll_
     assert spec_of(twin) == spec
     with pytest.raises(RopebenchError, match="different search"):
         search_longrope2(twin, spec, TARGET, settings(iterations=0), checkpoint=ckpt)
+
+
+class _Batched:
+    """A scorer as several processes present it: `width` candidates per `score_many` call."""
+
+    def __init__(self, scorer, width, writes=True):
+        self.scorer, self.width, self.writes_checkpoints = scorer, width, writes
+        self.identity, self.batches = scorer.identity, []
+
+    def __call__(self, scaling):
+        return self.scorer(scaling)
+
+    def score_many(self, scalings):
+        self.batches.append(len(scalings))
+        return [self.scorer(s) for s in scalings]
+
+
+def test_batch_scoring_finds_what_one_by_one_finds_and_resumes_either_way(model, nll_fitness,
+                                                                         tmp_path):
+    spec = spec_of(model)
+    full = search_longrope2(model, spec, TARGET, settings(seed=3))
+    scorer = make_scorer(HFBackend(model, None), TARGET, settings(seed=3))
+    batched = _Batched(scorer, width=3)
+    result = ga.search_longrope2(spec, TARGET, batched, settings(seed=3))
+    assert max(batched.batches) == 3 and sum(batched.batches) == full.extra["evaluations"]
+    for key in ("fitness_history", "best_fitness", "baseline_fitness", "evaluations"):
+        assert result.extra[key] == full.extra[key]
+    assert (result.long_factor, result.critical_index) == (full.long_factor, full.critical_index)
+
+    # A process that does not write checkpoints leaves none; an interrupted batched search
+    # resumes one by one (another number of processes) to the same result.
+    ckpt = tmp_path / "state.json"
+    ga.search_longrope2(spec, TARGET, _Batched(scorer, 2, writes=False), settings(seed=3),
+                        checkpoint=ckpt)
+    assert not ckpt.exists()
+    nll_fitness["factors"].clear()
+    nll_fitness["fail_at"] = 9
+    with pytest.raises(Interrupted):
+        ga.search_longrope2(spec, TARGET, _Batched(scorer, 2), settings(seed=3), checkpoint=ckpt)
+    assert len(json.loads(ckpt.read_text())["state"]["cache"]) == 8
+    nll_fitness["fail_at"] = None
+    resumed = search_longrope2(model, spec, TARGET, settings(seed=3), checkpoint=ckpt)
+    assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
+    assert resumed.long_factor == full.long_factor

@@ -33,6 +33,18 @@ ENTRY_POINT_GROUP = "ropebench.extenders"
 # A candidate scaling -> its fitness, lower is better (built by `ropebench.search.fitness`).
 Scorer = Callable[[RopeScaling], float]
 
+# A scorer may also score several candidates at once (data-parallel search, see
+# `ropebench.run.distributed.RankScorer`): searches ask `batch_scorer(scorer)` and fall back to
+# calling the scorer one candidate at a time. Optional attributes a search reads:
+#   score_many(scalings) -> list[float]  the fitness of each, in order;
+#   width: int                           candidates worth scoring in one call (e.g. the ranks);
+#   writes_checkpoints: bool             False on processes that must not write files.
+
+
+def batch_scorer(scorer: Scorer) -> Callable[[list[RopeScaling]], list[float]] | None:
+    """The scorer's `score_many`, or None when it scores one candidate at a time."""
+    return getattr(scorer, "score_many", None)
+
 
 @dataclass
 class ExtenderConfig:

@@ -108,3 +108,32 @@ def all_gather(obj: Any, world_size: int) -> list[Any]:
     out = [None] * world_size
     dist.all_gather_object(out, obj, group=_group())
     return out
+
+
+class RankScorer:
+    """A search scorer shared by every process of a run: candidates are dealt out by rank.
+
+    `score_many(scalings)` has rank r score scalings r, r + world_size, ... in full (every fitness
+    document, the same forward passes as one process) and all ranks receive every value, so each
+    process's search takes the same steps and the result is bit-identical to one process. Dealing
+    a candidate's documents across ranks instead would sum per-document terms in another order
+    (and stall the fastest rank on every candidate). Plain calls score on this rank alone.
+    Only rank 0 writes checkpoints (`writes_checkpoints`); the identity is the inner scorer's, so a
+    checkpoint resumes under any number of processes."""
+
+    def __init__(self, scorer: Any, rank: int, world_size: int) -> None:
+        self.scorer, self.rank, self.world_size = scorer, rank, world_size
+        self.identity = getattr(scorer, "identity", None)
+        self.width = world_size
+        self.writes_checkpoints = rank == 0
+
+    def __call__(self, scaling: Any) -> float:
+        return float(self.scorer(scaling))
+
+    def score_many(self, scalings: list[Any]) -> list[float]:
+        mine = {i: float(self.scorer(s)) for i, s in enumerate(scalings)
+                if i % self.world_size == self.rank}
+        values: dict[int, float] = {}
+        for part in all_gather(mine, self.world_size):
+            values.update(part)
+        return [values[i] for i in range(len(scalings))]

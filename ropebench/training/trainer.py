@@ -200,6 +200,9 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
+        # Without a GPU accelerate runs torchrun's processes as independent single-process
+        # runs unless told it is on CPU; then they form one gloo group (DDP).
+        cpu=not torch.cuda.is_available(),
     )
     torch.manual_seed(settings.seed)
 

@@ -4,11 +4,16 @@ The output JSON is a saved `RopeScaling` plus the search record (`fitness_histor
 evaluations, seconds), readable by `ropebench extend/eval --factors FILE`. The search state is
 checkpointed after every evaluation (default `FILE.checkpoint.json`); re-running the same command
 resumes an interrupted search.
+
+Under `torchrun --nproc_per_node N` the new candidates of each generation are dealt out across the
+N processes (`ropebench.run.distributed.RankScorer`); the result equals one process's, only rank 0
+writes the checkpoint and the output, and a checkpoint resumes under any N.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 
@@ -65,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.patch import spec_of
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import RopeSpec
+    from ropebench.run.distributed import RankScorer, barrier, process_place, world
     from ropebench.search.fitness import make_scorer
     from ropebench.settings import field_names, parse_settings
 
     extender = get_extender(args.method)
+    rank, world_size = world()
     given = {
         "population": args.population, "iterations": args.iterations,
         "parents": args.parents, "mutations": args.mutations, "crossovers": args.crossovers,
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "fitness": args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
         "mode": args.mode, "critical_index": args.critical_index, "haystack": args.haystack,
         "mscale": args.mscale, "seed": args.seed, "n_hat": args.n_hat,
-        "progress": not args.no_progress,
+        "progress": not args.no_progress and rank == 0,
         "baselines": [name.strip() for name in args.baselines.split(",") if name.strip()],
     }
     settings_class = extender.search_settings_class or SearchSettings
@@ -92,15 +99,25 @@ def run(args: argparse.Namespace) -> int:
             raise RopebenchError(f"{flag} {path} is a folder; give a file name, e.g. {path}/factors.json")
     # The target is checked against config.json before any weights load.
     scale_of(RopeSpec.from_config(load_config_dict(args.model)), args.target_length)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with FolderLock(checkpoint.parent, "--out", name=f".{checkpoint.name}.lock"):
-        model, tokenizer = load_model(args.model)
+    rank, world_size, device = process_place()  # joins the process group under torchrun
+    if rank == 0:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    # Only rank 0 writes (the checkpoint and the output), so only rank 0 holds the lock.
+    lock = (FolderLock(checkpoint.parent, "--out", name=f".{checkpoint.name}.lock") if rank == 0
+            else contextlib.nullcontext())
+    with lock:
+        model, tokenizer = load_model(args.model, device=device)
         spec = spec_of(model)
         scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": args.model}),
                              args.target_length, settings)
+        if world_size > 1:
+            scorer = RankScorer(scorer, rank, world_size)
         scaling = extender.search(spec, args.target_length, scorer, settings,
                                   checkpoint=checkpoint)
+        barrier(world_size)
+        if rank != 0:
+            return 0
         write_json_atomic(args.out, search_output(scaling))
     history = scaling.extra.get("fitness_history", [])
     if history:

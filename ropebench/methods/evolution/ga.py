@@ -5,6 +5,11 @@ One generation (paper settings in brackets): keep the best `parents` [32] of the
 is written to a JSON checkpoint after every evaluation, so an interrupted search resumes where it
 stopped and ends exactly where an uninterrupted run with the same seed would. Candidates are
 scored by the `Scorer` the harness hands in (candidate scaling -> fitness, lower is better).
+
+A scorer with `score_many` (several processes, `ropebench.run.distributed.RankScorer`) gets the
+new candidates of a generation `width` at a time and the state is written after each such round;
+each candidate is still scored whole by one process, so the factors and the fitness history are
+those of one process. Where the scorer says `writes_checkpoints = False`, nothing is written.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ropebench.errors import RopebenchError
-from ropebench.methods.base import Scorer
+from ropebench.methods.base import Scorer, batch_scorer
 from ropebench.methods.evolution.settings import EvolutionSettings
 from ropebench.methods.evolution.space import (
     Candidate,
@@ -50,8 +55,11 @@ def score_baselines(
     from ropebench.methods.base import get_extender
 
     missing = [name for name in methods if name not in scores]  # others: scored before a resume
-    for name in missing:
-        value = float(scorer(get_extender(name).rescale(spec, target_length)))
+    scalings = [get_extender(name).rescale(spec, target_length) for name in missing]
+    many = batch_scorer(scorer)
+    values = many(scalings) if many is not None and missing else [scorer(s) for s in scalings]
+    for name, value in zip(missing, values, strict=True):
+        value = float(value)
         scores[name] = value if math.isfinite(value) else math.inf
     return bool(missing)
 
@@ -84,6 +92,13 @@ def _evolve(
         state = SearchState.load(checkpoint, fingerprint)
     else:
         state = SearchState()
+    many = batch_scorer(scorer)
+    width = max(int(getattr(scorer, "width", 1)), 1)
+    writes = bool(getattr(scorer, "writes_checkpoints", True))
+
+    def save() -> None:
+        if checkpoint is not None and writes:
+            state.save(checkpoint, fingerprint)
     rng = random.Random(settings.seed)
     if state.rng is not None:
         version, internal, gauss = state.rng
@@ -107,29 +122,43 @@ def _evolve(
     bar = tqdm(total=total, initial=len(state.cache), desc=f"search {problem.method}",
                disable=not settings.progress, unit="eval")
 
-    timed: list[float] = []  # the first evaluation of this process, for the time-to-go line
+    timed: list[float] = []  # the first scoring call of this process, for the time-to-go line
 
-    def evaluate(cand: Candidate) -> float:
-        """Fitness of a candidate; cached values come from before an interruption."""
-        if cand.key in state.cache:
-            return state.cache[cand.key]
-        start = time.perf_counter()
-        value = float(scorer(to_scaling(cand)))
+    def record(cands: list[Candidate], values: list[float], start: float) -> None:
         took = time.perf_counter() - start
         state.seconds += took
+        for cand, value in zip(cands, values, strict=True):
+            value = float(value)
+            state.cache[cand.key] = value if math.isfinite(value) else math.inf
+        save()
+        bar.update(len(cands))
         if not timed and settings.progress:
             timed.append(took)
-            left = max(total - len(state.cache) - 1, 0)
-            bar.write(f"search {problem.method}: one candidate takes {took:.1f} s; about "
-                      f"{left * took / 60:.1f} min for the {left} left")
-        state.cache[cand.key] = value if math.isfinite(value) else math.inf
-        if checkpoint is not None:
-            state.save(checkpoint, fingerprint)
-        bar.update(1)
+            each, left = took / len(cands), max(total - len(state.cache), 0)
+            bar.write(f"search {problem.method}: one candidate takes {each:.1f} s; about "
+                      f"{left * each / 60:.1f} min for the {left} left")
         best = min(state.cache.values())
         bar.set_postfix(gen=state.generation, best=f"{best:.4g}",
                         evals=len(state.cache), s_per_eval=f"{state.seconds / len(state.cache):.2f}")
+
+    def evaluate(cand: Candidate) -> float:
+        """Fitness of a candidate; cached values come from before an interruption."""
+        if cand.key not in state.cache:
+            start = time.perf_counter()
+            record([cand], [scorer(to_scaling(cand))], start)
         return state.cache[cand.key]
+
+    def evaluate_all(cands: list[Candidate]) -> None:
+        """Score the uncached candidates, `width` per call of a batch scorer (else one by one)."""
+        todo = list({c.key: c for c in cands if c.key not in state.cache}.values())
+        if many is None:
+            for cand in todo:
+                evaluate(cand)
+            return
+        for i in range(0, len(todo), width):
+            chunk = todo[i : i + width]
+            start = time.perf_counter()
+            record(chunk, many([to_scaling(c) for c in chunk]), start)
 
     def draw_mutant(parent: Candidate) -> Candidate | None:
         for _ in range(MAX_TRIES):
@@ -154,12 +183,11 @@ def _evolve(
         state.history.append(min(evaluate(c) for c in population))
         version, internal, gauss = rng.getstate()
         state.rng = [version, list(internal), gauss]
-        if checkpoint is not None:
-            state.save(checkpoint, fingerprint)
+        save()
 
     added = score_baselines(spec, target_length, settings.baselines, scorer, state.baselines)
-    if checkpoint is not None and added:
-        state.save(checkpoint, fingerprint)
+    if added:
+        save()
 
     if not state.population:
         # Generation 0: the method's seeds, then mutants of random seeds until the population is full.
@@ -175,8 +203,7 @@ def _evolve(
             child = draw_mutant(rng.choice(seeds))
             if child is not None:
                 population.append(child)
-        for cand in population:
-            evaluate(cand)
+        evaluate_all(population)
         commit(population)
     population = [Candidate.from_key(k) for k in state.population]
 
@@ -192,8 +219,7 @@ def _evolve(
             else:
                 children.append(draw_mutant(parents[0]))
         population = parents + [c for c in children if c is not None]
-        for cand in population:
-            evaluate(cand)
+        evaluate_all(population)
         state.generation += 1
         commit(population)
     bar.close()
