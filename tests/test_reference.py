@@ -82,3 +82,21 @@ def test_micro_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
     model_b = AutoModelForCausalLM.from_pretrained(final_b)
     for (name, p), q in zip(model.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
+
+
+def test_warmup_rows_repeat_text_and_ask_shown_keys(small_tokenizer, tmp_path):
+    mix = TrainingMixture(small_tokenizer, MixtureConfig(), seed=5, work_dir=tmp_path,
+                          docs=documents("train")[:40])
+    ids, weights = mix.repeat_row(65)
+    half = (len(ids) - 1) // 2
+    assert ids[1 : 1 + half] == ids[1 + half :], "the second stretch repeats the first"
+    assert all(w > 1 for w in weights[2 + half :]) and all(w == 1 for w in weights[: 2 + half])
+    mix.recall_pairs = (6, 6)
+    ids, weights = mix.compact_recall_row(128)
+    assert len(ids) <= 128
+    text = small_tokenizer.decode(ids[1:])
+    lines = text.strip("\n").split("\n")
+    shown = {line.split(" ")[0]: line.split(" ")[1] for line in lines[:3]}
+    assert all(shown.get(k, v) == v for k, v in (line.split(" ") for line in lines)), text
+    batch_ids, _ = mix.recall_batch(8, 64)
+    assert batch_ids.shape == (8, 64) and set(mix.last_kinds) <= {"repeat", "recall"}

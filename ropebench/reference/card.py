@@ -24,6 +24,8 @@ from ropebench.tasks.ppl import long_documents
 
 NATIVE = 512
 UNTRAINED_METHODS = ("none", "pi", "ntk", "yarn")
+RETRIEVAL_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multikey_2", "niah_multivalue",
+                   "niah_multiquery", "passkey")
 
 
 @dataclass
@@ -51,11 +53,10 @@ def measure(model, tokenizer, out_dir: Path, settings: CardSettings) -> dict[str
     backend = HFBackend(model, tokenizer, identity={"model": "reference"})
     common = dict(samples=settings.samples, seed=settings.seed, out_dir=out_dir,
                   options={"haystack": settings.haystack}, progress=True)
-    native = run_evaluation(backend, method="none",
-                            tasks=["niah_single_1", "passkey", "niah_multikey_1"],
+    native = run_evaluation(backend, method="none", tasks=list(RETRIEVAL_TASKS),
                             lengths=[256, NATIVE], **common)
-    ood = run_evaluation(backend, method="none", tasks=["niah_single_1", "passkey"],
-                         lengths=[1024, 2048], **common)
+    ood = run_evaluation(backend, method="none", tasks=list(RETRIEVAL_TASKS),
+                         lengths=[1024, 4 * NATIVE], **common)
     p_first, p_last = position_ppl(backend, 4 * NATIVE, settings.ppl_documents, settings.haystack)
 
     rows = []
@@ -113,7 +114,7 @@ def _curriculum(log: list[dict]) -> str:
         else:
             spans.append([entry["length"], entry["step"], entry["step"]])
     return ", ".join(
-        f"steps {first}-{last}: {'dense recall' if length == 0 else f'{length}-token rows'}"
+        f"steps {first}-{last}: {'recall warm-up' if length == 0 else f'{length}-token rows'}"
         for length, first, last in spans
     )
 
@@ -128,7 +129,12 @@ def write_card(checkpoint: Path, train_dir: Path, tables: dict[str, pd.DataFrame
     log = [json.loads(line) for line in (train_dir / "loss_log.jsonl").read_text().splitlines()]
     _loss_curve(log, checkpoint / "loss_curve.png")
     # Rows x row length: the tokens the model processed, padding of short task rows included.
-    tokens = sum(cfg["batch_size"] * (e["length"] or cfg["recall_length"]) for e in log)
+    from ropebench.reference.train import ReferenceTrainConfig, recall_row_length
+
+    stages = ReferenceTrainConfig(steps=cfg["steps"], recall_length=cfg["recall_length"],
+                                  curriculum=[tuple(c) for c in cfg["curriculum"]])
+    tokens = sum(cfg["batch_size"] * (e["length"] or recall_row_length(stages, e["step"] - 1))
+                 for e in log)
     # elapsed_s restarts from 0 when a run resumes: add up the segments.
     ends = [e for e, nxt in zip(log, log[1:] + [None], strict=True) if nxt is None or nxt["elapsed_s"] < e["elapsed_s"]]
     wall = sum(e["elapsed_s"] for e in ends)
@@ -157,8 +163,13 @@ MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta'
   topics of `pydoc_data` are held out (the `pydoc` haystack and the perplexity evaluations).
 - Retrieval in the evaluation formats, from the `ropebench.tasks` generators
   ({', '.join(f"{name} {share:.0%}" for name, share in cfg['mixture']['task_mix'].items())}; essay-style
-  haystacks are shuffled training text), plus dense key-value recall; answer tokens weighted
-  x{cfg['mixture']['answer_weight']:g}, an EOS after each answer. Half the rows are natural text.
+  haystacks are shuffled training text), plus key-value recall; answer tokens weighted
+  x{cfg['mixture']['answer_weight']:g}, an EOS after each answer. Rows: natural text
+  {cfg['mixture']['natural_share']:.0%}, recall {cfg['mixture'].get('recall_share', 0):.0%}, retrieval tasks the rest.
+- Warm-up (steps with row length 0 below): repeated stretches of training text (the repeat
+  weighted as answers, {cfg['mixture'].get('repeat_share', 0):.0%} of the rows) and multi-query key-value recall, compact
+  (`key value` lines, then keys asked back) or in the needle wording, up to
+  {cfg.get('max_recall_pairs', 0)} pairs a row, at {cfg['recall_length']} then {2 * cfg['recall_length']} tokens.
 - Curriculum (from the loss log): {_curriculum(log)}.
 
 ## Training

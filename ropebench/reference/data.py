@@ -16,15 +16,18 @@ import torch
 from ropebench.errors import RopebenchError
 from ropebench.settings import field_names
 
-# task name -> share of the retrieval examples. Multi-key tasks come in from the start: a model
-# that only ever sees one needle learns to copy "the number" rather than to match its key. The
-# word-list tasks (vt, cwe, fwe) are left to evaluation: a model this small does not learn them.
+# task name -> share of the retrieval examples. Multi-key tasks come in from the start and take
+# most of the mix: a model that mostly sees one needle learns to copy "the number" rather than to
+# match its key, and one needle is the easy case of every multi-needle task anyway. The word-list
+# tasks (vt, cwe, fwe) are left to evaluation: a model this small does not learn them.
 DEFAULT_TASK_MIX: dict[str, float] = {
-    "niah_single_1": 0.25,
-    "niah_single_2": 0.20,
-    "niah_multikey_1": 0.20,
-    "niah_multikey_2": 0.10,
-    "passkey": 0.25,
+    "niah_single_1": 0.10,
+    "niah_single_2": 0.08,
+    "niah_multikey_1": 0.18,
+    "niah_multikey_2": 0.18,
+    "niah_multivalue": 0.14,
+    "niah_multiquery": 0.14,
+    "passkey": 0.18,
 }
 
 MIN_LENGTH = {"vt": 256, "cwe": 512, "fwe": 256}
@@ -32,8 +35,12 @@ MIN_LENGTH = {"vt": 256, "cwe": 512, "fwe": 256}
 
 @dataclass
 class MixtureConfig:
-    natural_share: float = 0.5  # rows of plain corpus text
-    recall_share: float = 0.1  # rows of dense key-value recall (short, many pairs)
+    natural_share: float = 0.35  # rows of plain corpus text
+    recall_share: float = 0.15  # rows of dense key-value recall (short, many pairs)
+    # Digits of the values in the compact recall rows: the evaluation's needles carry 7 digits, and
+    # copying a long number from among several needles (digits repeat across them) is the hard part.
+    recall_digits: tuple[int, int] = (2, 7)
+    repeat_share: float = 0.3  # warm-up rows that repeat a stretch of text (see `repeat_row`)
     answer_weight: float = 5.0
     text_haystacks: int = 8  # shuffled copies of the train corpus used as essay-style haystacks
     task_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
@@ -56,6 +63,9 @@ class TrainingMixture:
         self._tasks = None
         self._haystacks: list[str] = []
         self.recall_pairs = (3, 6)  # (min, max) pairs per compact recall row; the trainer widens it
+        # Per row of the last batch: "text", "repeat", "recall" or "task" (the trainer logs the answer loss
+        # of recall and task rows apart: the task rows tell whether retrieval transfers).
+        self.last_kinds: list[str] = []
 
     def _task_objects(self):
         if self._tasks is None:
@@ -93,7 +103,8 @@ class TrainingMixture:
         pairs: list[tuple[str, str]] = []
         lines: list[int] = []
         while True:
-            key, value = random_key(self.rng), str(self.rng.randrange(10, 10_000))
+            digits = self.rng.randint(*self.config.recall_digits)
+            key, value = random_key(self.rng), str(self.rng.randrange(10 ** (digits - 1), 10**digits))
             line = self.tok(f"One of the special magic numbers for {key} is: {value}.\n",
                             add_special_tokens=False).input_ids
             asked_key, asked_value = self.rng.choice(pairs) if pairs else (key, value)
@@ -158,7 +169,9 @@ class TrainingMixture:
         n_pairs = self.rng.randint(self.recall_pairs[0], self.recall_pairs[1])
         for _ in range(n_pairs):
             key = self.tok(random_key(self.rng), add_special_tokens=False).input_ids
-            value = self.tok(f" {self.rng.randrange(10, 10_000)}\n", add_special_tokens=False).input_ids
+            digits = self.rng.randint(*self.config.recall_digits)
+            number = self.rng.randrange(10 ** (digits - 1), 10**digits)
+            value = self.tok(f" {number}\n", add_special_tokens=False).input_ids
             if len(ids) + len(key) + len(value) > 3 * length // 5:
                 break
             pairs.append((key, value))
@@ -172,24 +185,51 @@ class TrainingMixture:
             weights += [1.0] * len(key) + [self.config.answer_weight] * len(value)
         return ids, weights
 
-    def _draw(self, length: int) -> tuple[list[int], list[float]]:
+    def repeat_row(self, length: int) -> tuple[list[int], list[float]]:
+        """A stretch of corpus text, then the same stretch again, the repeat weighted as answers.
+
+        The plainest signal for an induction head ("find the earlier occurrence of this token and
+        copy what came next"): models form it within a few hundred steps here, where key-value
+        rows alone leave a deeper model at chance; the recall rows then build key matching on it.
+        """
+        half = (length - 1) // 2
+        start = self.rng.randrange(0, len(self.stream) - half)
+        span = self.stream[start : start + half].tolist()
+        ids = [self.tok.bos_token_id] + span + span
+        weights = [1.0] * (1 + half) + [1.0] + [self.config.answer_weight] * (half - 1)
+        return ids, weights
+
+    def _draw(self, length: int) -> tuple[str, tuple[list[int], list[float]]]:
         draw = self.rng.random()
         if draw < self.config.natural_share:
-            return self.natural_row(length)
+            return "text", self.natural_row(length)
         if draw < self.config.natural_share + self.config.recall_share:
-            return self.recall_row(min(length, 128))
-        return self.task_row(length)
+            # Half compact (many pairs, many queries), half in the needle wording.
+            if self.rng.random() < 0.5:
+                return "recall", self.compact_recall_row(min(length, 128))
+            return "recall", self.recall_row(min(length, 128))
+        return "task", self.task_row(length)
 
     def batch(self, batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`(input_ids [B, length], weights [B, length])`; weight 0 marks padding."""
-        return self._stack([self._draw(length) for _ in range(batch_size)], length)
+        drawn = [self._draw(length) for _ in range(batch_size)]
+        self.last_kinds = [kind for kind, _ in drawn]
+        return self._stack([row for _, row in drawn], length)
 
     def recall_batch(self, batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The warm-up: mostly compact recall, some in the evaluation's needle wording."""
-        rows = [
-            self.compact_recall_row(length) if self.rng.random() < 0.8 else self.recall_row(length)
-            for _ in range(batch_size)
-        ]
+        """The warm-up: repeated text, compact recall, and recall in the evaluation's needle wording."""
+        rows, self.last_kinds = [], []
+        for _ in range(batch_size):
+            draw = self.rng.random()
+            if draw < self.config.repeat_share:
+                rows.append(self.repeat_row(length))
+                self.last_kinds.append("repeat")
+                continue
+            if draw < self.config.repeat_share + 0.6 * (1 - self.config.repeat_share):
+                rows.append(self.compact_recall_row(length))
+            else:
+                rows.append(self.recall_row(length))
+            self.last_kinds.append("recall")
         return self._stack(rows, length)
 
     def _stack(self, rows: list[tuple[list[int], list[float]]], length: int):

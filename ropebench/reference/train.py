@@ -1,9 +1,11 @@
-"""Pretrain the reference model: a tiny Llama at a 512-token window, on CPU, in well under an hour.
+"""Pretrain the reference model: a tiny Llama at a 512-token window, on CPU, in 1-2 hours.
 
-Recipe (what made a model this small actually retrieve):
-1. a dense key-value recall warm-up at 64 tokens, so the answer loss leaves chance early;
-2. a length curriculum 128 -> 256 -> 512 tokens, half natural text, half retrieval tasks in the
-   evaluation formats, with a little dense recall kept alongside;
+Recipe (what made a model this small actually retrieve and match keys):
+1. a warm-up at 64 then 128 tokens: repeated stretches of text (an induction head forms within a
+   few hundred steps) and multi-query key-value recall whose pair count grows, so the answer loss
+   leaves chance early even for three layers;
+2. a length curriculum 128 -> 256 -> 512 tokens: natural text, retrieval tasks in the evaluation
+   formats (mostly multi-key, multi-value and multi-query needles), a little recall alongside;
 3. AdamW, linear warm-up then cosine decay, gradient clipping; answer tokens weighted x5.
 The run is deterministic for a seed, writes a loss log, and checkpoints so it can resume.
 """
@@ -29,9 +31,11 @@ class ModelShape:
     vocab_size: int = 2048
     hidden_size: int = 128
     intermediate_size: int = 384
-    # Two layers: deeper variants trained here for the same time never left chance on retrieval.
-    layers: int = 2
-    heads: int = 4
+    # Three layers: two copy one needle, but matching a key among several needles (and copying its
+    # 7 digits where digits repeat across needles) needs more. Deeper models need a lower lr.
+    layers: int = 3
+    # Two heads of 64: 32 RoPE pairs, about half on each side of the critical dimension at 512.
+    heads: int = 2
     # None: hidden_size // heads.
     head_dim: int | None = None
     window: int = 512
@@ -40,22 +44,26 @@ class ModelShape:
 
 @dataclass
 class ReferenceTrainConfig:
-    steps: int = 4000
+    steps: int = 3100
     batch_size: int = 16
-    lr: float = 3e-3
-    min_lr: float = 3e-4
+    lr: float = 2e-3
+    min_lr: float = 2e-4
     warmup_steps: int = 100
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
     # (fraction of steps, row length): the curriculum. Length 0 = the dense recall warm-up.
     curriculum: list[tuple[float, int]] = field(
-        default_factory=lambda: [(0.375, 0), (0.45, 128), (0.60, 256), (1.0, 512)]
+        default_factory=lambda: [(0.565, 0), (0.69, 128), (0.855, 256), (1.0, 512)]
     )
-    # Short rows make the warm-up cheap (~0.05 s a step): a small model needs ~1,500 steps of dense
-    # recall before its answer loss leaves chance, and without that it never learns to retrieve.
+    # Short rows make the warm-up cheap: without a warm-up whose answer loss leaves chance, a small
+    # model never learns to retrieve in the long rows.
+    # Rows of `recall_length` tokens in the first half of the warm-up, twice that in the second
+    # (room for more pairs and queries).
     recall_length: int = 64
-    max_recall_pairs: int = 4
+    # Multi-query associative recall: the pair count per row grows from 1 to this over the first
+    # two thirds of the warm-up, while queries fill the rest of every row from the start.
+    max_recall_pairs: int = 8
     checkpoint_every: int = 200
     corpus_limit: int | None = None  # use only the first N corpus documents (smoke tests)
     shape: ModelShape = field(default_factory=ModelShape)
@@ -98,6 +106,11 @@ def stage_length(cfg: ReferenceTrainConfig, step: int) -> int:
     return next(length for until, length in cfg.curriculum if progress < until or until >= 1.0)
 
 
+def recall_row_length(cfg: ReferenceTrainConfig, step: int) -> int:
+    """Row length of a warm-up step: `recall_length`, then twice that in the second half."""
+    return cfg.recall_length if step < cfg.curriculum[0][0] * cfg.steps / 2 else 2 * cfg.recall_length
+
+
 def lr_at(cfg: ReferenceTrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -112,6 +125,10 @@ def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: tor
     )  # [B*(T-1)]
     w = weights[:, 1:].reshape(-1)
     return (nll * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(values[mask].mean()) if mask.any() else float("nan")
 
 
 def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, progress: bool = True) -> Path:
@@ -165,10 +182,14 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
             if length == 0:
                 # Start with one pair per row (plain copying), then add distractor pairs: a
                 # small model does not find key matching when it starts with many pairs.
-                warmup_end = cfg.curriculum[0][0] * cfg.steps
-                mixture.recall_pairs = (1, 1 + int(cfg.max_recall_pairs * step / warmup_end))
-                input_ids, weights = mixture.recall_batch(cfg.batch_size, cfg.recall_length)
+                grow_end = cfg.curriculum[0][0] * cfg.steps * 2 / 3
+                mixture.recall_pairs = (1, 1 + min(cfg.max_recall_pairs - 1,
+                                                   int(cfg.max_recall_pairs * step / grow_end)))
+                row_length = recall_row_length(cfg, step)
+                input_ids, weights = mixture.recall_batch(cfg.batch_size, row_length)
             else:
+                # Set every step, not carried over from the warm-up: a resumed run draws the same.
+                mixture.recall_pairs = (1, cfg.max_recall_pairs)
                 input_ids, weights = mixture.batch(cfg.batch_size, length)  # [B, T] each
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step)
@@ -183,10 +204,15 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
             with torch.no_grad():
                 nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
                 answer_mask = weights[:, 1:] > 1.0
-                answer_loss = float(nll[answer_mask].mean()) if answer_mask.any() else float("nan")
+                answer_loss = _masked_mean(nll, answer_mask)
+                by_kind = {}
+                for kind in ("repeat", "recall", "task"):
+                    of_kind = torch.tensor([k == kind for k in mixture.last_kinds])  # [B]
+                    by_kind[f"answer_loss_{kind}"] = round(
+                        _masked_mean(nll, answer_mask & of_kind[:, None]), 4)
             entry = {"step": step + 1, "length": length, "loss": round(loss.item(), 4),
-                     "answer_loss": round(answer_loss, 4), "lr": lr_at(cfg, step), "tokens": step_tokens,
-                     "elapsed_s": round(time.time() - t0, 1)}
+                     "answer_loss": round(answer_loss, 4), **by_kind, "lr": lr_at(cfg, step),
+                     "tokens": step_tokens, "elapsed_s": round(time.time() - t0, 1)}
             log.write(json.dumps(entry) + "\n")
             bar.set_postfix(len=length, loss=f"{loss.item():.3f}", ans=f"{answer_loss:.3f}")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
