@@ -13,7 +13,6 @@ The run is deterministic for a seed, writes a loss log, and checkpoints so it ca
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from ropebench.errors import RopebenchError
 from ropebench.reference.data import MixtureConfig, TrainingMixture
+from ropebench.training.trainer import warmup_cosine
 
 
 @dataclass
@@ -112,10 +112,8 @@ def recall_row_length(cfg: ReferenceTrainConfig, step: int) -> int:
 
 
 def lr_at(cfg: ReferenceTrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(step, peak=cfg.lr, floor=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+                         total_steps=cfg.steps)
 
 
 def weighted_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -115,14 +115,20 @@ def _swap_in(out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def warmup_cosine(step: int, *, peak: float, floor: float, warmup_steps: int,
+                  total_steps: int) -> float:
+    """Linear warm-up to `peak` over `warmup_steps`, then a cosine down to `floor` at the last
+    step (the schedule of every ropebench training loop, the reference model's included)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
 def learning_rate(step: int, settings: TrainSettings) -> float:
-    """Linear warm-up to `lr`, then a cosine down to `lr * min_lr_ratio` at the last step."""
-    if step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    span = max(settings.steps - settings.warmup_steps, 1)
-    progress = min((step - settings.warmup_steps) / span, 1.0)
-    floor = settings.lr * settings.min_lr_ratio
-    return floor + 0.5 * (settings.lr - floor) * (1 + math.cos(math.pi * progress))
+    """`warmup_cosine` from `lr` down to `lr * min_lr_ratio`."""
+    return warmup_cosine(step, peak=settings.lr, floor=settings.lr * settings.min_lr_ratio,
+                         warmup_steps=settings.warmup_steps, total_steps=settings.steps)
 
 
 def _model_inputs(
