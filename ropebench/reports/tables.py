@@ -72,7 +72,7 @@ def _task_order(names: list[str]) -> list[str]:
 
 
 def sections(rows: pd.DataFrame) -> list[Section]:
-    """The report's task sections in registry order, each group once where its first member is."""
+    """The report's task sections: groups first, then the tasks in registry order."""
     found: list[Section] = []
     by_key: dict[str, Section] = {}
     for name in _task_order(list(dict.fromkeys(rows["task"]))):
@@ -92,7 +92,8 @@ def sections(rows: pd.DataFrame) -> list[Section]:
         if section.kind == "group":
             members = GROUPS.get(section.key, ())
             section.tasks.sort(key=lambda n: members.index(n) if n in members else len(members))
-    return found
+    # Groups (RULER) first: their per-length mean is what a long-context comparison ranks by.
+    return sorted(found, key=lambda section: section.kind != "group")
 
 
 def method_order(results: RunResults) -> list[str]:
