@@ -74,18 +74,9 @@ def document_perplexities(
     return math.exp(total / count), per_document
 
 
-def perplexity(
-    backend: Backend,
-    length: int,
-    *,
-    documents: int,
-    stride: int | None = None,
-    haystack: str = "pydoc",
-    document_tokens: int | None = None,
-) -> float:
-    """exp(mean NLL) over `documents` documents, windows of `length` tokens (see module doc)."""
-    return document_perplexities(backend, length, documents=documents, stride=stride,
-                                 haystack=haystack, document_tokens=document_tokens)[0]
+def perplexity(backend: Backend, length: int, **options: Any) -> float:
+    """exp(mean NLL) over the documents (`document_perplexities` without the per-document list)."""
+    return document_perplexities(backend, length, **options)[0]
 
 
 @dataclass

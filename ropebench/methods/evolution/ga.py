@@ -35,7 +35,7 @@ from ropebench.methods.evolution.space import (
     mutate,
 )
 from ropebench.methods.evolution.state import SearchState, fingerprint_of
-from ropebench.rope.math import critical_index, critical_index_10
+from ropebench.rope.math import critical_index, critical_index_10, scale_of
 from ropebench.rope.scaling import RopeScaling, longrope_scaling
 from ropebench.rope.spec import RopeSpec
 
@@ -266,11 +266,7 @@ def search_longrope2(
 ) -> RopeScaling:
     """LongRoPE2: factors of pairs from the critical index searched in [s, 2s], NTK below."""
     settings = settings or EvolutionSettings()
-    s = target_length / spec.window
-    if s <= 1:
-        raise RopebenchError(
-            f"target length {target_length} must exceed the pretrained window {spec.window}"
-        )
+    s = scale_of(spec, target_length)
     space = SearchSpace(spec, low=grid_ceil(s), high=grid_floor(2 * s), ntk_lower_group=True)
     indices = _critical_range(spec, settings)
 
@@ -310,11 +306,7 @@ def search_longrope(
     from ropebench.methods.base import get_extender
 
     settings = settings or EvolutionSettings(fitness="ppl")
-    s = target_length / spec.window
-    if s <= 1:
-        raise RopebenchError(
-            f"target length {target_length} must exceed the pretrained window {spec.window}"
-        )
+    s = scale_of(spec, target_length)
     space = SearchSpace(spec, low=grid_ceil(1.0), high=grid_floor(1.25 * s), ntk_lower_group=False)
 
     def seeds(rng: random.Random) -> list[Candidate]:
