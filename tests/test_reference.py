@@ -62,7 +62,12 @@ def test_micro_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
     assert model.config.max_position_embeddings == 128
     assert tokenizer.bos_token == "<|bos|>"
     log_a = _log(tmp_path / "a")
-    assert [e["step"] for e in log_a] == list(range(1, cfg.steps + 1))
+    assert [e["step"] for e in log_a] == list(range(1, cfg.total_steps + 1))
+    # The window phase follows the curriculum: full-window rows on their own schedule.
+    window = [e for e in log_a if e["phase"] == "window"]
+    assert [e["step"] for e in window] == list(range(cfg.steps + 1, cfg.total_steps + 1))
+    assert {e["length"] for e in window} == {128}
+    assert window[0]["lr"] == pytest.approx(cfg.window_phase.lr)
 
     # Interrupt after the step-4 checkpoint, then resume: same log, same weights.
     real_loss, calls = ref_train.weighted_lm_loss, {"n": 0}

@@ -272,6 +272,37 @@ def test_fill_matches_the_measured_reference(shipped_tok, name, length, referenc
         assert abs(got - reference) <= 0.06 * reference
 
 
+@pytest.mark.parametrize(("length", "reference"), [(2048, 2025), (4096, 4075)])
+def test_vt_fill_matches_the_measured_reference(shipped_tok, length, reference):
+    got = mean_fill(get_task("vt").samples(shipped_tok, length, 10, 42))
+    assert abs(got - reference) <= 0.02 * reference
+
+
+def test_vt_reference_layout_one_statement_per_line_and_one_reused_example(shipped_tok):
+    samples = get_task("vt").samples(shipped_tok, 2048, 3, 42)
+    examples = []
+    for sample in samples:
+        example, task_part = sample.prompt.split("\n\nMemorize and track", 1)
+        context = task_part.split("\n\n", 1)[1].split("\nQuestion:")[0]
+        lines = context.split("\n")
+        statements = [line for line in lines if line.startswith("VAR ")]
+        assert len(statements) == 5 and all(not line.startswith(" ") for line in lines)
+        assert {line for line in lines if not line.startswith("VAR ")} == {NOISE_LINE}
+        examples.append(example)
+    # One example structure: the same lines in the same places, names and value re-drawn.
+    shapes = {re.sub(r"VAR [A-Z]{3} = (VAR [A-Z]{3}|\d{5})", "VAR", e.split("Question:")[0])
+              for e in examples}
+    assert len(shapes) == 1 and len(set(examples)) == 3
+    # Fitted to 500 tokens with no generated tokens counted (the reference's example).
+    assert count_tokens(shipped_tok, examples[0], bos=True) <= 500
+    assert count_tokens(shipped_tok, examples[0], bos=True) > 450
+
+
+def test_vt_2024_layout_joins_lines(shipped_tok):
+    sample = get_task("vt").samples(shipped_tok, 2048, 1, 42, layout="2024", example="fresh")[0]
+    assert re.search(r"VAR [A-Z]{5} = VAR [A-Z]{5}  The grass", sample.prompt)
+
+
 def test_reference_fill_steps_down_whole_units(tok):
     samples = get_task("niah_single_1").samples(tok, 2048, 6, 42)
     fitted = max(s.metadata["units"] for s in samples)

@@ -30,7 +30,29 @@ DEFAULT_TASK_MIX: dict[str, float] = {
     "passkey": 0.18,
 }
 
+# The window phase (see `reference.train.WindowPhase`): after the curriculum the model copies one
+# needle but picks the wrong one among several; most rows now need a key matched, and variable
+# tracking (follow a chain of assignments) joins at the full window, where its example fits.
+WINDOW_TASK_MIX: dict[str, float] = {
+    "niah_single_1": 0.05,
+    "niah_single_2": 0.04,
+    "niah_multikey_1": 0.18,
+    "niah_multikey_2": 0.18,
+    "niah_multivalue": 0.14,
+    "niah_multiquery": 0.14,
+    "vt": 0.17,
+    "passkey": 0.10,
+}
+
 MIN_LENGTH = {"vt": 256, "cwe": 512, "fwe": 256}
+
+# Options of the training rows (and of the model card's measurement, which reads them from here):
+# RULER's one-shot vt example takes 500 tokens and the smallest one (5 noise lines) over 200: in a
+# 512-token window vt runs without it.
+TASK_OPTIONS: dict[str, dict] = {"vt": {"example_length": 0}}
+# Tasks whose rows always take the whole row: the smallest vt prompt (5 noise lines, 5 statements)
+# needs about 400 tokens of this tokenizer.
+FULL_ROW = ("vt",)
 
 
 @dataclass
@@ -60,20 +82,25 @@ class TrainingMixture:
         for doc_ids in tokenizer(list(docs), add_special_tokens=False).input_ids:
             ids += [tokenizer.bos_token_id, *doc_ids, tokenizer.eos_token_id]
         self.stream = torch.tensor(ids, dtype=torch.long)  # [n_tokens] the whole train corpus
-        self._tasks = None
+        self._tasks: dict = {}
         self._haystacks: list[str] = []
         self.recall_pairs = (3, 6)  # (min, max) pairs per compact recall row; the trainer widens it
         # Per row of the last batch: "text", "repeat", "recall" or "task" (the trainer logs the answer loss
         # of recall and task rows apart: the task rows tell whether retrieval transfers).
         self.last_kinds: list[str] = []
 
-    def _task_objects(self):
-        if self._tasks is None:
+    def use(self, config: MixtureConfig) -> None:
+        """Draw the next rows from `config` (the trainer switches mixes between phases)."""
+        self.config = config
+
+    def _task(self, name: str):
+        if name not in self._tasks:
             from ropebench.tasks import get_task
 
-            self._tasks = {name: get_task(name) for name in self.config.task_mix}
+            self._tasks[name] = get_task(name)
+        if not self._haystacks:
             self._haystacks = self._write_text_haystacks()
-        return self._tasks
+        return self._tasks[name]
 
     def _write_text_haystacks(self) -> list[str]:
         """Essay-style tasks read the *first* words of a haystack, so give them several orders of
@@ -126,19 +153,20 @@ class TrainingMixture:
         return ids, weights
 
     def task_row(self, length: int) -> tuple[list[int], list[float]]:
-        tasks = self._task_objects()
         # Word-list tasks (cwe, fwe, vt) carry a one-shot example and need longer rows.
         names = [n for n in self.config.task_mix if length >= MIN_LENGTH.get(n, 0)]
         name = self.rng.choices(names, weights=[self.config.task_mix[n] for n in names])[0]
-        task = tasks[name]
+        task = self._task(name)
         # Spread needle distances over the whole window with a few total lengths (each length's
         # haystack size is searched once and cached by the task), leaving room for the answer.
         budget = max(112, self.rng.choice([length // 4, length // 2, 3 * length // 4, length])) - 24
+        if name in FULL_ROW:
+            budget = length - 24
         for _ in range(4):
             try:
                 seed = self.rng.randrange(1 << 30)
                 wanted = {"haystack": self.rng.choice(self._haystacks), "max_new_tokens": 0,
-                          "fill": "tight"}
+                          "fill": "tight", **TASK_OPTIONS.get(name, {})}
                 known = field_names(task.options_class())  # passkey has no haystack option
                 sample = task.samples(self.tok, budget, 1, seed,
                                       **{k: v for k, v in wanted.items() if k in known})[0]

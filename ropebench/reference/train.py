@@ -6,7 +6,10 @@ Recipe (what made a model this small actually retrieve and match keys):
    leaves chance early even for three layers;
 2. a length curriculum 128 -> 256 -> 512 tokens: natural text, retrieval tasks in the evaluation
    formats (mostly multi-key, multi-value and multi-query needles), a little recall alongside;
-3. AdamW, linear warm-up then cosine decay, gradient clipping; answer tokens weighted x5.
+3. AdamW, linear warm-up then cosine decay, gradient clipping; answer tokens weighted x5;
+4. a window phase: a second warm-up and cosine at the full window on a mix weighted towards the
+   tasks that match keys (multi-key, multi-value, multi-query, variable tracking), where the
+   curriculum leaves the model copying "the number" rather than the one asked for.
 The run is deterministic for a seed, writes a loss log, and checkpoints so it can resume.
 """
 
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ropebench.errors import RopebenchError
-from ropebench.reference.data import MixtureConfig, TrainingMixture
+from ropebench.reference.data import WINDOW_TASK_MIX, MixtureConfig, TrainingMixture
 from ropebench.training.trainer import warmup_cosine
 
 
@@ -40,6 +43,21 @@ class ModelShape:
     head_dim: int | None = None
     window: int = 512
     rope_theta: float = 10000.0
+
+
+@dataclass
+class WindowPhase:
+    """Steps after the curriculum, every row at the full window, with a schedule of their own.
+
+    Re-warming the learning rate after the curriculum's cosine has decayed lets the model move
+    again; the mix shifts weight to key matching, which 512-token rows teach and short rows do not.
+    """
+    steps: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 50
+    mixture: MixtureConfig = field(default_factory=lambda: MixtureConfig(
+        natural_share=0.3, recall_share=0.1, task_mix=dict(WINDOW_TASK_MIX)))
 
 
 @dataclass
@@ -68,6 +86,11 @@ class ReferenceTrainConfig:
     corpus_limit: int | None = None  # use only the first N corpus documents (smoke tests)
     shape: ModelShape = field(default_factory=ModelShape)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    window_phase: WindowPhase | None = field(default_factory=WindowPhase)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + (self.window_phase.steps if self.window_phase else 0)
 
 
 def micro_config(seed: int = 0) -> ReferenceTrainConfig:
@@ -77,6 +100,7 @@ def micro_config(seed: int = 0) -> ReferenceTrainConfig:
         shape=ModelShape(vocab_size=512, hidden_size=32, intermediate_size=64, layers=1, heads=2,
                          window=128),
         curriculum=[(0.25, 0), (1.0, 128)], recall_length=64, corpus_limit=40,
+        window_phase=WindowPhase(steps=2, lr=1e-3, min_lr=1e-4, warmup_steps=1),
     )
 
 
@@ -101,7 +125,13 @@ def build_model(shape: ModelShape, tokenizer):
     return LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
 
 
+def in_window_phase(cfg: ReferenceTrainConfig, step: int) -> bool:
+    return cfg.window_phase is not None and step >= cfg.steps
+
+
 def stage_length(cfg: ReferenceTrainConfig, step: int) -> int:
+    if in_window_phase(cfg, step):
+        return cfg.shape.window
     progress = step / cfg.steps
     return next(length for until, length in cfg.curriculum if progress < until or until >= 1.0)
 
@@ -112,6 +142,10 @@ def recall_row_length(cfg: ReferenceTrainConfig, step: int) -> int:
 
 
 def lr_at(cfg: ReferenceTrainConfig, step: int) -> float:
+    if in_window_phase(cfg, step):
+        phase = cfg.window_phase
+        return warmup_cosine(step - cfg.steps, peak=phase.lr, floor=phase.min_lr,
+                             warmup_steps=phase.warmup_steps, total_steps=phase.steps)
     return warmup_cosine(step, peak=cfg.lr, floor=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                          total_steps=cfg.steps)
 
@@ -173,10 +207,14 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
 
     model.train()
     t0 = time.time()
-    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not progress)
+    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
+               disable=not progress)
     with log_path.open("a") as log:
         for step in bar:
             length = stage_length(cfg, step)
+            window_phase = in_window_phase(cfg, step)
+            # Set every step, not carried over: a resumed run draws the same rows.
+            mixture.use(cfg.window_phase.mixture if window_phase else cfg.mixture)
             if length == 0:
                 # Start with one pair per row (plain copying), then add distractor pairs: a
                 # small model does not find key matching when it starts with many pairs.
@@ -186,7 +224,6 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
                 row_length = recall_row_length(cfg, step)
                 input_ids, weights = mixture.recall_batch(cfg.batch_size, row_length)
             else:
-                # Set every step, not carried over from the warm-up: a resumed run draws the same.
                 mixture.recall_pairs = (1, cfg.max_recall_pairs)
                 input_ids, weights = mixture.batch(cfg.batch_size, length)  # [B, T] each
             for group in optimizer.param_groups:
@@ -208,12 +245,13 @@ def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, pr
                     of_kind = torch.tensor([k == kind for k in mixture.last_kinds])  # [B]
                     by_kind[f"answer_loss_{kind}"] = round(
                         _masked_mean(nll, answer_mask & of_kind[:, None]), 4)
-            entry = {"step": step + 1, "length": length, "loss": round(loss.item(), 4),
+            entry = {"step": step + 1, "length": length, "phase": "window" if window_phase else "curriculum",
+                     "loss": round(loss.item(), 4),
                      "answer_loss": round(answer_loss, 4), **by_kind, "lr": lr_at(cfg, step),
                      "tokens": step_tokens, "elapsed_s": round(time.time() - t0, 1)}
             log.write(json.dumps(entry) + "\n")
             bar.set_postfix(len=length, loss=f"{loss.item():.3f}", ans=f"{answer_loss:.3f}")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 in (cfg.steps, cfg.total_steps):
                 log.flush()
                 tmp = ckpt.with_suffix(".tmp")
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -1,18 +1,31 @@
-"""RULER variable tracking (NVIDIA/RULER, scripts/data/synthetic/variable_tracking.py)."""
+"""RULER variable tracking (NVIDIA/RULER, scripts/data/synthetic/variable_tracking.py).
+
+Two layouts of the noise haystack:
+- "reference" (the current reference): one noise sentence or one `VAR` statement per line;
+- "2024" (the layout RULER's paper was measured with): lines joined by spaces, so each statement
+  runs on into the next noise line.
+The one-shot example, "reference": fitted once to `example_length` tokens with the value 12345
+and 3-letter names, then reused by every sample with its names and value re-drawn (the chain keeps
+its places); "fresh": a new example of that size per sample.
+"""
 
 from __future__ import annotations
 
 import random
 import string
+from dataclasses import dataclass
 
 from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, build_samples, check_choice
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 
 HOPS = 4  # one chain of 5 variables
 EXAMPLE_LENGTH = 500  # RULER builds its one-shot example at 500 tokens, with 3-letter names
+EXAMPLE_VALUE = "12345"  # the value the reference fits its example with
+LAYOUTS = ("reference", "2024")
+EXAMPLES = ("reference", "fresh")
 
 
 def variable_names(rng: random.Random, count: int, letters: int) -> list[str]:
@@ -24,24 +37,49 @@ def variable_names(rng: random.Random, count: int, letters: int) -> list[str]:
     return names
 
 
-def vt_draft(units: int, rng: random.Random, *, letters: int = 5, example: str = "") -> Draft:
-    """A chain `VAR A = 12345`, `VAR B = VAR A `, ... hidden in order among `units` noise lines."""
+@dataclass(frozen=True)
+class Chain:
+    """Where a chain sits among `units` noise lines, and its names and value."""
+    units: int
+    positions: tuple[int, ...]  # sorted noise-line indices, one per statement
+    names: tuple[str, ...]
+    value: str
+
+    def renamed(self, rng: random.Random) -> Chain:
+        names = variable_names(rng, len(self.names), len(self.names[0]))
+        return Chain(self.units, self.positions, tuple(names), str(rng.randint(10000, 99998)))
+
+
+def draw_chain(units: int, rng: random.Random, letters: int, value: str | None = None) -> Chain:
     names = variable_names(rng, HOPS + 1, letters)
-    value = str(rng.randint(10000, 99998))
-    chain = [f"VAR {names[0]} = {value}"] + [
+    value = value or str(rng.randint(10000, 99998))
+    positions = tuple(sorted(rng.sample(range(units), HOPS + 1)))
+    return Chain(units, positions, tuple(names), value)
+
+
+def render(chain: Chain, layout: str, example: str = "") -> Draft:
+    """The prompt: (solved example,) noise lines with the chain's statements in order."""
+    names = chain.names
+    statements = [f"VAR {names[0]} = {chain.value}"] + [
         f"VAR {names[j + 1]} = VAR {names[j]} " for j in range(HOPS)
     ]
-    lines = [NOISE_LINE + "\n"] * units
-    for j, position in enumerate(sorted(rng.sample(range(units), len(chain)))):
-        lines.insert(position + j, chain[j])
-    context = " ".join(lines).replace(". \n", ".\n")
-    text = templates.VT_TEMPLATE.format(context=context, query=value)
+    if layout == "reference":
+        lines = [NOISE_LINE] * chain.units
+        for j, position in enumerate(chain.positions):
+            lines.insert(position + j, statements[j])
+        context = "\n".join(lines)
+    else:
+        lines = [NOISE_LINE + "\n"] * chain.units
+        for j, position in enumerate(chain.positions):
+            lines.insert(position + j, statements[j])
+        context = " ".join(lines).replace(". \n", ".\n")
+    text = templates.VT_TEMPLATE.format(context=context, query=chain.value)
     return Draft(
         text=example + "\n\n" + text if example else text,
-        answer_prefix=templates.VT_ANSWER_PREFIX.format(num_v=HOPS + 1, query=value),
-        references=names,
+        answer_prefix=templates.VT_ANSWER_PREFIX.format(num_v=HOPS + 1, query=chain.value),
+        references=list(names),
         answer=" ".join(names),
-        metadata={"query": value},
+        metadata={"query": chain.value},
     )
 
 
@@ -63,51 +101,44 @@ class RulerVT(RulerTask):
         *,
         max_new_tokens: int = templates.VT_MAX_NEW,
         example_length: int = EXAMPLE_LENGTH,
+        layout: str = "reference",
+        example: str = "reference",
         chat: bool | None = None,
         fill: str = "reference",
         count_bos: bool | None = None,
     ) -> list[Sample]:
-        # The example's noise count is fitted once at `example_length` tokens (no chat wrapper);
-        # each sample then draws its own example of that size with fresh names.
-        example_units = 0
+        check_choice("layout", layout, LAYOUTS)
+        check_choice("example", example, EXAMPLES)
+        reference_example = example == "reference"
+        # The example is fitted once at `example_length` tokens, no chat wrapper; the reference
+        # counts no generated tokens for it and fits it with the value 12345.
+        fitted: Chain | None = None
         if example_length > 0:
-            (fitted,) = build_samples(
-                "vt_example",
-                lambda units, rng, _: vt_draft(units, rng, letters=3),
-                tokenizer,
-                example_length,
-                1,
-                seed,
-                max_new_tokens=max_new_tokens,
-                metric="all",
-                min_units=HOPS + 1,
-                max_units=example_length,
-                chat=False,
-                fill="tight",
+            drawn: list[Chain] = []
+
+            def example_builder(units: int, rng: random.Random, _: int) -> Draft:
+                drawn.append(draw_chain(units, rng, 3, EXAMPLE_VALUE if reference_example else None))
+                return render(drawn[-1], layout)
+
+            build_samples(
+                "vt_example", example_builder, tokenizer, example_length, 1, seed,
+                max_new_tokens=0 if reference_example else max_new_tokens, metric="all",
+                min_units=HOPS + 1, max_units=example_length, chat=False,
+                cache_key=(layout, example), fill=fill, step=5, count_bos=count_bos,
             )
-            example_units = fitted.metadata["units"]
+            fitted = drawn[-1]  # the last draw is the one that was kept
 
         def builder(units: int, rng: random.Random, _: int) -> Draft:
-            example = ""
-            if example_units:
-                example = render_example(vt_draft(example_units, rng, letters=3))
-            return vt_draft(units, rng, example=example)
+            shot = ""
+            if fitted is not None:
+                chain = fitted.renamed(rng) if reference_example else draw_chain(fitted.units, rng, 3)
+                shot = render_example(render(chain, layout))
+            return render(draw_chain(units, rng, 5), layout, example=shot)
 
         return build_samples(
-            self.name,
-            builder,
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="all",
-            min_units=HOPS + 1,
-            max_units=length,
-            chat=chat,
-            cache_key=(example_length,),
-            fill=fill,
+            self.name, builder, tokenizer, length, n, seed,
+            max_new_tokens=max_new_tokens, metric="all", min_units=HOPS + 1, max_units=length,
+            chat=chat, cache_key=(example_length, layout, example), fill=fill,
             step=10 if length >= 4096 else 5,  # RULER: 10 noise lines (5 below 4K)
             count_bos=count_bos,
         )
-
