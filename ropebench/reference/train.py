@@ -52,7 +52,7 @@ class WindowPhase:
     Re-warming the learning rate after the curriculum's cosine has decayed lets the model move
     again; the mix shifts weight to key matching, which 512-token rows teach and short rows do not.
     """
-    steps: int = 2000
+    steps: int = 1400
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 50

@@ -12,6 +12,11 @@ atomically after the artifact:
 
 `RUN_DIR/manifest.json` maps each method to its stage folders (the report reads it) and
 `RUN_DIR/runlog.jsonl` records versions and timings of every attempt.
+
+Under `torchrun --nproc_per_node N` every process runs the same plan, stage by stage in step:
+a search deals its candidates across the processes, training is data parallel (accelerate), an
+evaluation deals its samples; rank 0 alone decides what is cached and writes every file (stage
+folders, done markers, manifest, run log), and all processes meet at a barrier after each stage.
 """
 
 from __future__ import annotations
@@ -44,8 +49,12 @@ class ComparisonRunner:
         from ropebench.model.load import load_config_dict
         from ropebench.rope.spec import RopeSpec
 
+        from ropebench.run.distributed import world
+
         self.plan = plan
         self.run_dir = Path(run_dir)
+        self.rank, self.world_size = world()
+        self.device = None  # set by `run` (joins the process group under torchrun)
         self.store = ArtifactStore(self.run_dir)
         self.log = RunLog(self.run_dir / RUNLOG)
         self.progress = progress
@@ -60,17 +69,31 @@ class ComparisonRunner:
     def run(self) -> Path:
         """Run every unfinished stage; returns the manifest path. The run folder is locked: a
         second `compare` on it stops at once."""
-        from ropebench.io import FolderLock
+        from contextlib import nullcontext
 
-        with FolderLock(self.run_dir, "--out"):
+        from ropebench.io import FolderLock
+        from ropebench.run.distributed import process_place
+
+        self.rank, self.world_size, self.device = process_place()
+        # Only rank 0 writes, so only rank 0 holds the lock (torchrun stops the others if it fails).
+        with FolderLock(self.run_dir, "--out") if self.writes else nullcontext():
             return self._run()
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
+
+    def _event(self, name: str, /, **fields: Any) -> None:
+        if self.writes:
+            self.log.event(name, **fields)
 
     def _run(self) -> Path:
         stages = [s for ms in self.graph for s in ms.all()]
-        self.log.event("run_start", plan=self.plan.to_dict(), environment=environment(),
-                       pending=len(self.pending()), stages=len(stages))
-        write_json_atomic(self.run_dir / "plan.json", self.plan.to_dict())
-        self._write_manifest()
+        self._event("run_start", plan=self.plan.to_dict(), environment=environment(),
+                    pending=len(self.pending()), stages=len(stages), processes=self.world_size)
+        if self.writes:
+            write_json_atomic(self.run_dir / "plan.json", self.plan.to_dict())
+            self._write_manifest()
         started = self._started = time.perf_counter()
         counter = iter(range(1, len(stages) + 1))
         try:
@@ -85,31 +108,39 @@ class ComparisonRunner:
                                lambda d, ms=ms, task=task: self._evaluate(ms, task, d))
                 self._release()
         except BaseException as err:
-            self.log.event("run_interrupted", error=f"{type(err).__name__}: {err}",
-                           seconds=round(time.perf_counter() - started, 3))
+            self._event("run_interrupted", error=f"{type(err).__name__}: {err}",
+                        seconds=round(time.perf_counter() - started, 3))
             raise
-        self.log.event("run_end", seconds=round(time.perf_counter() - started, 3))
-        return self._write_manifest()
+        self._event("run_end", seconds=round(time.perf_counter() - started, 3))
+        return self._write_manifest() if self.writes else self.run_dir / MANIFEST
 
     # -- stages ------------------------------------------------------------------------------
 
     def _step(self, index: int, total: int, stage: Stage, work: Callable[[Path], dict]) -> None:
+        from ropebench.run.distributed import barrier, broadcast_from_zero
+
         what = f"[{index}/{total}] {stage.kind:<7} {stage.label}"
-        if self.store.is_done(stage):
+        # Rank 0's view decides: every process skips or runs the same stages.
+        if broadcast_from_zero(self.store.is_done(stage), self.world_size):
             seconds = self.store.record(stage).get("seconds", 0.0)
             self._status(f"{what}: cached ({seconds:.1f}s when computed)")
-            self.log.event("stage_cached", kind=stage.kind, label=stage.label, key=stage.key)
+            self._event("stage_cached", kind=stage.kind, label=stage.label, key=stage.key)
             return
         self._status(f"{what}: running")
-        self.log.event("stage_start", kind=stage.kind, label=stage.label, key=stage.key)
-        folder = self.store.open(stage)
+        self._event("stage_start", kind=stage.kind, label=stage.label, key=stage.key)
+        if self.writes:
+            self.store.open(stage)
+        barrier(self.world_size)  # the folder exists before any process works in it
+        folder = self.store.path(stage)
         started = time.perf_counter()
         info = work(folder)
         seconds = time.perf_counter() - started
-        self.store.finish(stage, seconds, **info)
-        self.log.event("stage_done", kind=stage.kind, label=stage.label, key=stage.key,
-                       seconds=round(seconds, 3))
-        self._write_manifest()
+        if self.writes:
+            self.store.finish(stage, seconds, **info)
+            self._event("stage_done", kind=stage.kind, label=stage.label, key=stage.key,
+                        seconds=round(seconds, 3), processes=self.world_size)
+            self._write_manifest()
+        barrier(self.world_size)  # the artifact is complete before the next stage reads it
         elapsed = time.perf_counter() - self._started
         self._status(f"{what}: done in {seconds:.1f}s (run time {elapsed / 60:.1f} min)")
 
@@ -123,17 +154,20 @@ class ComparisonRunner:
         elif m.search is None:
             scaling = extender.rescale(self.spec, self.plan.target_length)
         else:
-            from ropebench.backends.hf import HFBackend
+            from ropebench.run.distributed import RankScorer
             from ropebench.search.fitness import make_scorer
 
             model, tokenizer = self._model(self.plan.model, None, key="base")
             settings = settings_of("search", m.search, m.method)
-            scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": self.plan.model}),
+            scorer = make_scorer(self._backend(model, tokenizer, self.plan.model),
                                  self.plan.target_length, settings)
+            if self.world_size > 1:  # candidates dealt across processes; rank 0 checkpoints
+                scorer = RankScorer(scorer, self.rank, self.world_size)
             scaling = extender.search(self.spec, self.plan.target_length, scorer, settings,
                                       checkpoint=folder / "search-checkpoint.json")
             self._release()  # the search leaves its last candidate patched in
-        write_json_atomic(folder / "scaling.json", scaling.to_dict())
+        if self.writes:
+            write_json_atomic(folder / "scaling.json", scaling.to_dict())
         return {"provenance": scaling.provenance}
 
     def _train(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
@@ -149,18 +183,18 @@ class ComparisonRunner:
         self._release()  # trained in place: never reuse it as the base model
         losses = {"losses": [list(x) for x in result.losses], "tokens": result.tokens,
                   "seconds": result.seconds}
-        write_json_atomic(folder / "losses.json", losses)
+        if self.writes:
+            write_json_atomic(folder / "losses.json", losses)
         return {"tokens": result.tokens, "train_seconds": result.seconds}
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
-        from ropebench.backends.hf import HFBackend
         from ropebench.run.evaluate import run_evaluation, task_options
 
         scaling = self._load_scaling(ms)
         source = self.plan.model if ms.train is None else str(self.store.path(ms.train) / "model")
         model, tokenizer = self._model(source, scaling, key=(ms.train or ms.scaling).key)
         e = self.plan.evaluate
-        backend = HFBackend(model, tokenizer, identity={"model": source})
+        backend = self._backend(model, tokenizer, source)
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
                               out_dir=folder, options=task_options(e.options, task),
@@ -168,6 +202,12 @@ class ComparisonRunner:
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _backend(self, model, tokenizer, source: str):
+        from ropebench.backends.hf import HFBackend
+
+        return HFBackend(model, tokenizer, identity={"model": source}, rank=self.rank,
+                         world_size=self.world_size)
 
     def _load_scaling(self, ms: MethodStages):
         from ropebench.rope.scaling import RopeScaling
@@ -183,7 +223,7 @@ class ComparisonRunner:
         from ropebench.model.patch import apply_scaling
 
         self._release()
-        model, tokenizer = load_model(source)
+        model, tokenizer = load_model(source, device=self.device)
         if scaling is not None:
             apply_scaling(model, scaling)
         self._loaded = (key, model, tokenizer)
@@ -194,7 +234,7 @@ class ComparisonRunner:
         gc.collect()
 
     def _status(self, line: str) -> None:
-        if self.progress:
+        if self.progress and self.writes:
             print(line, file=sys.stderr, flush=True)
 
     def _write_manifest(self) -> Path:

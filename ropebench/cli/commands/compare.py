@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if Path(plan.out).exists() and not Path(plan.out).is_dir():
         raise RopebenchError(f"run directory {plan.out} is a file; give a folder for --out")
     runner = ComparisonRunner(plan, Path(plan.out), progress=not args.quiet)
-    print(describe(runner))
+    if runner.writes:  # under torchrun, rank 0 speaks for every process
+        print(describe(runner))
     if args.dry_run:
         return 0
     runner.run()
-    print(f"Finished. Render the report: ropebench report {plan.out}")
+    if runner.writes:
+        print(f"Finished. Render the report: ropebench report {plan.out}")
     return 0

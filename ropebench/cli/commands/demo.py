@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the demo run")
     runner = ComparisonRunner(plan, Path(args.out), progress=not args.quiet)
+    if not runner.writes:  # another process of a torchrun launch: work, rank 0 reports
+        runner.run()
+        return 0
     print(describe(runner))
     budget = estimate_seconds(runner)
     print(f"Budget: about {budget / 60:.0f} min for the stages still to run (estimated from a "

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the training work directory (config and loss log)")
     card.add_argument("--out", type=Path, default=Path("runs/reference-card"),
                       help="where the measurement rows go (re-running resumes)")
-    card.add_argument("--samples", type=int, default=50)
+    card.add_argument("--samples", type=int, default=100)
     sub.add_parser("path", help="Print where the shipped reference checkpoint lives.")
 
 
