@@ -82,3 +82,54 @@ def test_token_stream_is_cached_and_windows_wrap():
     assert stack.token_stream(tok) is stream
     window = stack.token_window(tok, len(stream) - 2, 5)
     assert window == stream[-2:] + stream[:3]
+
+
+def test_essay_download_keeps_only_plain_names_and_lands_whole(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from ropebench.tasks import haystacks
+
+    listing = [
+        {"name": "good.txt", "download_url": "https://example.org/good.txt"},
+        {"name": "../escape.txt", "download_url": "https://example.org/escape.txt"},
+        {"name": "sub/nested.txt", "download_url": "https://example.org/nested.txt"},
+        {"name": "plain.txt", "download_url": "file:///etc/passwd"},
+        {"name": "notes.md", "download_url": "https://example.org/notes.md"},
+    ]
+    fetched = []
+
+    def fake_urlopen(url, timeout):
+        fetched.append(url)
+        body = json.dumps(listing).encode() if url == haystacks.ESSAY_LISTING_URL else b"An essay."
+        return io.BytesIO(body)
+
+    monkeypatch.setattr(haystacks.urllib.request, "urlopen", fake_urlopen)
+    target = tmp_path / "cache" / "essays"
+    haystacks.download_essays(target)
+    assert sorted(p.name for p in target.iterdir()) == ["good.txt"]
+    assert fetched == [haystacks.ESSAY_LISTING_URL, "https://example.org/good.txt"]
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "cache" / "escape.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["essays"]
+
+
+def test_interrupted_essay_download_leaves_no_haystack(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from ropebench.errors import RopebenchError
+    from ropebench.tasks import haystacks
+
+    listing = [{"name": f"{i}.txt", "download_url": f"https://example.org/{i}.txt"} for i in range(3)]
+
+    def flaky_urlopen(url, timeout):
+        if url.endswith("2.txt"):
+            raise OSError("connection reset")
+        return io.BytesIO(json.dumps(listing).encode() if url == haystacks.ESSAY_LISTING_URL
+                          else b"An essay.")
+
+    monkeypatch.setattr(haystacks.urllib.request, "urlopen", flaky_urlopen)
+    target = tmp_path / "essays"
+    with pytest.raises(RopebenchError, match="cannot download the essay haystack"):
+        haystacks.download_essays(target)
+    assert not target.exists()  # the next run downloads again instead of using two essays

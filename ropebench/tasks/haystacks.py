@@ -132,21 +132,41 @@ def folder_haystack(folder: str | Path, name: str | None = None) -> Haystack:
     return Haystack(name or path.name, docs)
 
 
+# A file name from the remote listing is used only if it is a plain name (no folder, no `..`).
+SAFE_ESSAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.txt")
+
+
 def download_essays(target: Path) -> Path:
-    """Fetch the essays into `target` (one .txt per essay); needs the network."""
+    """Fetch the essays into `target` (one .txt per essay); needs the network.
+
+    The essays land in a sibling folder first and move into place whole, so an interrupted
+    download never leaves a partial haystack that a later run would take for the full one."""
+    import shutil
+
+    partial = target.with_name(target.name + ".partial")
     try:
         with urllib.request.urlopen(ESSAY_LISTING_URL, timeout=20) as response:
             listing = json.load(response)
-        target.mkdir(parents=True, exist_ok=True)
-        for entry in listing:
-            if entry.get("name", "").endswith(".txt"):
-                with urllib.request.urlopen(entry["download_url"], timeout=20) as response:
-                    (target / entry["name"]).write_bytes(response.read())
-    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for entry in listing if isinstance(listing, list) else []:
+            name, url = str(entry.get("name", "")), str(entry.get("download_url", ""))
+            if not SAFE_ESSAY_NAME.fullmatch(name) or not url.startswith("https://"):
+                continue  # a sub-folder, a path that climbs out, or a link that is not https
+            with urllib.request.urlopen(url, timeout=20) as response:
+                (partial / name).write_bytes(response.read())
+    except (OSError, ValueError) as err:
         raise RopebenchError(
             f"cannot download the essay haystack ({err}); set {ESSAY_ENV}=FOLDER (a folder of .txt "
             "essays) or use another haystack such as `pydoc`"
         ) from err
+    if not any(partial.glob("*.txt")):
+        raise RopebenchError(
+            f"the essay listing at {ESSAY_LISTING_URL} names no .txt essays; set {ESSAY_ENV}=FOLDER "
+            "(a folder of .txt essays) or use another haystack such as `pydoc`"
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
     return target
 
 
