@@ -278,6 +278,14 @@ def test_vt_fill_matches_the_measured_reference(shipped_tok, length, reference):
     assert abs(got - reference) <= 0.02 * reference
 
 
+@pytest.mark.parametrize(("length", "reference", "tight"), [(2048, 1986, 2039), (8192, 7989, 8136)])
+def test_cwe_fill_matches_the_measured_reference(shipped_tok, length, reference, tight):
+    task = get_task("cwe")
+    assert abs(mean_fill(task.samples(shipped_tok, length, 10, 42)) - reference) <= 0.02 * reference
+    got = mean_fill(task.samples(shipped_tok, length, 10, 42, fill="tight"))
+    assert abs(got - tight) <= 0.02 * tight
+
+
 def test_vt_reference_layout_one_statement_per_line_and_one_reused_example(shipped_tok):
     samples = get_task("vt").samples(shipped_tok, 2048, 3, 42)
     examples = []
