@@ -88,3 +88,51 @@ def test_chat_true_without_a_template_is_refused(tokenizers):
     plain, _ = tokenizers
     with pytest.raises(RopebenchError, match="no chat template"):
         _samples(get_task("passkey"), plain, True)
+
+
+def _cwe(tokenizer, **options):
+    return get_task("cwe").samples(tokenizer, 2048, 2, 0, max_new_tokens=16, fill="tight",
+                                   **options)
+
+
+def test_cwe_example_is_its_own_exchange_under_a_chat_template(tokenizers):
+    """The reference wraps the solved example in the model's template by itself, answer after
+    the answer prefix: under a chat template, a user turn and a model turn before the task."""
+    import re
+    from collections import Counter
+
+    from ropebench.tasks.prompting import count_tokens
+
+    _, chat = tokenizers
+    for sample in _cwe(chat):
+        assert sample.metadata["example_turn"] == "separate"
+        example, rest = sample.prompt.split(ASSISTANT, 1)
+        answer, task = rest.split("<|end|>\n", 1)
+        question = example.removeprefix("<|user|>\n")
+        assert question.startswith("Below is a numbered list of words.")
+        assert question.endswith("Question: What are the 10 most common words in the above list?")
+        # The model turn: the answer prefix, then the example's own 10 most common words.
+        assert answer.startswith(sample.answer_prefix + " 1. ")
+        listed = re.findall(r"\d+\. (\S+)", answer[len(sample.answer_prefix):])
+        counts = Counter(re.findall(r"\d+\. (\S+)", question.split("\nQuestion:")[0]))
+        assert len(listed) == 10 and set(listed) == {w for w, _ in counts.most_common(10)}
+        assert task.startswith("<|user|>\nBelow is a numbered list of words.")
+        assert task.endswith(ASSISTANT) and task.count("<|user|>") == 1
+        assert sample.prompt == chat.apply_chat_template(
+            [{"role": "user", "content": question}, {"role": "assistant", "content": answer},
+             {"role": "user", "content": task[len("<|user|>\n"):-len(ASSISTANT)]}],
+            tokenize=False, add_generation_prompt=True)
+        assert count_tokens(chat, sample.input_text) + sample.max_new_tokens <= 2048
+
+
+def test_cwe_inline_example_stays_in_the_task_turn(tokenizers):
+    plain, chat = tokenizers
+    (inline, _) = _cwe(chat, example_turn="inline")
+    assert inline.metadata["example_turn"] == "inline"
+    assert inline.prompt.count("<|user|>") == 1 and inline.prompt.count("<|assistant|>") == 1
+    assert inline.prompt.count("Below is a numbered list of words.") == 2
+    # Without a template the example always leads the task text, whatever the option says.
+    (flat, _) = _cwe(plain)
+    assert flat.metadata["example_turn"] == "inline"
+    assert flat.prompt.count("Below is a numbered list of words.") == 2
+    assert "<|" not in flat.prompt

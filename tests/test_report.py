@@ -298,6 +298,28 @@ def test_a_task_plugin_gets_its_own_section_without_report_changes(run_dir):
         TASKS._builtins.pop("plugin_recall")
 
 
+def test_configuration_shows_every_prompt_option_samples_recorded(run_dir):
+    """Columns are the options samples recorded under their own names (a task's `samples`
+    options); other metadata, and what measured tasks record, stay out of the table."""
+    cwe = {"fill": "reference", "count_bos": True, "words": "english", "positions": "reference",
+           "example_turn": "separate", "units": 9000, "input_tokens": 130000}
+    qa = {"fill": "reference", "gold": "reference", "count_bos": True, "documents": 20,
+          "gold_documents": [3]}
+    _rewrite(run_dir, {m: [_row("qa_1", 1024, 1.0, **qa), _row("cwe", 1024, 0.5, **cwe),
+                           _row("cwe", 1024, 0.5, index=1, **{**cwe, "words": "wonderwords"}),
+                           _ppl_row(1024, [2.0], [1000])] for m in ("none", "pi")})
+    page = render_html(load_run(run_dir))
+    config = page[page.index('id="config"'):]
+    assert ("<tr><th>task</th><th>fill</th><th>count_bos</th><th>words</th><th>positions</th>"
+            "<th>example_turn</th><th>gold</th></tr>") in config
+    assert ("<tr><th>cwe</th><td>reference</td><td>True</td><td>english, wonderwords</td>"
+            "<td>reference</td><td>separate</td><td>-</td></tr>") in config
+    assert ("<tr><th>qa_1</th><td>reference</td><td>True</td><td>-</td><td>-</td><td>-</td>"
+            "<td>reference</td></tr>") in config
+    table = config[:config.index("</table>")]
+    assert "units" not in table and "document_tokens" not in table and "<th>ppl</th>" not in table
+
+
 def test_reports_name_no_task():
     import re
 

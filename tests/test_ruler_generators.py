@@ -278,6 +278,14 @@ def test_vt_fill_matches_the_measured_reference(shipped_tok, length, reference):
     assert abs(got - reference) <= 0.02 * reference
 
 
+@pytest.mark.parametrize(("length", "reference", "tight"), [(2048, 1986, 2039), (8192, 7989, 8136)])
+def test_cwe_fill_matches_the_measured_reference(shipped_tok, length, reference, tight):
+    task = get_task("cwe")
+    assert abs(mean_fill(task.samples(shipped_tok, length, 10, 42)) - reference) <= 0.02 * reference
+    got = mean_fill(task.samples(shipped_tok, length, 10, 42, fill="tight"))
+    assert abs(got - tight) <= 0.02 * tight
+
+
 def test_vt_reference_layout_one_statement_per_line_and_one_reused_example(shipped_tok):
     samples = get_task("vt").samples(shipped_tok, 2048, 3, 42)
     examples = []
@@ -330,3 +338,140 @@ def test_qa_gold_slot_is_fixed_by_the_seed():
             assert draft.metadata["gold_documents"] == [slot]
     slots = {qa_draft(data, 50, random.Random(d), 0).metadata["gold_documents"][0] for d in range(20)}
     assert len(slots) > 5  # gold: uniform
+
+
+# --- CWE and FWE as the current reference builds them (benchmarks.md section 6) ---
+
+def _cwe_entries(sample) -> list[str]:
+    """The task's numbered list (the solved example before it left out)."""
+    task_part = sample.prompt[sample.prompt.rindex("Below is a numbered list"):]
+    return re.findall(r"\d+\. (\S+)", task_part.split("\nQuestion:")[0])
+
+
+def _positions(entries: list[str], words: list[str]) -> list[int]:
+    return [i for i, word in enumerate(entries) if word in words]
+
+
+def test_cwe_common_words_sit_at_the_same_positions_in_samples_of_one_size(tok):
+    samples = get_task("cwe").samples(tok, LENGTH, 6, 42)  # fill: reference
+    by_size: dict[int, set[tuple[int, ...]]] = {}
+    for sample in samples:
+        assert sample.metadata["positions"] == "reference"
+        places = _positions(_cwe_entries(sample), sample.references)
+        by_size.setdefault(sample.metadata["units"], set()).add(tuple(places))
+    assert all(len(places) == 1 for places in by_size.values())
+    assert max(len([s for s in samples if s.metadata["units"] == u]) for u in by_size) > 1
+    # The permutation is the one a fresh Random(seed) gives a list of that shape, as RULER's.
+    import random
+
+    sample = samples[0]
+    shape = [0] * (10 * 6) + [1] * (sample.metadata["units"] - 10)  # below 4K: x6 and x1
+    random.Random(42).shuffle(shape)
+    assert _positions(_cwe_entries(sample), sample.references) == [
+        i for i, kind in enumerate(shape) if kind == 0]
+
+
+def test_cwe_per_sample_positions_are_drawn(tok):
+    samples = get_task("cwe").samples(tok, LENGTH, 6, 42, positions="per_sample")
+    assert {s.metadata["positions"] for s in samples} == {"per_sample"}
+    same_size = [s for s in samples if s.metadata["units"] == samples[0].metadata["units"]]
+    assert len({tuple(_positions(_cwe_entries(s), s.references)) for s in same_size}) == len(same_size)
+
+
+def test_fwe_ranks_sit_at_the_same_positions_in_samples_of_one_size(tok):
+    def ranks(sample) -> tuple[tuple[int, ...], ...]:
+        coded = sample.prompt.split("coded words. ", 1)[1].split("\nQuestion:")[0].split(" ")
+        return tuple(tuple(_positions(coded, [w])) for w in ["...", *sample.references])
+
+    for positions, distinct in (("reference", 1), ("per_sample", None)):
+        samples = get_task("fwe").samples(tok, LENGTH, 8, 42, positions=positions)
+        assert {s.metadata["positions"] for s in samples} == {positions}
+        size = Counter(s.metadata["units"] for s in samples).most_common(1)[0][0]
+        same_size = [s for s in samples if s.metadata["units"] == size]
+        assert len(same_size) > 1
+        patterns = {ranks(s) for s in same_size}
+        assert len(patterns) == (distinct or len(same_size))
+        assert len({s.prompt for s in same_size}) == len(same_size)  # the words themselves differ
+
+
+def test_unknown_positions_are_refused(tok):
+    with pytest.raises(RopebenchError, match="positions"):
+        get_task("fwe").samples(tok, LENGTH, 1, 42, positions="fixed")
+
+
+def test_cwe_larger_word_list_is_the_reference_english_list():
+    """Above wonderwords' 8,166 words the reference samples from json/english_words.json, a
+    Git LFS file (sha256 affcd6d4...): the random-word package's words keyed by position."""
+    import hashlib
+    import json
+
+    from ropebench.tasks.ruler.cwe import word_pool
+    from ropebench.tasks.ruler.words import cwe_vocabulary, english_words
+
+    assert len(cwe_vocabulary()) == 8166
+    assert word_pool(8166) == (cwe_vocabulary(), "wonderwords")
+    english, name = word_pool(8167)
+    assert name == "english" and english == english_words() and len(english) == 370101
+    dumped = json.dumps(dict(enumerate(english))).encode()
+    assert hashlib.sha256(dumped).hexdigest() == (
+        "affcd6d45fdf3cc843d585c99c97ad615094e760e6c4756b654bab6c73bc2eca")
+
+
+def test_cwe_list_longer_than_the_vocabulary_draws_english_words():
+    import random
+
+    from ropebench.tasks.ruler.cwe import cwe_draft
+    from ropebench.tasks.ruler.words import cwe_vocabulary, english_words
+
+    draft = cwe_draft(9000, random.Random(0), length=131072, shots=1, fixed_seed=42,
+                      separate=False)
+    assert draft.metadata["words"] == "english"
+    entries = re.findall(r"\d+\. (\S+)", draft.text.rsplit("Below is a numbered list", 1)[1])
+    assert len(set(entries)) == 9000 and set(entries) <= set(english_words())
+    assert len(entries) == 10 * 30 + 8990 * 3  # from 4K: common x30, others x3
+    example = draft.text.split("\nBelow is a numbered list", 1)[0]
+    assert set(re.findall(r"\d+\. (\S+)", example)) <= set(cwe_vocabulary())  # 40 words
+
+
+def test_cwe_words_option_above_the_vocabulary(monkeypatch):
+    """With a vocabulary smaller than the length needs: the reference switches to the English
+    list; `words=wonderwords` (the 2024 generator) stops with one line naming the limit."""
+    from ropebench.tasks.ruler import cwe
+    from ropebench.tasks.ruler.words import english_words
+
+    small = cwe.cwe_vocabulary()[:40]
+    monkeypatch.setattr(cwe, "cwe_vocabulary", lambda: small)
+    fresh = tiny_tokenizer()  # its own fit cache
+    samples = get_task("cwe").samples(fresh, LENGTH, 2, 42, fill="tight")
+    assert all(s.metadata["units"] > 40 and s.metadata["words"] == "english" for s in samples)
+    assert set(_cwe_entries(samples[0])) <= set(english_words())
+    with pytest.raises(RopebenchError, match="more than wonderwords' 40 words") as err:
+        get_task("cwe").samples(fresh, LENGTH, 2, 42, fill="tight", words="wonderwords")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "options", "recorded"), [
+    ("niah_single_1", {}, {"fill": "reference", "count_bos": True}),
+    ("vt", {"example_length": 900},
+     {"fill": "reference", "count_bos": True, "layout": "reference", "example": "reference"}),
+    ("vt", {"example_length": 900, "fill": "tight", "layout": "2024", "example": "fresh"},
+     {"fill": "tight", "count_bos": False, "layout": "2024", "example": "fresh"}),
+    ("cwe", {}, {"fill": "reference", "count_bos": True, "words": "wonderwords",
+                 "positions": "reference", "example_turn": "inline"}),
+    ("cwe", {"count_bos": False, "positions": "per_sample", "shots": 0},
+     {"fill": "reference", "count_bos": False, "words": "wonderwords", "positions": "per_sample",
+      "example_turn": None}),
+    ("vt", {"example_length": 0}, {"layout": "reference", "example": None}),
+    ("fwe", {"positions": "per_sample"}, {"positions": "per_sample"}),
+    ("qa_1", {"squad_path": str(FIXTURES / "squad_dev_tiny.json")},
+     {"fill": "reference", "gold": "reference", "count_bos": True}),
+    ("qa_1", {"squad_path": str(FIXTURES / "squad_dev_tiny.json"), "gold": "uniform"},
+     {"fill": "reference", "gold": "uniform", "count_bos": True}),
+])
+def test_samples_record_the_prompt_options_they_used(tok, name, options, recorded):
+    """Each sample names, under the option's own name, the value that built it (the report's
+    configuration table shows them); one it did not use (None here: no example) is left out."""
+    task = get_task(name)
+    assert set(recorded) <= set(task.prompt_options())
+    for sample in task.samples(tok, LENGTH if name != "qa_1" else 1024, 2, 42, **options):
+        assert {k: sample.metadata.get(k) for k in recorded} == recorded

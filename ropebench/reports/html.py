@@ -13,7 +13,6 @@ from ropebench.reports import figures, tables
 from ropebench.reports.results import RunResults
 
 SAMPLE_OUTPUTS_PER_TASK = 1  # predictions shown per (method, task), at the longest length
-FIDELITY_KEYS = ("fill", "gold", "count_bos")  # prompt-building choices samples record
 MARKS = {"best": "", "tied": " ≈"}
 
 
@@ -94,15 +93,20 @@ def sample_outputs(results: RunResults) -> list[dict[str, Any]]:
     return picked
 
 
-def fidelity_choices(rows: pd.DataFrame) -> list[dict[str, str]]:
-    """Per task, the prompt-building choices its samples recorded (`fill`, `gold`, `count_bos`)."""
+def fidelity_choices(rows: pd.DataFrame) -> tuple[list[str], list[dict[str, str]]]:
+    """The options that shaped each task's prompts, as its samples recorded them (under the
+    options' own names, see `Task.prompt_options`): the columns (every option some task
+    recorded, in the tasks' declaration order) and one row per task, "-" where it has none."""
+    declared = {task: tables.task_of(task).prompt_options() for task in dict.fromkeys(rows["task"])}
     found: dict[str, dict[str, set[str]]] = {}
     for task, meta in zip(rows["task"], rows["metadata"], strict=True):
-        for key in FIDELITY_KEYS:
+        for key in declared[task]:
             if isinstance(meta, dict) and key in meta:
                 found.setdefault(task, {}).setdefault(key, set()).add(str(meta[key]))
-    return [{"task": task, **{k: ", ".join(sorted(found[task].get(k, ()))) or "-" for k in FIDELITY_KEYS}}
-            for task in tables._task_order(list(found))]
+    order = tables._task_order(list(found))
+    columns = list(dict.fromkeys(key for task in order for key in declared[task] if key in found[task]))
+    return columns, [{"task": task, **{k: ", ".join(sorted(found[task].get(k, ()))) or "-"
+                                       for k in columns}} for task in order]
 
 
 def section_views(results: RunResults, stats: pd.DataFrame) -> list[dict[str, Any]]:
@@ -157,6 +161,7 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
         if not table.empty:
             threshold = tables.group_threshold(table, results.baseline, int(results.spec.get("window", 0)))
     stats = tables.cell_stats(rows)
+    fidelity_keys, fidelity = fidelity_choices(rows)
     context = {
         "results": results,
         "headline": tables.headline(results, summary, scores),
@@ -168,8 +173,8 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
         "sections": section_views(results, stats),
         "figures": figures.all_figures(results),
         "samples": sample_outputs(results),
-        "fidelity": fidelity_choices(rows),
-        "fidelity_keys": FIDELITY_KEYS,
+        "fidelity_keys": fidelity_keys,
+        "fidelity": fidelity,
         "plan": json.dumps(results.plan, indent=2, default=str),
         "environment": json.dumps(results.environment, indent=2, default=str),
         "pending": [m.label for m in results.methods if not m.complete],

@@ -134,6 +134,11 @@ class Task:
         estimate printed before a plan runs)."""
         return float(samples)
 
+    def prompt_options(self) -> tuple[str, ...]:
+        """The options that shape this task's prompts. A sample records the value it used for
+        each under the option's own name in its metadata, so a report can show the choices."""
+        return ()
+
     def parse_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """`values` checked against `Options` (known keys, types, bounds), cast; only the keys
         given are returned, so the task's own defaults apply to the others."""
@@ -153,6 +158,11 @@ class GenerativeTask(Task):
         if new_tokens is None:
             new_tokens = inspect.signature(type(self).samples).parameters["max_new_tokens"].default
         return samples * (1.0 + int(new_tokens) * self.decode_step_forwards)
+
+    def prompt_options(self) -> tuple[str, ...]:
+        """The keyword-only parameters of `samples`."""
+        params = inspect.signature(type(self).samples).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
     def options_class(self) -> type:
         """The keyword-only parameters of `samples` plus `GenerationOptions`, as one dataclass."""

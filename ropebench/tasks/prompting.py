@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +31,16 @@ from ropebench.tasks.base import Sample
 
 @dataclass
 class Draft:
-    """A sample before it is checked against the budget. `text` goes inside the chat turn."""
+    """A sample before it is checked against the budget. `text` goes inside the chat turn;
+    `turns` are solved (user, assistant) exchanges before it, each rendered as its own chat turn
+    (chat templates only: without one a builder writes its examples into `text`)."""
 
     text: str
     answer_prefix: str
     references: list[str]
     answer: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    turns: list[tuple[str, str]] = field(default_factory=list)
 
 
 Builder = Callable[[int, random.Random, int], Draft]
@@ -54,12 +57,17 @@ def uses_chat(tokenizer, chat: bool | None = None) -> bool:
     return has_template if chat is None else chat
 
 
-def wrap(tokenizer, text: str, chat: bool) -> str:
-    """The user turn of the model's chat template, ready for the assistant's answer."""
+def wrap(tokenizer, text: str, chat: bool, turns: Sequence[tuple[str, str]] = ()) -> str:
+    """The user turn of the model's chat template, after the exchanges in `turns`, ready for the
+    assistant's answer."""
     if not chat:
+        if turns:
+            raise ValueError("earlier turns need a chat template")
         return text
+    history = [{"role": role, "content": content} for exchange in turns
+               for role, content in zip(("user", "assistant"), exchange, strict=True)]
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        [*history, {"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
     )
 
 
@@ -169,7 +177,7 @@ def build_samples(
     step = max(1, step)
 
     def tokens(draft: Draft) -> int:
-        text = wrap(tokenizer, draft.text, chat) + draft.answer_prefix
+        text = wrap(tokenizer, draft.text, chat, draft.turns) + draft.answer_prefix
         return count_tokens(tokenizer, text, bos=bos)
 
     budget = length - max_new_tokens
@@ -251,14 +259,14 @@ def build_samples(
                 task=task,
                 length=length,
                 index=index,
-                prompt=wrap(tokenizer, draft.text, chat),
+                prompt=wrap(tokenizer, draft.text, chat, draft.turns),
                 answer_prefix=draft.answer_prefix,
                 references=draft.references,
                 answer=draft.answer,
                 max_new_tokens=max_new_tokens,
                 metric=metric,
                 metadata={**draft.metadata, "units": units, "input_tokens": n_tokens,
-                          "fill": fill},
+                          "fill": fill, "count_bos": bos},
             )
         )
     return samples

@@ -1,52 +1,91 @@
-"""RULER common words extraction (NVIDIA/RULER, scripts/data/synthetic/common_words_extraction.py)."""
+"""RULER common words extraction (NVIDIA/RULER, scripts/data/synthetic/common_words_extraction.py).
+
+The reference's choices, each an option:
+- `words`: "reference" draws from wonderwords' 8,166 words while a list needs no more, then from
+  the larger English list (see `words.english_words`); "wonderwords" (the 2024 generator) stops
+  with an error where a length needs more words than wonderwords has.
+- `positions`: "reference" shuffles each list with a fresh generator seeded by the run seed, so
+  every sample of one size has its common words at the same positions; "per_sample" draws them.
+- `example_turn` (chat templates only): "separate" puts the solved example in its own user turn
+  and model turn, as the reference's per-example wrapping does; "inline" keeps it in the task's
+  user turn.
+"""
 
 from __future__ import annotations
 
 import random
 
+from ropebench.errors import RopebenchError
 from ropebench.tasks.base import Sample
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, build_samples, check_choice, uses_chat
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
-from ropebench.tasks.ruler.words import cwe_vocabulary
+from ropebench.tasks.ruler.words import POSITIONS, cwe_vocabulary, english_words, shuffle
 
 COMMON = 10
+WORD_LISTS = ("reference", "wonderwords")
+EXAMPLE_TURNS = ("separate", "inline")
+# The reference's search estimates tokens per word from one draw of this many words.
+ESTIMATE_WORDS = 4096
 
 
 def numbered(words: list[str]) -> str:
     return " ".join(f"{i + 1}. {word}" for i, word in enumerate(words))
 
 
-def word_list(rng: random.Random, num_words: int, common_repeats: int, other_repeats: int):
-    """`num_words` distinct words: the first 10 repeated `common_repeats` times, the rest fewer."""
-    chosen = rng.sample(cwe_vocabulary(), num_words)
+def word_pool(num_words: int) -> tuple[tuple[str, ...], str]:
+    """The list `num_words` distinct words come from, and its name: wonderwords while it is big
+    enough, else the English list (the reference does not mix the two)."""
+    vocab = cwe_vocabulary()
+    if num_words <= len(vocab):
+        return vocab, "wonderwords"
+    english = english_words()
+    if num_words > len(english):
+        raise RopebenchError(
+            f"cwe needs {num_words} distinct words, more than the {len(english)} of the English "
+            "list; use a shorter length"
+        )
+    return english, "english"
+
+
+def word_list(rng: random.Random, num_words: int, common_repeats: int, other_repeats: int,
+              fixed_seed: int | None) -> tuple[str, list[str], str]:
+    """`num_words` distinct words, the first 10 repeated `common_repeats` times, the rest fewer;
+    returns the numbered list, the common words and the name of the list they came from."""
+    pool, name = word_pool(num_words)
+    chosen = rng.sample(pool, num_words)
     common, others = chosen[:COMMON], chosen[COMMON:]
     words = common * common_repeats + others * other_repeats
-    rng.shuffle(words)
-    return numbered(words), common
+    shuffle(words, rng, fixed_seed)
+    return numbered(words), common, name
 
 
-def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int = 1) -> Draft:
-    """RULER's frequencies: 30/3 from 4K tokens (example 40 words, 10/3), 6/1 below (example 20, 3/1)."""
+def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int, fixed_seed: int | None,
+              separate: bool) -> Draft:
+    """RULER's frequencies: 30/3 from 4K tokens (example 40 words, 10/3), 6/1 below (example 20,
+    3/1). `separate`: the solved examples become chat exchanges of their own instead of leading
+    the task text."""
     if length >= 4096:
         example_shape, repeats = (40, 10, 3), (30, 3)
     else:
         example_shape, repeats = (20, 3, 1), (6, 1)
     examples = []
     for _ in range(shots):
-        context, answer = word_list(rng, *example_shape)
-        examples.append(
-            templates.CWE_TEMPLATE.format(context=context)
-            + templates.CWE_ANSWER_PREFIX
-            + " "
-            + numbered(answer)
-        )
-    context, common = word_list(rng, units, *repeats)
+        context, answer, _ = word_list(rng, *example_shape, fixed_seed)
+        examples.append((templates.CWE_TEMPLATE.format(context=context),
+                         templates.CWE_ANSWER_PREFIX + " " + numbered(answer)))
+    context, common, pool = word_list(rng, units, *repeats, fixed_seed)
+    task_text = templates.CWE_TEMPLATE.format(context=context)
+    metadata = {"words": pool, "positions": "per_sample" if fixed_seed is None else "reference"}
+    if shots:
+        metadata["example_turn"] = "separate" if separate else "inline"
     return Draft(
-        text="\n".join([*examples, templates.CWE_TEMPLATE.format(context=context)]),
+        text=task_text if separate else "\n".join([*(q + a for q, a in examples), task_text]),
         answer_prefix=templates.CWE_ANSWER_PREFIX,
         references=common,
         answer=" " + numbered(common),
+        metadata=metadata,
+        turns=examples if separate else [],
     )
 
 
@@ -66,10 +105,22 @@ class RulerCWE(RulerTask):
         chat: bool | None = None,
         fill: str = "reference",
         count_bos: bool | None = None,
+        words: str = "reference",
+        positions: str = "reference",
+        example_turn: str = "separate",
     ) -> list[Sample]:
-        return build_samples(
+        check_choice("words", words, WORD_LISTS)
+        check_choice("positions", positions, POSITIONS)
+        check_choice("example_turn", example_turn, EXAMPLE_TURNS)
+        chat = uses_chat(tokenizer, chat)
+        separate = chat and example_turn == "separate"
+        fixed_seed = seed if positions == "reference" else None
+        vocab_size = len(cwe_vocabulary())
+        most = max(length, ESTIMATE_WORDS)
+        samples = build_samples(
             self.name,
-            lambda units, rng, _: cwe_draft(units, rng, length=length, shots=shots),
+            lambda units, rng, _: cwe_draft(units, rng, length=length, shots=shots,
+                                            fixed_seed=fixed_seed, separate=separate),
             tokenizer,
             length,
             n,
@@ -77,13 +128,19 @@ class RulerCWE(RulerTask):
             max_new_tokens=max_new_tokens,
             metric="all",
             min_units=COMMON,
-            max_units=min(length, len(cwe_vocabulary())),
+            # Never more words than tokens, but room for the search's estimate at any length.
+            max_units=min(most, vocab_size) if words == "wonderwords" else most,
             chat=chat,
-            cache_key=(shots,),
+            cache_key=(shots, positions, separate, words),
             fill=fill,
-            step=10,  # RULER: 10 words; its search estimates tokens per word from 4096 words
-            estimate_units=min(4096, len(cwe_vocabulary())),
+            step=10,  # RULER: 10 words
+            estimate_units=ESTIMATE_WORDS,
             search_factor=2,
             count_bos=count_bos,
         )
-
+        if words == "wonderwords" and any(s.metadata["units"] >= vocab_size for s in samples):
+            raise RopebenchError(
+                f"cwe at {length} tokens needs more than wonderwords' {vocab_size} words; use "
+                "words=reference (the larger English list) or a shorter length"
+            )
+        return samples

@@ -1,4 +1,9 @@
-"""RULER frequent words extraction (NVIDIA/RULER, scripts/data/synthetic/freq_words_extraction.py)."""
+"""RULER frequent words extraction (NVIDIA/RULER, scripts/data/synthetic/freq_words_extraction.py).
+
+`positions`: "reference" orders the vocabulary (hence which coded word gets which rank) and the
+text with a fresh generator seeded by the run seed, as the reference does, so every sample of one
+size has its words' ranks at the same positions; "per_sample" draws both orders per sample.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import string
 
 from ropebench.errors import RopebenchError
 from ropebench.tasks.base import Sample
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, build_samples, check_choice
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
+from ropebench.tasks.ruler.words import POSITIONS, shuffle
 
 ALPHA = 2.0
 ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
@@ -20,29 +26,32 @@ WORD_LETTERS = 6
 MIN_WORDS = 73
 
 
-def coded_vocabulary(rng: random.Random, size: int) -> list[str]:
+def coded_vocabulary(rng: random.Random, size: int, fixed_seed: int | None) -> list[str]:
     vocab: set[str] = set()
     while len(vocab) < size:
         vocab.add("".join(rng.choices(string.ascii_lowercase, k=WORD_LETTERS)))
     words = sorted(vocab)
-    rng.shuffle(words)
+    shuffle(words, rng, fixed_seed)
     words[0] = "..."  # the top-ranked word is noise, to be ignored
     return words
 
 
-def fwe_draft(units: int, rng: random.Random, *, vocab_size: int) -> Draft:
-    """`units` coded words drawn with Zipf(2) counts: rank k appears floor(N k^-2 / zeta(2)) times."""
-    vocab = coded_vocabulary(rng, vocab_size)
+def fwe_draft(units: int, rng: random.Random, *, vocab_size: int,
+              fixed_seed: int | None) -> Draft:
+    """`units` coded words drawn with Zipf(2) counts: rank k appears floor(N k^-2 / zeta(2)) times.
+    `fixed_seed`: the reference's fixed-seed orders (see the module doc); None: drawn from `rng`."""
+    vocab = coded_vocabulary(rng, vocab_size, fixed_seed)
     words = [
         w for k, w in enumerate(vocab, start=1) for _ in range(int(units * k**-ALPHA / ZETA_2))
     ]
-    rng.shuffle(words)
+    shuffle(words, rng, fixed_seed)
     answer = vocab[1:4]
     return Draft(
         text=templates.FWE_TEMPLATE.format(context=" ".join(words)),
         answer_prefix=templates.FWE_ANSWER_PREFIX,
         references=answer,
         answer=" " + " ".join(answer),
+        metadata={"positions": "per_sample" if fixed_seed is None else "reference"},
     )
 
 
@@ -59,7 +68,10 @@ class RulerFWE(RulerTask):
         *,
         max_new_tokens: int = templates.FWE_MAX_NEW,
         chat: bool | None = None,
+        positions: str = "reference",
     ) -> list[Sample]:
+        check_choice("positions", positions, POSITIONS)
+        fixed_seed = seed if positions == "reference" else None
         vocab_size = (length - max_new_tokens) // 50  # RULER: budget L = length - 50, vocab L // 50
         if vocab_size < 5:
             raise RopebenchError(
@@ -67,7 +79,8 @@ class RulerFWE(RulerTask):
             )
         return build_samples(
             self.name,
-            lambda units, rng, _: fwe_draft(units, rng, vocab_size=vocab_size),
+            lambda units, rng, _: fwe_draft(units, rng, vocab_size=vocab_size,
+                                            fixed_seed=fixed_seed),
             tokenizer,
             length,
             n,
@@ -77,5 +90,6 @@ class RulerFWE(RulerTask):
             min_units=MIN_WORDS,
             max_units=2 * length,
             chat=chat,
+            cache_key=(positions,),
         )
 

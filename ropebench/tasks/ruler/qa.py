@@ -157,7 +157,8 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int,
         references=list(q.answers),
         answer=" " + q.answers[0],
         metadata={"question": index % len(dataset.questions), "documents": len(chosen),
-                  "gold_documents": [chosen.index(g) + 1 for g in q.gold if g in chosen]},
+                  "gold_documents": [chosen.index(g) + 1 for g in q.gold if g in chosen],
+                  "gold": "uniform" if shuffle_seed is None else "reference"},
     )
 
 

@@ -133,7 +133,11 @@ class RulerVT(RulerTask):
             if fitted is not None:
                 chain = fitted.renamed(rng) if reference_example else draw_chain(fitted.units, rng, 3)
                 shot = render_example(render(chain, layout))
-            return render(draw_chain(units, rng, 5), layout, example=shot)
+            draft = render(draw_chain(units, rng, 5), layout, example=shot)
+            draft.metadata["layout"] = layout
+            if fitted is not None:
+                draft.metadata["example"] = example
+            return draft
 
         return build_samples(
             self.name, builder, tokenizer, length, n, seed,

@@ -1,9 +1,27 @@
-"""Word lists from wonderwords (local files), as RULER uses them."""
+"""Word lists as RULER uses them: wonderwords' (local files) and, for CWE beyond wonderwords'
+size, the English list of the random-word package (its `database/words.json`, in file order: the
+reference's `json/english_words.json` is that file's words, keyed by position)."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import random
+from collections.abc import MutableSequence
+from pathlib import Path
+from typing import Any
+
+from ropebench.errors import RopebenchError
+
+ENGLISH_PACKAGE = "random-word==1.0.11"
+POSITIONS = ("reference", "per_sample")
+
+
+def shuffle(items: MutableSequence[Any], rng: random.Random, fixed_seed: int | None) -> None:
+    """RULER's CWE and FWE shuffle with a fresh `Random(seed)` each time (`fixed_seed`): a list of
+    one shape gets the same permutation in every sample; None: a draw from `rng` instead."""
+    (rng if fixed_seed is None else random.Random(fixed_seed)).shuffle(items)
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,3 +88,17 @@ def cwe_vocabulary() -> tuple[str, ...]:
     words = sorted({w for name in ("nouns", "adjectives", "verbs") for w in cats[name]})
     random.Random(42).shuffle(words)
     return tuple(words)
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> tuple[str, ...]:
+    """The reference's larger English list (370,101 words), read from the installed package
+    without importing it (its import pulls in HTTP clients this list does not need)."""
+    spec = importlib.util.find_spec("random_word")
+    if spec is None or not spec.submodule_search_locations:
+        raise RopebenchError(
+            f"cwe needs more than the {len(cwe_vocabulary())} wonderwords words here, and the "
+            f"larger English list comes from {ENGLISH_PACKAGE}: pip install it"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "database" / "words.json"
+    return tuple(json.loads(path.read_text(encoding="utf-8")))
