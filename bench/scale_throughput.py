@@ -21,7 +21,8 @@ from pathlib import Path
 ARGS = ["eval", "reference", "--method", "yarn", "--target-length", "4096",
         "--tasks", "niah_single_1", "--lengths", "4096", "--samples", "8", "--no-progress"]
 SEARCH = ["search", "reference", "--method", "longrope2", "--target-length", "4096",
-          "--population", "8", "--iterations", "2", "--samples", "2", "--no-progress"]
+          "--set", "search.population=8", "--set", "search.iterations=2",
+          "--set", "search.documents=2", "--no-progress"]
 TORCHRUN = ["-m", "torch.distributed.run", "--nproc_per_node", "2"]
 
 

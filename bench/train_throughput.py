@@ -84,9 +84,14 @@ def total_steps(args: argparse.Namespace) -> int:
 def run_ropebench(args: argparse.Namespace, work: Path) -> dict:
     """`ropebench train reference ...` in this process; losses from its own training log."""
     from ropebench.cli.main import main as ropebench_main
+    from ropebench.methods import get_extender
+    from ropebench.settings import field_names
 
     stamps = stamp_optimizer_steps()
     out = work / "ropebench-out"
+    # Plain rows for every method: a method that trains in mixed windows is told not to.
+    layout = field_names(get_extender(args.method).config_class)
+    plain = ["--set", "params.mixed=false"] if "mixed" in layout else []
     code = ropebench_main(
         [
             "train",
@@ -97,21 +102,21 @@ def run_ropebench(args: argparse.Namespace, work: Path) -> dict:
             str(args.target_length),
             "--out",
             str(out),
-            "--no-mixed",
-            "--steps",
-            str(total_steps(args)),
-            "--lr",
-            str(args.lr),
-            "--warmup-steps",
-            str(args.lr_warmup_steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--grad-accum",
-            str(args.grad_accum),
-            "--seed",
-            str(args.seed),
-            "--save-every",
-            "0",
+            *plain,
+            "--set",
+            f"train.steps={total_steps(args)}",
+            "--set",
+            f"train.lr={args.lr}",
+            "--set",
+            f"train.warmup_steps={args.lr_warmup_steps}",
+            "--set",
+            f"train.batch_size={args.batch_size}",
+            "--set",
+            f"train.grad_accum={args.grad_accum}",
+            "--set",
+            f"train.seed={args.seed}",
+            "--set",
+            "train.save_every=0",
         ]
     )
     if code:

@@ -1,9 +1,9 @@
 """One strict way from user input to configuration dataclasses.
 
-Every setting a user can give (`--set key=value`, a plan's YAML, a factors file) goes through
-`parse_settings`: unknown keys are an error with a did-you-mean, strings are cast to the field's
-annotated type, numbers must be finite, whole numbers stay whole, and the bounds a field declares
-with `setting(...)` are checked, all before any weights load.
+Every setting a user can give (`--set section.key=value`, a plan's YAML, a factors file) goes
+through `parse_settings`: unknown keys are an error with a did-you-mean, strings are cast to the
+field's annotated type, numbers must be finite, whole numbers stay whole, and the bounds a field
+declares with `setting(...)` are checked, all before any weights load.
 
     @dataclass
     class TrainSettings:
@@ -49,29 +49,31 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, str]:
-    """`["key=value", ...]` (a repeated CLI option) as a dict; keys may be dotted."""
-    overrides: dict[str, str] = {}
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`["key=value", ...]` (the repeated `--set`) as a dict; keys may be dotted, the last of a
+    repeated key wins. A value is read as a plan file reads it (YAML: `50`, `3.0e-4`, `true`,
+    `[1, 2]`), so a setting means the same on the command line and in a plan; text that is no
+    YAML value, and an empty value, stay text."""
+    overrides: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise RopebenchError(f"{option} {item!r} is not KEY=VALUE; write e.g. {option} factor=8")
-        overrides[key.strip()] = value.strip()
+            raise RopebenchError(f"--set {item!r} is not KEY=VALUE; write e.g. --set train.steps=50")
+        overrides[key.strip()] = read_value(value.strip())
     return overrides
 
 
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"a.b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}` (dotted override keys to sections)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise RopebenchError(f"setting {key!r} mixes a value and a section; give one")
-        node[last] = value
-    return out
+def read_value(text: str) -> Any:
+    """One `KEY=VALUE` value as a YAML scalar or list; empty or unreadable text stays text (so
+    `search.baselines=` is the empty list, not null)."""
+    import yaml
+
+    if not text:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -69,7 +69,7 @@ def test_output_failures_are_one_line(model_dir, tmp_path, capsys, monkeypatch, 
 
     monkeypatch.setattr(JsonlWriter, "write", failing)
     code = main(["eval", str(model_dir), "--tasks", "passkey", "--lengths", "256", "--samples", "1",
-                 "--option", "max_new_tokens=2", "--out", str(tmp_path / "out"), "--no-progress"])
+                 "--set", "tasks.max_new_tokens=2", "--out", str(tmp_path / "out"), "--no-progress"])
     err = [line for line in capsys.readouterr().err.splitlines()
            if line.strip() and "it/s]" not in line]
     assert code == 2 and len(err) == 1, err

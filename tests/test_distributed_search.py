@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SEARCH = ["search", "reference", "--method", "longrope2", "--target-length", "1024",
-          "--population", "5", "--samples", "2", "--no-progress"]
+          "--set", "search.population=5", "--set", "search.documents=2", "--no-progress"]
 KEYS = ("long_factor", "short_factor", "critical_index", "fitness_history", "best_fitness",
         "baseline_fitness", "evaluations")
 
@@ -35,8 +35,8 @@ def _result(path: Path) -> dict:
 
 
 def test_two_processes_search_like_one_and_resume_under_another_count(tmp_path):
-    _run([*SEARCH, "--iterations", "2", "--out", str(tmp_path / "one.json")], 1)
-    _run([*SEARCH, "--iterations", "2", "--out", str(tmp_path / "two.json")], 2)
+    _run([*SEARCH, "--set", "search.iterations=2", "--out", str(tmp_path / "one.json")], 1)
+    _run([*SEARCH, "--set", "search.iterations=2", "--out", str(tmp_path / "two.json")], 2)
     one = _result(tmp_path / "one.json")
     assert one["evaluations"] > 5 and len(one["fitness_history"]) == 3
     assert _result(tmp_path / "two.json") == one
@@ -53,7 +53,7 @@ def test_two_processes_search_like_one_and_resume_under_another_count(tmp_path):
     # Resume: one generation under one process, extended to two generations under two, and back.
     for first, second, name in ((1, 2, "up"), (2, 1, "down")):
         out = tmp_path / f"{name}.json"
-        _run([*SEARCH, "--iterations", "1", "--out", str(out)], first)
+        _run([*SEARCH, "--set", "search.iterations=1", "--out", str(out)], first)
         assert len(json.loads(out.read_text())["fitness_history"]) == 2
-        _run([*SEARCH, "--iterations", "2", "--out", str(out)], second)
+        _run([*SEARCH, "--set", "search.iterations=2", "--out", str(out)], second)
         assert _result(out) == one, name

@@ -14,8 +14,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TRAIN = ["train", "reference", "--method", "yarn", "--target-length", "1024", "--steps", "6",
-         "--lr", "1e-3", "--warmup-steps", "2", "--batch-size", "1", "--log-every", "1"]
+TRAIN = ["train", "reference", "--method", "yarn", "--target-length", "1024",
+         "--set", "train.steps=6", "--set", "train.lr=1e-3", "--set", "train.warmup_steps=2",
+         "--set", "train.batch_size=1", "--set", "train.log_every=1"]
 
 # Runs `ropebench` with the optimizer failing on its 5th step: an interruption after the
 # checkpoint of step 4, on every rank at the same point.
@@ -55,8 +56,8 @@ def _losses(out: Path) -> list[float]:
 
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     # Global batch 2 rows: one process accumulating two micro-batches, or two processes of one.
-    _run([*TRAIN, "--grad-accum", "2", "--out", str(tmp_path / "one")], 1)
-    _run([*TRAIN, "--grad-accum", "1", "--out", str(tmp_path / "two")], 2)
+    _run([*TRAIN, "--set", "train.grad_accum=2", "--out", str(tmp_path / "one")], 1)
+    _run([*TRAIN, "--set", "train.grad_accum=1", "--out", str(tmp_path / "two")], 2)
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     print("losses, 1 process:", one, "2 processes:", two)
     assert two == pytest.approx(one, rel=1e-4, abs=1e-5)
@@ -76,8 +77,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     script = tmp_path / "interrupt.py"
     script.write_text(INTERRUPT)
     part = tmp_path / "resumed"
-    _run([*TRAIN, "--save-every", "2", "--out", str(part)], 2, script, ok=False)
+    _run([*TRAIN, "--set", "train.save_every=2", "--out", str(part)], 2, script, ok=False)
     assert json.loads((part / "checkpoint" / "progress.json").read_text())["step"] == 4
-    _run([*TRAIN, "--save-every", "2", "--out", str(part)], 2)
+    _run([*TRAIN, "--set", "train.save_every=2", "--out", str(part)], 2)
     assert _losses(part) == pytest.approx(two, rel=1e-4, abs=1e-5)
     assert (part / "train_result.json").is_file() and not (part / "checkpoint").exists()

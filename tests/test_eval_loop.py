@@ -118,18 +118,18 @@ def test_eval_command_runs_ruler_offline(model, tok, tmp_path):
             str(out),
             "--no-progress",
             # The test tokenizer spends ~3x the tokens of a real one: drop the one-shot examples.
-            "--option",
-            "haystack=pydoc",
-            "--option",
-            "max_new_tokens=4",
-            "--option",
+            "--set",
+            "tasks.haystack=pydoc",
+            "--set",
+            "tasks.max_new_tokens=4",
+            "--set",
             "vt.example_length=0",
-            "--option",
+            "--set",
             "cwe.shots=0",
-            "--option",
-            f"squad_path={FIXTURES / 'squad_dev_tiny.json'}",
-            "--option",
-            f"hotpotqa_path={FIXTURES / 'hotpot_dev_distractor_tiny.json'}",
+            "--set",
+            f"tasks.squad_path={FIXTURES / 'squad_dev_tiny.json'}",
+            "--set",
+            f"tasks.hotpotqa_path={FIXTURES / 'hotpot_dev_distractor_tiny.json'}",
         ]
     )
     assert code == 0

@@ -101,17 +101,17 @@ def test_eval_command_rerun_with_other_settings_and_model(model, tok, tmp_path):
 
     def run(out, source, *extra):
         argv = ["eval", str(source), "--tasks", "passkey", "--lengths", "256", "--samples", "1",
-                "--out", str(out), "--no-progress", "--option", "max_new_tokens=4",
+                "--out", str(out), "--no-progress", "--set", "tasks.max_new_tokens=4",
                 "--label", "x", *extra]
         assert main(argv) == 0
         return _rows(out)
 
     yarn = ("--method", "yarn", "--target-length", "1024")
     run(tmp_path / "a", model_dir, *yarn)
-    changed = run(tmp_path / "a", model_dir, *yarn, "--set", "beta_fast=16")
-    assert changed == run(tmp_path / "b", model_dir, *yarn, "--set", "beta_fast=16")
-    moved = run(tmp_path / "a", other_dir, *yarn, "--set", "beta_fast=16")
-    assert moved == run(tmp_path / "c", other_dir, *yarn, "--set", "beta_fast=16")
+    changed = run(tmp_path / "a", model_dir, *yarn, "--set", "params.beta_fast=16")
+    assert changed == run(tmp_path / "b", model_dir, *yarn, "--set", "params.beta_fast=16")
+    moved = run(tmp_path / "a", other_dir, *yarn, "--set", "params.beta_fast=16")
+    assert moved == run(tmp_path / "c", other_dir, *yarn, "--set", "params.beta_fast=16")
     assert [r["fingerprint"] for r in changed] != [r["fingerprint"] for r in moved]
 
 

@@ -28,8 +28,8 @@ def model_dir(tmp_path_factory):
 def test_search_writes_loadable_factors_and_resumes(model_dir, tmp_path, capsys):
     out = tmp_path / "factors.json"
     argv = ["search", str(model_dir), "--method", "longrope2", "--target-length", str(TARGET),
-            "--population", "4", "--iterations", "1", "--samples", "1", "--out", str(out),
-            "--no-progress"]
+            "--set", "search.population=4", "--set", "search.iterations=1",
+            "--set", "search.documents=1", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "search longrope2" not in printed.err  # --no-progress hides the bar
@@ -74,8 +74,8 @@ def test_train_command_with_searched_factors(model_dir, tmp_path):
     get_extender("longrope2").rescale(spec, TARGET).save(factors)
     out = tmp_path / "trained"
     argv = ["train", str(model_dir), "--method", "longrope2", "--target-length", str(TARGET),
-            "--factors", str(factors), "--data", str(data), "--steps", "2", "--warmup-steps", "1",
-            "--out", str(out)]
+            "--factors", str(factors), "--set", f"train.data={data}", "--set", "train.steps=2",
+            "--set", "train.warmup_steps=1", "--out", str(out)]
     assert main(argv) == 0
     assert (out / "config.json").is_file() and (out / "train_log.jsonl").is_file()
     record = json.loads((out / "train_result.json").read_text())

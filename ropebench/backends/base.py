@@ -55,6 +55,8 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
+    # The dataclass of its engine options (`--set backend.KEY=VALUE`); None: it takes none.
+    options_class: ClassVar[type | None] = None
     tokenizer: Any
     rank: int = 0
     world_size: int = 1

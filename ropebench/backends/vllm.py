@@ -54,7 +54,7 @@ _CPU_ENV = {
 
 @dataclass
 class VLLMOptions:
-    """Engine options (`--engine-option KEY=VALUE`, plan key `engine_options`)."""
+    """Engine options (`--set backend.KEY=VALUE` on `ropebench eval --backend vllm`)."""
 
     tensor_parallel_size: int = setting(1, min=1)
     # Data parallelism is ropebench's: launch N processes (torchrun / accelerate launch), each
@@ -105,6 +105,7 @@ class VLLMBackend(Backend):
     """A model directory served by vLLM (float32 on CPU, the config's dtype on GPUs)."""
 
     name = "vllm"
+    options_class = VLLMOptions
 
     def __init__(self, model_dir: str | Path, tokenizer=None, *, options: dict[str, Any] | None = None,
                  identity: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1) -> None:
@@ -168,7 +169,7 @@ class VLLMBackend(Backend):
         if total_tokens > self.max_length:
             raise RopebenchError(
                 f"a request of {total_tokens} tokens exceeds the vllm engine's max_model_len "
-                f"{self.max_length}; raise --engine-option max_model_len or lower --lengths"
+                f"{self.max_length}; raise --set backend.max_model_len or lower --lengths"
             )
         if self.switching and total_tokens <= self.window:
             return EngineKey(self.max_length, short=True)
@@ -280,7 +281,7 @@ class VLLMBackend(Backend):
         if options:
             raise RopebenchError(
                 f"unknown generation option(s) for the vllm backend: {', '.join(sorted(options))}; "
-                "engine settings go in --engine-option"
+                "engine settings go in --set backend.KEY=VALUE"
             )
         stop_ids = self._stop_ids(stop_at_newline)
         stop_set = set(stop_ids)

@@ -54,7 +54,7 @@ class ExtenderConfig:
         validate(self, "method")  # bounds declared with `setting(...)`, finiteness of every number
 
     def updated(self, overrides: dict[str, Any]) -> ExtenderConfig:
-        """A copy with `key=value` overrides (`--set` strings or plan values), strictly parsed."""
+        """A copy with `key=value` overrides (`--set params.*` or a plan's params), strictly parsed."""
         return parse_settings(type(self), overrides, where="method", base=self)
 
 

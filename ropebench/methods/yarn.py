@@ -34,7 +34,7 @@ class YarnExtender(Extender):
         if cfg.beta_slow >= cfg.beta_fast:
             raise RopebenchError(
                 f"{self.name}: beta_slow={cfg.beta_slow} must be below beta_fast={cfg.beta_fast}; "
-                "e.g. --set beta_fast=32 --set beta_slow=1"
+                "e.g. --set params.beta_fast=32 --set params.beta_slow=1"
             )
         m = cfg.attention_factor if cfg.attention_factor is not None else yarn_mscale(factor)
         params = hf_rope_parameters(

@@ -38,7 +38,7 @@ class RopeScaling:
     rope_parameters: dict[str, Any]
     short_factor: tuple[float, ...] | None = None
     critical_index: int | None = None
-    provenance: str = "analytic"  # "analytic", "given" (--set), "searched" or "file"
+    provenance: str = "analytic"  # "analytic", "given" (--set params.*), "searched" or "file"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -56,8 +56,8 @@ def read_rows(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dict[str, Any]]:
-    """Each task's options from `options`: shared keys (`--option key=value`) go to every task
-    that knows them, and a nested mapping under a task's name (`--option ppl.stride=256`) to that
+    """Each task's options from `options`: shared keys (`--set tasks.key=value`) go to every task
+    that knows them, and a nested mapping under a task's name (`--set ppl.stride=256`) to that
     task alone. A key no selected task knows, a task-scoped key its task does not know, or a scope
     that names no task is an error; values are cast and checked against each task's `Options`."""
     by_name = {task.name: task for task in tasks}
@@ -67,7 +67,7 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
         if name not in by_name and name not in TASKS:
             raise RopebenchError(
                 f"options for {name!r}, which is no task{did_you_mean(name, TASKS.names())}; "
-                "scope options by a task name, e.g. --option ppl.stride=256"
+                "scope options by a task name, e.g. --set ppl.stride=256"
             )
         if name not in by_name:  # a task not run here: checked now, used by the runs that have it
             get_task(name).parse_options(values)
@@ -77,7 +77,7 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
     for key in shared:
         if key not in everywhere:
             raise RopebenchError(
-                f"unknown option {key!r}{did_you_mean(key, everywhere)}; the tasks run here take: "
+                f"unknown task option {key!r}{did_you_mean(key, everywhere)}; the tasks run here take: "
                 f"{', '.join(everywhere) or 'none'}"
             )
     return {

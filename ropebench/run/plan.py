@@ -22,6 +22,9 @@ Per method, `search:` / `train:` may be `false` (skip the stage), `true` (use th
 or a mapping of settings laid over the plan's defaults. By default a method searches iff its
 extender implements a search, and trains iff the plan has a `train:` section and the method is
 not the baseline. Everything is checked by `load_plan` / `validate` before any model is loaded.
+
+On the command line, `--set SECTION.KEY=VALUE` names the same keys (`train.steps`,
+`search.population`, `niah.depths` for `evaluate.options.niah.depths`; `ropebench.run.overrides`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ropebench.errors import RopebenchError
-from ropebench.settings import parse_settings
+from ropebench.registry import did_you_mean
+from ropebench.settings import field_names, parse_settings
 
 BASELINE = "none"
 PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out")
@@ -82,7 +86,8 @@ class Plan:
 
 
 def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan:
-    """Read a YAML plan, lay CLI `overrides` (top-level keys) over it, and validate it."""
+    """Read a YAML plan, lay CLI `overrides` over it (`merge`; a top-level None is a flag not
+    given), and validate it."""
     import yaml
 
     path = Path(path)
@@ -97,7 +102,8 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan
         raise RopebenchError(f"plan {path} is not valid YAML ({first}); fix the syntax") from err
     if not isinstance(raw, dict):
         raise RopebenchError(f"plan {path} must be a YAML mapping with keys {', '.join(PLAN_KEYS)}")
-    return plan_from_dict(_merge(raw, overrides or {}), source=str(path))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    return plan_from_dict(merge(raw, given), source=str(path))
 
 
 def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
@@ -108,6 +114,7 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
             raise RopebenchError(f"{source}: `{key}` is missing; every plan names {key}")
     search_defaults = _section(raw.get("search"), f"{source}: search")
     train_defaults = _section(raw.get("train"), f"{source}: train")
+    _check_defaults(search_defaults, train_defaults, source)
     has_train = raw.get("train") not in (None, False)
     if not isinstance(raw["methods"], list):
         raise RopebenchError(f"{source}: `methods` must be a list of method names or mappings")
@@ -271,22 +278,28 @@ def _evaluate(raw: Any, where: str) -> EvalPlan:
     )
 
 
+def _check_defaults(search: dict[str, Any], train: dict[str, Any], source: str) -> None:
+    """The plan-wide `search:` and `train:` are checked even where no method uses them: a key no
+    search takes, or a bad training setting, is a mistake whichever methods run."""
+    from ropebench.methods import available_extenders
+    from ropebench.methods.base import SearchSettings
+    from ropebench.training.trainer import TrainSettings
+
+    known = dict.fromkeys(field_names(SearchSettings))
+    for name in available_extenders():
+        if searches(name):
+            known.update(dict.fromkeys(field_names(search_settings_class(name))))
+    unknown = [key for key in search if key not in known]
+    if unknown:
+        key = unknown[0]
+        raise RopebenchError(f"{source}: unknown search setting {key!r}"
+                             f"{did_you_mean(key, list(known))}; known: {', '.join(known)}")
+    _check_settings(train, TrainSettings, f"{source}: train")
+
+
 def _check_settings(values: dict[str, Any], cls: type, where: str) -> None:
     """Every key a field of the settings dataclass, every value of its type and in its range."""
     parse_settings(cls, values, where=where)
-
-
-def _compatible(value: Any, default: Any) -> bool:
-    """YAML gives ints, floats, bools, strings and lists; match them against the default's type."""
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
 
 
 def _check_keys(raw: dict, known: tuple[str, ...], where: str) -> None:
@@ -330,14 +343,13 @@ def _positive_int(value: Any, where: str) -> int:
     return number
 
 
-def _merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """CLI overrides replace top-level keys; `evaluate` overrides merge key by key."""
+def merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` laid over plan data: mappings merge key by key at every depth (so `--set
+    niah.depths=4` keeps the plan's other niah options), anything else replaces the plan's."""
     merged = dict(raw)
     for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "evaluate" and isinstance(merged.get("evaluate"), dict):
-            merged["evaluate"] = {**merged["evaluate"], **value}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged

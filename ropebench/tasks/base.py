@@ -206,7 +206,7 @@ class MeasuredTask(Task):
             length: tokens per document or prompt.
             samples: documents (or samples) to average over.
             seed: makes the documents deterministic.
-            options: this task's options (`--option task.key=value`).
+            options: this task's options (`--set task.key=value`).
         Returns:
             Finished rows; the evaluation loop fills in `method`.
         """

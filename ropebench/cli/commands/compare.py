@@ -3,6 +3,8 @@
 The plan is a YAML file (see `ropebench.run.plan`); flags override its top-level keys, or
 replace the file altogether: `ropebench compare --model reference --target-length 4096
 --methods pi,yarn,longrope2 --tasks ruler,passkey --lengths 512,4096 --out runs/x`.
+`--set SECTION.KEY=VALUE` writes a setting into the plan at the same key (`--set train.steps=50`
+is `train: {steps: 50}`; see `ropebench.run.overrides`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ropebench.cli.commands.arguments import add_set_option
 from ropebench.errors import RopebenchError
+from ropebench.run.overrides import SEARCH, TASK, TASKS, TRAIN
+
+# A method's params live in its plan entry: there is no plan-wide `params:` to write into.
+TAKES = (SEARCH, TRAIN, TASK, TASKS)
+NOTE = ("Each setting is written into the plan at that key, so the plan's precedence holds: a "
+        "method's own\nsearch:/train: mapping and a task's own option win over the plan-wide "
+        "value.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,18 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lengths", help="comma-separated evaluation lengths, e.g. 512,1024,4k")
     parser.add_argument("--samples", type=int, help="samples per task and length")
     parser.add_argument("--seed", type=int, help="evaluation seed")
+    add_set_option(parser, TAKES, NOTE)
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the plan and list its stages (cached or to run), run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
 
 
 def plan_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags that were given, as plan keys."""
+    """The flags and `--set` settings that were given, as plan keys."""
+    from ropebench.run.overrides import parse_set
+    from ropebench.run.plan import merge
+
     evaluate = {k: v for k, v in {"tasks": args.tasks, "lengths": args.lengths,
                                    "samples": args.samples, "seed": args.seed}.items() if v is not None}
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    return {"model": args.model, "target_length": args.target_length, "methods": methods,
-            "evaluate": evaluate or None, "out": args.out}
+    flags = {"model": args.model, "target_length": args.target_length, "methods": methods,
+             "evaluate": evaluate or None, "out": args.out}
+    return merge(flags, parse_set(args.overrides, TAKES, "compare").as_plan())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 Compares none, pi, ntk, yarn and longrope2 on the built-in reference model (512 -> 4096 tokens),
 then renders the report and prints its path. Re-running resumes or reuses finished work.
+`--set SECTION.KEY=VALUE` changes the demo plan as `ropebench compare` does (e.g. train.steps=10).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ropebench.cli.commands.arguments import add_set_option
+from ropebench.cli.commands.compare import NOTE, TAKES
+
 DEFAULT_OUT = "demo-run"
 
 
@@ -19,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"run directory (default: ./{DEFAULT_OUT})")
     parser.add_argument("--model", default=None,
                         help="run the demo plan on another model instead of the reference model")
+    add_set_option(parser, TAKES, NOTE)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
 
 
@@ -29,10 +34,12 @@ def demo_plan_path() -> Path:
 def run(args: argparse.Namespace) -> int:
     from ropebench.reports import write_report
     from ropebench.run.estimate import estimate_seconds
+    from ropebench.run.overrides import parse_set
     from ropebench.run.plan import load_plan
     from ropebench.run.runner import ComparisonRunner, describe
 
-    plan = load_plan(demo_plan_path(), {"model": args.model, "out": args.out})
+    settings = parse_set(args.overrides, TAKES, "demo").as_plan()
+    plan = load_plan(demo_plan_path(), {"model": args.model, "out": args.out, **settings})
     if Path(args.out).exists() and not Path(args.out).is_dir():
         from ropebench.errors import RopebenchError
 

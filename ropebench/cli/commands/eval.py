@@ -2,18 +2,22 @@
 
 Patches the model in memory with the method's RoPE (none: as pretrained), then runs the tasks at
 every length and writes one JSON row per sample to `OUT/rows.jsonl` plus `OUT/summary.csv`.
-Re-running with the same OUT skips the rows already written.
+Re-running with the same OUT skips the rows already written. Settings are `--set params.KEY=V`
+(the method), `--set TASK.KEY=V` / `tasks.KEY=V` (task options, e.g. niah.depths=4,
+tasks.batch_size=4) and `--set backend.KEY=V` (the vllm engine).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ropebench.cli.commands.arguments import add_set_option
+from ropebench.run.overrides import BACKEND, PARAMS, TASK, TASKS
+
+TAKES = (PARAMS, TASK, TASKS, BACKEND)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-length", type=int, default=None, help="context length the method extends to"
     )
-    add_set_option(parser)
+    add_set_option(parser, TAKES)
     parser.add_argument(
         "--factors", type=Path, default=None, help="factors JSON (e.g. from `ropebench search`)"
     )
@@ -47,24 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--label", default=None, help="method name written in the rows (default: the method)"
     )
     parser.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="[TASK.]KEY=VALUE",
-        help="task option, e.g. haystack=pydoc, stride=256, squad_path=FILE, vt.example_length=200",
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
-    parser.add_argument(
         "--backend", default="hf", help="inference engine: hf (transformers) or vllm (see docs/engines.md)"
-    )
-    parser.add_argument(
-        "--engine-option",
-        dest="engine_options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend option, e.g. max_model_len=131072, tensor_parallel_size=2 (vllm)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--force", action="store_true",
@@ -92,38 +79,19 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """`key=value` pairs (values as JSON when they parse, else strings); `task.key=value` nests."""
-    from ropebench.errors import RopebenchError
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise RopebenchError(f"--option wants KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        task, dot, name = key.rpartition(".")
-        if dot:
-            options.setdefault(task, {})[name] = value
-        else:
-            options[key] = value
-    return options
-
-
 def run(args: argparse.Namespace) -> int:
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.load import load_config_dict
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.budget import check_fits
-    from ropebench.run.evaluate import run_evaluation
+    from ropebench.run.evaluate import resolve_options, run_evaluation
+    from ropebench.run.overrides import parse_set
     from ropebench.run.plan import check_label
-    from ropebench.settings import parse_overrides
-    from ropebench.tasks import expand_tasks
+    from ropebench.tasks import expand_tasks, get_task
+    from ropebench.tasks.base import GenerationOptions
 
+    overrides = parse_set(args.overrides, TAKES, "eval")
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise RopebenchError("--tasks is empty; give e.g. --tasks ruler,passkey (see `ropebench list`)")
@@ -135,25 +103,28 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError(f"--samples must be at least 1, got {args.samples}")
     if args.out.exists() and not args.out.is_dir():
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
-    options = parse_options(args.options)
-    options.setdefault("batch_size", args.batch_size)
+    resolved = resolve_options(overrides.options, [get_task(name) for name in tasks])
+    default_batch = GenerationOptions().batch_size
+    batch = max(options.get("batch_size", default_batch) for options in resolved.values())
+    analytic = args.factors is None and args.method not in (None, "none")
+    if overrides.params and not analytic:
+        raise RopebenchError("params.KEY settings configure an analytic --method; give --method "
+                             "NAME --target-length N (a --factors file fixes the scaling itself)")
 
     # Everything that can be checked from config.json is checked before the weights load.
     config = load_config_dict(args.model)
     spec = RopeSpec.from_config(config)
-    check_fits(config, lengths, batch=args.batch_size, force=args.force)
+    check_fits(config, lengths, batch=batch, force=args.force)
     scaling = None
     if args.factors is not None:
         scaling = load_scaling(args.factors, spec, args.target_length)
-    elif args.method not in (None, "none"):
+    elif analytic:
         if args.target_length is None:
             raise RopebenchError(f"--method {args.method} needs --target-length N")
-        scaling = get_extender(args.method, parse_overrides(args.overrides)).rescale(
-            spec, args.target_length
-        )
+        scaling = get_extender(args.method, overrides.params).rescale(spec, args.target_length)
 
     label = args.label or (scaling.method if scaling is not None else "none")
-    backend = make_backend(args, scaling)
+    backend = make_backend(args, scaling, overrides.backend)
     rows = run_evaluation(
         backend,
         identity={"scaling": scaling.to_dict() if scaling is not None else None},
@@ -163,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         out_dir=args.out,
-        options=options,
+        options=overrides.options,
         progress=not args.no_progress,
     )
     getattr(backend, "close", lambda: None)()
@@ -176,15 +147,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_backend(args: argparse.Namespace, scaling):
-    """The backend `--backend` names, holding the model with `scaling` applied, placed on this
-    process's device when several processes share the run (torchrun / accelerate launch)."""
+def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, Any]):
+    """The backend `--backend` names, holding the model with `scaling` applied and the engine
+    options (`--set backend.KEY=VALUE`), placed on this process's device when several processes
+    share the run (torchrun / accelerate launch)."""
     from ropebench.backends.base import BACKENDS
     from ropebench.errors import RopebenchError
     from ropebench.run.distributed import process_place
 
-    engine_options = parse_options(getattr(args, "engine_options", []) or [])
-    name = getattr(args, "backend", "hf") or "hf"
+    name = args.backend or "hf"
     BACKENDS.get(name)  # an unknown name fails here, before any weights load
     if name == "vllm":
         import os
@@ -211,14 +182,15 @@ def make_backend(args: argparse.Namespace, scaling):
     if name != "hf":
         raise RopebenchError(f"`ropebench eval` builds the hf and vllm backends; {name!r} is "
                              "a plugin backend: construct it and call run_evaluation")
+    if engine_options:
+        raise RopebenchError("the hf backend takes no backend.KEY settings (they are vllm's "
+                             "engine options); its generation options are tasks.KEY, e.g. "
+                             "tasks.batch_size=4")
     rank, world_size, device = process_place()
     from ropebench.backends.hf import HFBackend
     from ropebench.model.load import load_model
     from ropebench.model.patch import apply_scaling
 
-    if engine_options:
-        raise RopebenchError("--engine-option is for engines such as vllm; the hf backend takes "
-                             "generation options through --option")
     model, tokenizer = load_model(args.model, device=device, trust_remote_code=args.trust_remote_code)
     if scaling is not None:
         apply_scaling(model, scaling)

@@ -12,6 +12,9 @@ import argparse
 from pathlib import Path
 
 from ropebench.cli.commands.arguments import add_set_option
+from ropebench.run.overrides import PARAMS
+
+TAKES = (PARAMS,)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="target context length (optional with a --factors file that has one)",
     )
-    add_set_option(parser)
+    add_set_option(parser, TAKES)
     parser.add_argument(
         "--factors",
         type=Path,
@@ -52,14 +55,18 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.patch import spec_of
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
-    from ropebench.settings import parse_overrides
+    from ropebench.run.overrides import parse_set
 
+    params = parse_set(args.overrides, TAKES, "extend").params
     if args.method is None and args.factors is None:
         raise RopebenchError("give --method NAME or --factors FILE (see `ropebench list`)")
     if args.factors is None and args.target_length is None:
         raise RopebenchError("give --target-length N (the context length to extend to)")
+    if params and args.factors is not None:
+        raise RopebenchError("params.KEY settings configure the analytic --method; a --factors "
+                             "file fixes the scaling itself, so drop one of them")
     # Everything that can be checked from config.json is checked before the weights load.
-    extender = get_extender(args.method, parse_overrides(args.overrides)) if args.method else None
+    extender = get_extender(args.method, params) if args.method else None
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     if args.factors is not None:

@@ -11,13 +11,16 @@ import argparse
 import json
 
 from ropebench.cli.commands.arguments import add_set_option
+from ropebench.run.overrides import PARAMS
+
+TAKES = (PARAMS,)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="HF model directory, hub id, or `reference`")
     parser.add_argument("--method", default=None, help="also show this extender's factors")
     parser.add_argument("--target-length", type=int, default=None, help="target for --method")
-    add_set_option(parser, "extender setting for --method (repeatable)")
+    add_set_option(parser, TAKES)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -27,16 +30,20 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.load import load_config_dict
     from ropebench.rope.math import critical_index, critical_index_10
     from ropebench.rope.spec import spec_from_config_dict
-    from ropebench.settings import parse_overrides
+    from ropebench.run.overrides import parse_set
 
+    params = parse_set(args.overrides, TAKES, "rope-info").params
     if (args.method is None) != (args.target_length is None):
         raise RopebenchError("--method and --target-length go together; give both or neither")
+    if params and args.method is None:
+        raise RopebenchError("params.KEY settings configure a --method; give --method NAME "
+                             "--target-length N")
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     configured = _configured_scaling(config, args.model)
     scaling = None
     if args.method is not None:
-        extender = get_extender(args.method, parse_overrides(args.overrides))
+        extender = get_extender(args.method, params)
         scaling = extender.rescale(spec, args.target_length)
 
     d_tcd, d10_tcd = critical_index(spec), critical_index_10(spec)

@@ -1,5 +1,8 @@
 """`ropebench search MODEL --method longrope2 --target-length N --out FILE`: evolutionary factor search.
 
+The budget and choices are `--set search.KEY=VALUE` (a plan's `search:` keys, e.g.
+search.population=16), the method's own settings `--set params.KEY=VALUE`.
+
 The output JSON is a saved `RopeScaling` plus the search record (`fitness_history`, `settings`,
 evaluations, seconds), readable by `ropebench extend/eval --factors FILE`. The search state is
 checkpointed after every evaluation (default `FILE.checkpoint.json`); re-running the same command
@@ -16,47 +19,24 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from ropebench.cli.commands.arguments import add_set_option
+from ropebench.run.overrides import PARAMS, SEARCH
+
+TAKES = (PARAMS, SEARCH)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ropebench.methods.evolution.settings import EvolutionSettings
-
-    d = EvolutionSettings()
     parser.add_argument("model", help="HF model directory, hub id, or `reference`")
     parser.add_argument("--method", default="longrope2",
                         help="extender whose search runs (longrope2, longrope; others return "
                              "their analytic factors)")
     parser.add_argument("--target-length", type=int, required=True, help="target context length L")
     parser.add_argument("--out", type=Path, required=True, help="factors JSON to write")
-    parser.add_argument("--population", type=int, default=d.population)
-    parser.add_argument("--iterations", type=int, default=d.iterations)
-    parser.add_argument("--parents", type=int, default=None,
-                        help=f"survivors per generation (default: half the population, {d.parents})")
-    parser.add_argument("--mutations", type=int, default=None,
-                        help=f"mutants per generation (default: a quarter of the population, {d.mutations})")
-    parser.add_argument("--crossovers", type=int, default=None,
-                        help=f"crossover children per generation (default: a quarter, {d.crossovers})")
-    parser.add_argument("--mutation-prob", type=float, default=d.mutation_prob)
-    parser.add_argument("--crossover-prob", type=float, default=d.crossover_prob)
-    parser.add_argument("--samples", "--documents", dest="documents", type=int, default=d.documents,
-                        help="documents the fitness averages over")
-    parser.add_argument("--fitness", default=None,
-                        help="fitness function: needle_ppl (LongRoPE2 default), ppl (LongRoPE default)")
-    parser.add_argument("--mode", choices=("paper", "released"), default=d.mode,
-                        help="paper: scan critical indices d10_tcd..d_tcd; released: fix d_tcd - 1")
-    parser.add_argument("--critical-index", type=int, default=None, help="fix the critical pair index")
-    parser.add_argument("--mscale", choices=("longrope", "yarn"), default=d.mscale,
-                        help="attention temperature of the candidates: sqrt(1+ln s/ln L) (longrope) "
-                        "or 0.1 ln s + 1 (yarn, an option of the released LongRoPE2 code)")
-    parser.add_argument("--haystack", default=d.haystack, help="fitness text: pydoc, essay, noise, a folder")
-    parser.add_argument("--n-hat", type=int, default=d.n_hat,
-                        help="LongRoPE: first positions that keep the original RoPE")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--baselines", default=",".join(d.baselines),
-                        help="comma-separated methods whose analytic factors are scored on the "
-                        "fitness documents for comparison ('' for none)")
+    add_set_option(parser, TAKES)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="search state file (default: OUT.checkpoint.json)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (shorthand for --set search.progress=false)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,28 +51,25 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.distributed import RankScorer, barrier, process_place, world
+    from ropebench.run.overrides import parse_set
     from ropebench.search.fitness import make_scorer
-    from ropebench.settings import field_names, parse_settings
+    from ropebench.settings import parse_settings
 
-    extender = get_extender(args.method)
+    overrides = parse_set(args.overrides, TAKES, "search")
+    extender = get_extender(args.method, overrides.params)
     rank, world_size = world()
     given = {
-        "population": args.population, "iterations": args.iterations,
-        "parents": args.parents, "mutations": args.mutations, "crossovers": args.crossovers,
-        "mutation_prob": args.mutation_prob, "crossover_prob": args.crossover_prob,
-        "documents": args.documents,
-        "fitness": args.fitness or ("ppl" if args.method == "longrope" else "needle_ppl"),
-        "mode": args.mode, "critical_index": args.critical_index, "haystack": args.haystack,
-        "mscale": args.mscale, "seed": args.seed, "n_hat": args.n_hat,
-        "progress": not args.no_progress and rank == 0,
-        "baselines": [name.strip() for name in args.baselines.split(",") if name.strip()],
+        # LongRoPE (v1) searches on plain perplexity of long documents unless told otherwise.
+        **({"fitness": "ppl"} if args.method == "longrope" else {}),
+        **overrides.search,
+        **({"progress": False} if args.no_progress else {}),
     }
-    settings_class = extender.search_settings_class or SearchSettings
-    known = set(field_names(settings_class))
-    settings = parse_settings(settings_class, {k: v for k, v in given.items() if k in known},
+    if rank != 0:  # one progress bar, rank 0's
+        given["progress"] = False
+    settings = parse_settings(extender.search_settings_class or SearchSettings, given,
                               where="search")
-    if args.n_hat and args.method != "longrope":
-        raise RopebenchError("--n-hat applies to --method longrope only")
+    if getattr(settings, "n_hat", 0) and args.method != "longrope":
+        raise RopebenchError("search.n_hat applies to --method longrope only")
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.json")
     for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
         if path.is_dir():
