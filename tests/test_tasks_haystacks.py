@@ -41,6 +41,26 @@ def test_split_sentences():
     assert split_sentences("   ") == []
 
 
+def test_split_sentences_follows_punkt():
+    """nltk punkt's sentences on these (RULER splits the essays with punkt)."""
+    cases = {
+        # closing quotes and brackets stay with the sentence they close
+        'of "addictive." That usage. (Symposium.) In it': ['of "addictive."', "That usage.",
+                                                           "(Symposium.)", "In it"],
+        # with no space, an opening mark starts the next sentence ("." + "[2]", ")Thanks")
+        "than good.[2] Technology. used to those.)Thanks to Sam. this urge.\"Paul said":
+            ["than good.", "[2] Technology.", "used to those.", ")Thanks to Sam.", "this urge.",
+             '"Paul said'],
+        # initials, titles and ellipses end none; the words A and I, numbers and lowercase do
+        "John D. Rockefeller met Mr. Smith... Then plan A. Next 1990s. Then the end. and then":
+            ["John D. Rockefeller met Mr. Smith... Then plan A.", "Next 1990s.", "Then the end.",
+             "and then"],
+        "objects.)4. A new": ["objects.)4.", "A new"],
+    }
+    for text, sentences in cases.items():
+        assert split_sentences(text) == sentences
+
+
 def test_folder_haystack(tmp_path):
     (tmp_path / "b.txt").write_text("Second file.")
     (tmp_path / "a.txt").write_text("First file.")

@@ -6,13 +6,15 @@ prompt (chat wrapper and answer prefix included) plus `max_new_tokens` must not 
 length. Two ways to fill it (the `fill` option of RULER tasks):
 
 - `reference` (NVIDIA/RULER's generators): a binary search over unit counts between one step and
-  three times an estimate, each probe a fresh random draw; then every sample is drawn at that size
-  and, while its draw overflows, redrawn one whole step smaller (500 essay words, 25 noise lines,
-  10 documents, ...). Many samples therefore end well below the budget, as in published tables.
-  The BOS token counts when the tokenizer adds one.
+  three times the units the whole length would hold, each probe a fresh random draw; then every
+  sample is drawn at that size and, while its draw overflows, redrawn one whole step smaller (500
+  essay words, 25 noise lines, 10 documents, ...). Many samples therefore end well below the
+  budget, as in published tables.
 - `tight` (ropebench's own): the largest count that fits one fixed draw (galloping + bisection),
-  and an overflowing sample steps down by 2% of its units, so samples nearly fill the budget; BOS
-  is not counted.
+  and an overflowing sample steps down by 2% of its units, so samples nearly fill the budget.
+
+Neither counts the BOS token (RULER counts the tokenizer's `tokenize`, which adds none); the
+`count_bos` option of RULER tasks counts it.
 
 The fit is found once per (task, length, tokenizer, options) and cached.
 """
@@ -122,13 +124,16 @@ def largest_fitting(fits: Callable[[int], bool], lo: int, hi: int) -> int:
     return lo
 
 
-def reference_fit(fits: Callable[[int], bool], estimate: Callable[[int], int], step: int,
-                  budget: int, factor: int = 3) -> int | None:
-    """NVIDIA/RULER's search: tokens per unit estimated from a draw of `step` units, then a binary
-    search over [step, max(factor * budget / per_unit, 2 * step)], each probe with a fresh draw;
-    None when no probe fits (RULER then uses `step`)."""
-    per_unit = max(estimate(step), 1) / step
-    lo, hi = step, max(int(budget / per_unit * factor), 2 * step)
+def reference_fit(fits: Callable[[int], bool], per_unit: Callable[[], float], step: int,
+                  length: int, factor: int = 3, whole_units_first: bool = False) -> int | None:
+    """NVIDIA/RULER's search: tokens per unit estimated from one draw, then a binary search over
+    [step, max(int(length / per_unit * factor), 2 * step)], each probe with a fresh draw; None
+    when no probe fits (RULER then uses `step`). The bound uses the whole length, generated tokens
+    included, as RULER's does: a budget-based bound starts the bisection elsewhere and so settles
+    on other draws. `whole_units_first`: `int(length // per_unit) * factor`, RULER's cwe bound."""
+    rate = per_unit()
+    units = int(length // rate) * factor if whole_units_first else int(length / rate * factor)
+    lo, hi = step, max(units, 2 * step)
     best = None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -140,8 +145,8 @@ def reference_fit(fits: Callable[[int], bool], estimate: Callable[[int], int], s
 
 
 # Redraws at one step or less before the reference fill shrinks the sample by 2% (RULER would
-# redraw forever).
-MAX_REDRAWS = 50
+# redraw forever): enough that a size where one draw in ten fits is never given up on.
+MAX_REDRAWS = 200
 
 
 def build_samples(
@@ -161,29 +166,30 @@ def build_samples(
     fill: str = "tight",
     step: int = 1,
     estimate_units: int | None = None,
-    count_bos: bool | None = None,
+    count_bos: bool = False,
     search_factor: int = 3,
+    whole_units_first: bool = False,
 ) -> list[Sample]:
     """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index).
 
     `fill`: "reference" (RULER's search and step-down by `step` units; the search estimates
-    tokens per unit from `estimate_units` units, default `step`) or "tight" (see the module doc).
-    `count_bos`: count the BOS token in the budget (default: only with the reference fill).
+    tokens per unit from `estimate_units` units, default `step`; `search_factor` and
+    `whole_units_first` shape its upper bound, see `reference_fit`) or "tight" (see the module
+    doc). `count_bos`: count the BOS token in the budget.
     """
     check_choice("fill", fill, FILLS)
     reference = fill == "reference"
     chat = uses_chat(tokenizer, chat)
-    bos = reference if count_bos is None else count_bos
     step = max(1, step)
 
     def tokens(draft: Draft) -> int:
         text = wrap(tokenizer, draft.text, chat, draft.turns) + draft.answer_prefix
-        return count_tokens(tokenizer, text, bos=bos)
+        return count_tokens(tokenizer, text, bos=count_bos)
 
     budget = length - max_new_tokens
     # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that draw one
     # sample at a time with fresh seeds (training data) reuse it.
-    key = (task, length, max_new_tokens, chat, cache_key, fill, step, bos)
+    key = (task, length, max_new_tokens, chat, cache_key, fill, step, count_bos)
     cache = _FIT_CACHE.setdefault(tokenizer, {})
     stream = None
     if reference:
@@ -199,16 +205,13 @@ def build_samples(
             def probe(units: int) -> bool:
                 return tokens(builder(clamp(units), stream, 0)) <= budget
 
-            def estimate(units: int) -> int:
-                est = estimate_units or units
-                return tokens(builder(clamp(est), stream, 0)) * units // est
+            def per_unit() -> float:
+                units = clamp(estimate_units or step)
+                return max(tokens(builder(units, stream, 0)), 1) / units
 
-            found = reference_fit(probe, estimate, step, budget, search_factor)
-            if found is None and tokens(builder(min_units, sample_rng(0, task, length, -1), 0)) > budget:
-                raise RopebenchError(
-                    f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new "
-                    "tokens); use a longer length or a smaller max_new_tokens option"
-                )
+            found = reference_fit(probe, per_unit, step, length, search_factor, whole_units_first)
+            # No probe fit: RULER draws every sample at one step and redraws until a draw fits
+            # (cwe at 4096 with a small-vocabulary tokenizer, where few do), so no error here.
             fitted = clamp(step if found is None else found)
             cache[key] = (fitted, stream.getstate())
         fitted, state = cache[key]
@@ -251,8 +254,9 @@ def build_samples(
                 units = max(min_units, units - max(1, units // 50))
         if n_tokens > budget:
             raise RopebenchError(
-                f"{task} sample {index} needs {n_tokens + max_new_tokens} tokens > {length}; "
-                "use a longer length"
+                f"{task} sample {index} does not fit in {length} tokens (needs "
+                f"{n_tokens + max_new_tokens} with {max_new_tokens} new tokens); use a longer "
+                "length or a smaller max_new_tokens option"
             )
         samples.append(
             Sample(
@@ -266,7 +270,7 @@ def build_samples(
                 max_new_tokens=max_new_tokens,
                 metric=metric,
                 metadata={**draft.metadata, "units": units, "input_tokens": n_tokens,
-                          "fill": fill, "count_bos": bos},
+                          "fill": fill, "count_bos": count_bos},
             )
         )
     return samples

@@ -104,7 +104,7 @@ class RulerCWE(RulerTask):
         shots: int = 1,
         chat: bool | None = None,
         fill: str = "reference",
-        count_bos: bool | None = None,
+        count_bos: bool = False,
         words: str = "reference",
         positions: str = "reference",
         example_turn: str = "separate",
@@ -136,6 +136,7 @@ class RulerCWE(RulerTask):
             step=10,  # RULER: 10 words
             estimate_units=ESTIMATE_WORDS,
             search_factor=2,
+            whole_units_first=True,
             count_bos=count_bos,
         )
         if words == "wonderwords" and any(s.metadata["units"] >= vocab_size for s in samples):

@@ -156,7 +156,7 @@ class RulerNiah(RulerTask):
         max_new_tokens: int = templates.NIAH_MAX_NEW,
         chat: bool | None = None,
         fill: str = "reference",
-        count_bos: bool | None = None,
+        count_bos: bool = False,
     ) -> list[Sample]:
         essay = haystack if self.config.haystack == "essay" else "essay"
         if self.config.haystack == "essay":

@@ -181,7 +181,7 @@ class RulerQA(RulerTask):
         chat: bool | None = None,
         fill: str = "reference",
         gold: str = "reference",
-        count_bos: bool | None = None,
+        count_bos: bool = False,
         squad_path: str | None = None,
         hotpotqa_path: str | None = None,
     ) -> list[Sample]:

@@ -105,7 +105,7 @@ class RulerVT(RulerTask):
         example: str = "reference",
         chat: bool | None = None,
         fill: str = "reference",
-        count_bos: bool | None = None,
+        count_bos: bool = False,
     ) -> list[Sample]:
         check_choice("layout", layout, LAYOUTS)
         check_choice("example", example, EXAMPLES)
