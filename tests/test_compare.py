@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,9 @@ def test_plan_from_flags(workspace, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "none " in out and "yarn " in out and "Stages: 6 in all, 0 cached, 6 to run." in out
+    # The budget from config.json alone: memory of one forward, time of the pending work.
+    assert re.search(r"Memory: about [\d.]+ GiB for one forward at 512 tokens", out)
+    assert re.search(r"Time: at least [\d.]+ min for the stages still to run", out)
     assert not (tmp_path / "run" / "manifest.json").exists()  # a dry run writes nothing
     assert main(["compare", "--model", str(workspace / "model"), "--out", str(tmp_path)]) == 2
     assert "give a PLAN file, or the flags --target-length, --methods" in capsys.readouterr().err

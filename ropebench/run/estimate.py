@@ -21,13 +21,21 @@ LENGTH_EXPONENT = 1.4  # a forward at L costs ~ (L / target)^1.4 of one at the t
 
 def estimate_seconds(runner: ComparisonRunner) -> float:
     """Seconds the pending stages should take: work counted in forward passes, one timed here."""
+    forwards = pending_forwards(runner)
+    if not forwards:
+        return 0.0
+    model, _ = runner._model(runner.plan.model, None, key="base")
+    forward = _forward_seconds(model, runner.plan.target_length)
+    runner._release()
+    return forwards * forward
+
+
+def pending_forwards(runner: ComparisonRunner) -> float:
+    """The pending stages' work, in forward passes over a prompt of the target length."""
     pending = {s.key for s in runner.pending()}
     if not pending:
         return 0.0
     plan = runner.plan
-    model, _ = runner._model(plan.model, None, key="base")
-    forward = _forward_seconds(model, plan.target_length)
-    runner._release()
     e = plan.evaluate
     options = resolve_options(dict(e.options), [get_task(task) for task in runner.graph[0].evals])
     forwards = 0.0
@@ -47,7 +55,7 @@ def estimate_seconds(runner: ComparisonRunner) -> float:
             if spec.per_length:
                 work *= sum((length / plan.target_length) ** LENGTH_EXPONENT for length in e.lengths)
             forwards += work
-    return forwards * forward
+    return forwards
 
 
 def _forward_seconds(model, length: int) -> float:

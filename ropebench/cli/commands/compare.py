@@ -75,8 +75,35 @@ def run(args: argparse.Namespace) -> int:
     if runner.writes:  # under torchrun, rank 0 speaks for every process
         print(describe(runner))
     if args.dry_run:
+        if runner.writes:
+            print(dry_run_budget(runner))
         return 0
     runner.run()
     if runner.writes:
         print(f"Finished. Render the report: ropebench report {plan.out}")
     return 0
+
+
+def dry_run_budget(runner) -> str:
+    """Memory and time of the pending stages from config.json alone (no weights load): the peak of
+    one forward at the longest length, and the work in forwards at an optimistic FLOP rate."""
+    import torch
+
+    from ropebench.model.load import load_config_dict
+    from ropebench.run.budget import CPU_FLOPS, GPU_FLOPS, available_bytes, estimate
+    from ropebench.run.estimate import pending_forwards
+
+    plan, gpu = runner.plan, torch.cuda.is_available()
+    config = load_config_dict(plan.model)
+    longest = max([plan.target_length, *plan.evaluate.lengths])
+    peak = estimate(config, longest, gpu=gpu).bytes
+    free = available_bytes(gpu)
+    gib = 1024 ** 3
+    memory = f"Memory: about {peak / gib:.2f} GiB for one forward at {longest} tokens"
+    if free is not None:
+        memory += f" ({free / gib:.1f} GiB available{'' if peak <= free else ': it will not fit'})"
+    seconds = pending_forwards(runner) * estimate(config, plan.target_length, gpu=gpu).seconds
+    rate = f"{(GPU_FLOPS if gpu else CPU_FLOPS) / 1e12:g} TFLOP/s"
+    return (f"{memory}.\nTime: at least {seconds / 60:.1f} min for the stages still to run "
+            f"(work counted in forward passes at {plan.target_length} tokens, at an optimistic "
+            f"{rate}; `ropebench demo` times a real forward instead).")
