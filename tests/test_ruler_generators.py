@@ -13,7 +13,7 @@ from ropebench.errors import RopebenchError
 from ropebench.run.evaluate import task_options
 from ropebench.tasks import get_task
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import count_tokens, largest_fitting, reference_fit
+from ropebench.tasks.prompting import count_tokens, largest_fitting, linear_fit, reference_fit
 from ropebench.tasks.ruler.niah import DEPTHS, insert_at_depths, join_queries
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -300,6 +300,28 @@ def test_cwe_fill_matches_the_measured_reference(shipped_tok, length, reference,
     assert abs(got - tight) <= 0.02 * tight
 
 
+@pytest.mark.parametrize(("length", "reference", "tight"), [(2048, 1973, 1996), (4096, 3728, 3957)])
+def test_fwe_fill_matches_the_measured_reference(shipped_tok, length, reference, tight):
+    task = get_task("fwe")
+    samples = task.samples(shipped_tok, length, 10, 42)  # fill: reference
+    assert abs(mean_fill(samples) - reference) <= 0.02 * reference
+    # A linear search from budget // 6 words by budget // 32, then whole steps down.
+    budget, fitted = length - 50, max(s.metadata["units"] for s in samples)
+    assert (fitted - budget // 6) % (budget // 32) == 0
+    assert all((fitted - s.metadata["units"]) % (budget // 32) == 0 for s in samples)
+    got = mean_fill(task.samples(shipped_tok, length, 10, 42, fill="tight"))
+    assert abs(got - tight) <= 0.02 * tight
+
+
+def test_fwe_reference_fill_draws_one_vocabulary_per_sample(shipped_tok):
+    """The reference generator's own samples (2048, seed 42, this tokenizer): a sample stepped
+    down keeps its vocabulary, so the random stream, hence every later sample, is RULER's."""
+    samples = get_task("fwe").samples(shipped_tok, 2048, 10, 42)
+    assert [s.metadata["input_tokens"] + s.max_new_tokens for s in samples] == [
+        1993, 1982, 1941, 2041, 1921, 1937, 2042, 1979, 1911, 1981]
+    assert [s.metadata["units"] for s in samples] == [767, 705, *[767] * 5, 705, 767, 767]
+
+
 def test_vt_reference_layout_one_statement_per_line_and_one_reused_example(shipped_tok):
     samples = get_task("vt").samples(shipped_tok, 2048, 3, 42)
     examples = []
@@ -335,6 +357,13 @@ def test_reference_fill_steps_down_whole_units(tok):
         assert count_tokens(tok, s.input_text) + s.max_new_tokens <= 2048
     for s in get_task("niah_single_1").samples(tok, 2048, 3, 42, count_bos=True):
         assert count_tokens(tok, s.input_text, bos=True) + s.max_new_tokens <= 2048
+
+
+def test_linear_search_steps_up_while_probes_fit():
+    """RULER's fwe search: up by whole steps, one step back from the first probe that fails."""
+    assert linear_fit(lambda units: units < 50, 10, 15, 1000) == 40
+    assert linear_fit(lambda _: False, 10, 15, 1000) == -5  # one step below the start
+    assert linear_fit(lambda _: True, 10, 15, 40) == 40  # never past the largest count
 
 
 def test_reference_search_bound_spans_the_whole_length():

@@ -9,7 +9,9 @@ length. Two ways to fill it (the `fill` option of RULER tasks):
   three times the units the whole length would hold, each probe a fresh random draw; then every
   sample is drawn at that size and, while its draw overflows, redrawn one whole step smaller (500
   essay words, 25 noise lines, 10 documents, ...). Many samples therefore end well below the
-  budget, as in published tables.
+  budget, as in published tables. RULER's fwe instead searches linearly upwards from a starting
+  count, and draws once for the whole search and once per sample: its probes and step-downs
+  only change the size.
 - `tight` (ropebench's own): the largest count that fits one fixed draw (galloping + bisection),
   and an overflowing sample steps down by 2% of its units, so samples nearly fill the budget.
 
@@ -144,6 +146,15 @@ def reference_fit(fits: Callable[[int], bool], per_unit: Callable[[], float], st
     return best
 
 
+def linear_fit(fits: Callable[[int], bool], start: int, step: int, hi: int) -> int:
+    """NVIDIA/RULER's fwe search: up from `start` units by `step` while a probe fits (and stays
+    within `hi`), then one step back; `start - step` when `start` itself does not fit."""
+    units = start
+    while units <= hi and fits(units):
+        units += step
+    return units - step
+
+
 # Redraws at one step or less before the reference fill shrinks the sample by 2% (RULER would
 # redraw forever): enough that a size where one draw in ten fits is never given up on.
 MAX_REDRAWS = 200
@@ -169,13 +180,17 @@ def build_samples(
     count_bos: bool = False,
     search_factor: int = 3,
     whole_units_first: bool = False,
+    linear_from: int | None = None,
+    redraw: bool = True,
 ) -> list[Sample]:
     """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index).
 
     `fill`: "reference" (RULER's search and step-down by `step` units; the search estimates
     tokens per unit from `estimate_units` units, default `step`; `search_factor` and
-    `whole_units_first` shape its upper bound, see `reference_fit`) or "tight" (see the module
-    doc). `count_bos`: count the BOS token in the budget.
+    `whole_units_first` shape its upper bound, see `reference_fit`; with `linear_from` it is
+    `linear_fit` from that count instead) or "tight" (see the module doc). `redraw=False` (reference
+    fill): the search's probes, and each sample's step-downs, replay one draw of the generator, so
+    only the unit count changes. `count_bos`: count the BOS token in the budget.
     """
     check_choice("fill", fill, FILLS)
     reference = fill == "reference"
@@ -202,14 +217,24 @@ def build_samples(
             def clamp(units: int) -> int:
                 return min(max(units, min_units), max_units)
 
-            def probe(units: int) -> bool:
-                return tokens(builder(clamp(units), stream, 0)) <= budget
+            first_draw = stream.getstate()
+
+            def probe_tokens(units: int) -> int:
+                if not redraw:
+                    stream.setstate(first_draw)
+                return tokens(builder(clamp(units), stream, 0))
 
             def per_unit() -> float:
                 units = clamp(estimate_units or step)
                 return max(tokens(builder(units, stream, 0)), 1) / units
 
-            found = reference_fit(probe, per_unit, step, length, search_factor, whole_units_first)
+            if linear_from is None:
+                found = reference_fit(lambda units: probe_tokens(units) <= budget, per_unit, step,
+                                      length, search_factor, whole_units_first)
+            else:
+                # RULER's fwe stops at the first probe that reaches the budget, not past it.
+                found = linear_fit(lambda units: probe_tokens(units) < budget,
+                                   clamp(linear_from), step, max_units)
             # No probe fit: RULER draws every sample at one step and redraws until a draw fits
             # (cwe at 4096 with a small-vocabulary tokenizer, where few do), so no error here.
             fitted = clamp(step if found is None else found)
@@ -237,16 +262,20 @@ def build_samples(
     for index in range(n):
         units = fitted
         redraws = 0
+        replay = stream.getstate() if stream is not None and not redraw else None
         while True:
+            if replay is not None:
+                stream.setstate(replay)
             rng = stream if reference else sample_rng(seed, task, length, index)
             draft = builder(units, rng, index)
             n_tokens = tokens(draft)
             if n_tokens <= budget:
                 break
             if reference and units > step and units > min_units:
-                # RULER: one whole step smaller while above one step, a fresh draw each time.
+                # RULER: one whole step smaller while above one step, a fresh draw each time
+                # (unless `redraw` is off).
                 units = max(min_units, units - step)
-            elif reference and redraws < MAX_REDRAWS:
+            elif reference and redraw and redraws < MAX_REDRAWS:
                 redraws += 1  # RULER redraws at this size until a draw fits
             elif units == min_units:
                 break

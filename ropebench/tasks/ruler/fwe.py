@@ -3,6 +3,10 @@
 `positions`: "reference" orders the vocabulary (hence which coded word gets which rank) and the
 text with a fresh generator seeded by the run seed, as the reference does, so every sample of one
 size has its words' ranks at the same positions; "per_sample" draws both orders per sample.
+
+`fill`: "reference" is RULER's: from budget // 6 words up by budget // 32 until a draw reaches the
+budget, one step back, then each sample one step down while it overflows; one vocabulary for the
+whole search and one per sample. "tight" fits the budget closely (see `prompting`).
 """
 
 from __future__ import annotations
@@ -69,10 +73,12 @@ class RulerFWE(RulerTask):
         max_new_tokens: int = templates.FWE_MAX_NEW,
         chat: bool | None = None,
         positions: str = "reference",
+        fill: str = "reference",
     ) -> list[Sample]:
         check_choice("positions", positions, POSITIONS)
         fixed_seed = seed if positions == "reference" else None
-        vocab_size = (length - max_new_tokens) // 50  # RULER: budget L = length - 50, vocab L // 50
+        budget = length - max_new_tokens
+        vocab_size = budget // 50  # RULER: budget L = length - 50, vocab L // 50
         if vocab_size < 5:
             raise RopebenchError(
                 f"fwe needs at least {5 * 50 + max_new_tokens} tokens; got {length}"
@@ -91,5 +97,9 @@ class RulerFWE(RulerTask):
             max_units=2 * length,
             chat=chat,
             cache_key=(positions,),
+            fill=fill,
+            step=budget // 32,  # RULER: L // 32 words, L the budget as above
+            linear_from=budget // WORD_LETTERS,
+            redraw=False,
         )
 
