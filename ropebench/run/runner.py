@@ -48,7 +48,6 @@ class ComparisonRunner:
     def __init__(self, plan: Plan, run_dir: Path, *, progress: bool = True):
         from ropebench.model.load import load_config_dict
         from ropebench.rope.spec import RopeSpec
-
         from ropebench.run.distributed import world
 
         self.plan = plan
