@@ -20,7 +20,7 @@ import pandas as pd
 
 from ropebench.errors import RopebenchError
 from ropebench.reports.results import RunResults
-from ropebench.stats import RESAMPLES, Z95, bootstrap_mean, interval, overlap
+from ropebench.stats import RESAMPLES, Z95, bootstrap_mean, interval, overlap, wilson
 from ropebench.tasks import GROUPS, Task, get_task
 from ropebench.tasks.registry import TASKS
 from ropebench.tasks.ruler.aggregate import default_threshold, effective_length, wavg_dec, wavg_inc
@@ -126,10 +126,24 @@ def _stderr(meta: dict) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+# lm-eval metrics that score each item 0 or 1: a row's value is then a pass rate over its items.
+BINARY_METRICS = ("acc", "acc_norm", "exact_match")
+
+
+def _binary_items(meta: dict) -> int | None:
+    """Items behind an lm-eval row whose metric passes or fails each item, else None."""
+    metrics = meta.get("metrics") or {}
+    items = metrics.get("sample_len")
+    if str(meta.get("metric", "")).partition(",")[0] in BINARY_METRICS and isinstance(items, int):
+        return items if items > 0 else None
+    return None
+
+
 def cell_interval(task: Task, group: pd.DataFrame) -> tuple[int, float, float, float]:
     """(n, score, low, high) of one cell's rows on the display scale. Per-document values in a
-    measured row's metadata are bootstrapped over documents; a single lm-eval row uses its
-    standard error; other rows are samples (Wilson for pass rates, the bootstrap otherwise)."""
+    measured row's metadata are bootstrapped over documents; lm-eval rows of a pass-or-fail
+    metric are pooled over their items (Wilson), other single lm-eval rows use lm-eval's standard
+    error; other rows are samples (Wilson for pass rates, the bootstrap otherwise)."""
     scale = scale_of(task)
     scores = group["score"].astype(float).tolist()
     score = scale * sum(scores) / len(scores)
@@ -143,6 +157,12 @@ def cell_interval(task: Task, group: pd.DataFrame) -> tuple[int, float, float, f
         values = [v for m in metas for v in m["document_ppl"]]
         low, high = bootstrap_mean(values)
         return (len(values), score, scale * low, scale * high)
+    items = [_binary_items(m) for m in metas]
+    if all(items):
+        total = sum(items)
+        passed = sum(value * n for value, n in zip(scores, items, strict=True))
+        low, high = wilson(passed, total)
+        return (total, scale * passed / total, scale * low, scale * high)
     if len(scores) == 1 and _stderr(metas[0]) is not None:
         half = Z95 * _stderr(metas[0])
         low, high = max(0.0, scores[0] - half), scores[0] + half
