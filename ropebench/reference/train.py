@@ -1,4 +1,4 @@
-"""Pretrain the reference model: a tiny Llama at a 512-token window, on CPU, in 1-2 hours.
+"""Pretrain the reference model: a tiny Llama at a 512-token window, on CPU, in about 2 hours.
 
 Recipe (what made a model this small actually retrieve and match keys):
 1. a warm-up at 64 then 128 tokens: repeated stretches of text (an induction head forms within a

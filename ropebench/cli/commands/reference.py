@@ -10,7 +10,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     train = sub.add_parser(
-        "train", help="Train the reference model (about 65 minutes on 2 shared CPU cores)."
+        "train", help="Train the reference model (about 2 hours on 2 CPU cores; re-running resumes)."
     )
     train.add_argument(
         "--out",
