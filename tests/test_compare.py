@@ -98,6 +98,24 @@ def test_keys_follow_their_inputs(workspace):
     assert other_model["pi"].scaling.key != before["pi"].scaling.key
 
 
+def test_search_keys_hold_every_resolved_setting(workspace):
+    """A search stage's key holds the settings the search runs with, defaults included: LongRoPE
+    (v1) searches on plain perplexity by default, wherever the search is started from."""
+    from ropebench.run.stages import resolved_search
+
+    def scaling_key(method: dict) -> str:
+        raw = raw_plan(workspace)
+        raw["methods"] = ["none", method]
+        return plan_stages(plan_from_dict(raw), {"id": 1})[1].scaling.key
+
+    plan = plan_from_dict({**raw_plan(workspace), "methods": ["none", "longrope", "longrope2"]})
+    fitness = {m.label: resolved_search(m)["fitness"] for m in plan.methods if m.search is not None}
+    assert fitness == {"longrope": "ppl", "longrope2": "needle_ppl"}
+    implicit = scaling_key({"method": "longrope"})
+    assert scaling_key({"method": "longrope", "search": {"fitness": "ppl"}}) == implicit
+    assert scaling_key({"method": "longrope", "search": {"fitness": "needle_ppl"}}) != implicit
+
+
 def test_run_writes_every_artifact(reference_run):
     manifest = json.loads((reference_run / "manifest.json").read_text())
     assert [m["label"] for m in manifest["methods"]] == ["none", "pi", "longrope2"]

@@ -26,10 +26,17 @@ class LongRopeConfig(ExtenderConfig):
     attention_factor: float | None = setting(None, gt=0, max=100)  # None: sqrt(1 + ln(s)/ln(L))
 
 
+@dataclass
+class LongRopeSearchSettings(EvolutionSettings):
+    # LongRoPE (v1) searches on plain perplexity of long documents; LongRoPE2 on needle-driven
+    # perplexity. Every path (`ropebench search`, a plan, the API) takes this one default.
+    fitness: str = "ppl"
+
+
 @register
 class LongRopeExtender(Extender):
     name = "longrope"
-    search_settings_class = EvolutionSettings
+    search_settings_class = LongRopeSearchSettings
     config_class = LongRopeConfig
     description = "LongRoPE: searched non-uniform factors, short/long switch (HF longrope)."
 
@@ -59,6 +66,5 @@ class LongRopeExtender(Extender):
     ) -> RopeScaling:
         from ropebench.methods.evolution.ga import search_longrope
 
-        # LongRoPE (v1) searches on plain perplexity of long documents.
-        settings = settings or EvolutionSettings(fitness="ppl")
+        settings = settings or LongRopeSearchSettings()
         return search_longrope(spec, target_length, scorer, settings, checkpoint=checkpoint)

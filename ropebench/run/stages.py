@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,19 @@ def model_fingerprint(name_or_path: str) -> dict[str, Any]:
     return {"config_sha256": hashlib.sha256(config).hexdigest(), "files": files}
 
 
+def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
+    """Every search setting as the search will use it, defaults included: a changed default then
+    changes the key, so a cached search never stands in for one with other settings."""
+    if m.search is None:
+        return None
+    from ropebench.run.plan import search_settings_class
+    from ropebench.settings import parse_settings
+
+    settings = asdict(parse_settings(search_settings_class(m.method), m.search, where="search"))
+    settings.pop("progress", None)  # how the search shows itself, not what it finds
+    return settings
+
+
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
     """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
     from ropebench.run.evaluate import task_options
@@ -107,7 +120,7 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
             factors = hashlib.sha256(Path(m.factors).read_bytes()).hexdigest()
         scaling = Stage("scaling", m.label, {
             "version": __version__, "model": model_id, "method": m.method, "params": m.params,
-            "target_length": plan.target_length, "search": m.search, "factors": factors,
+            "target_length": plan.target_length, "search": resolved_search(m), "factors": factors,
         })
         train = None
         if m.train is not None:

@@ -59,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     extender = get_extender(args.method, overrides.params)
     rank, world_size = world()
     given = {
-        # LongRoPE (v1) searches on plain perplexity of long documents unless told otherwise.
-        **({"fitness": "ppl"} if args.method == "longrope" else {}),
         **overrides.search,
         **({"progress": False} if args.no_progress else {}),
     }
