@@ -2,6 +2,13 @@
 
 import pytest
 import torch
+from helpers import tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """The tiny test tokenizer (built locally, nothing downloaded); one per module."""
+    return tiny_tokenizer()
 
 
 @pytest.fixture

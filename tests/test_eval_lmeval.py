@@ -6,15 +6,10 @@ import os
 import re
 
 import pytest
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import tiny_llama
 
 from ropebench.backends.hf import HFBackend
 from ropebench.tasks.short import DEFAULT_TASKS, ShortTasks, primary_metric, project_task_configs
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import complete, tiny_llama, tiny_tokenizer
+from helpers import complete, tiny_llama
 
 from ropebench.backends.hf import HFBackend
 from ropebench.cli.main import main
@@ -27,10 +27,6 @@ ROW_KEYS = {
 }
 FIXTURES = Path(__file__).parent / "fixtures"
 
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")

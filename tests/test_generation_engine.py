@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import complete, tiny_llama, tiny_tokenizer
+from helpers import complete, tiny_llama
 
 from ropebench.backends.hf import HFBackend
 from ropebench.backends.hf_engine import decode_batch, rope_is_static
 from ropebench.methods import get_extender
 from ropebench.model.patch import apply_scaling, spec_of
 from ropebench.run.evaluate import run_evaluation
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 3,

@@ -16,11 +16,6 @@ from ropebench.run.evaluate import REPLACED_FILE, read_rows, run_evaluation
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def model():
     return tiny_llama(window=512, seed=1)
 

@@ -34,10 +34,6 @@ NIAH = [
 OFFLINE = [*NIAH, "vt", "cwe", "fwe"]
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
 
 @pytest.fixture(scope="module")
 def drawn(tok):

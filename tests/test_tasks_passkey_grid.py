@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers import tiny_tokenizer
 
 from ropebench.errors import RopebenchError
 from ropebench.tasks import get_task
 from ropebench.tasks.grid import grid_depths
 from ropebench.tasks.passkey import first_integer
 from ropebench.tasks.prompting import count_tokens
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def test_passkey_prompt_layout_and_budget(tok):

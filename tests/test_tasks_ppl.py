@@ -7,17 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import tiny_llama
 
 from ropebench.backends.hf import HFBackend
 from ropebench.errors import RopebenchError
 from ropebench.tasks.needle_ppl import NeedlePPL, answer_tokens
 from ropebench.tasks.ppl import long_documents, perplexity, window_spans
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
