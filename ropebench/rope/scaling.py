@@ -20,6 +20,10 @@ from ropebench.rope.math import check_positive, named_mscale, scale_of, unit_fac
 from ropebench.rope.spec import RopeSpec
 
 
+# Largest factor accepted: a million-fold slower pair already extends any window past 10^9 tokens.
+MAX_FACTOR = 1e6
+
+
 @dataclass(frozen=True)
 class RopeScaling:
     """Everything needed to patch a model with a method, or to export it.
@@ -90,9 +94,12 @@ def switch_length(config) -> int | None:
 def validate_factors(
     spec: RopeSpec, factors: Sequence[float], *, monotone_from: int | None = None
 ) -> tuple[float, ...]:
-    """Check a factor list for `spec`: one per pair, finite, positive, and (from `monotone_from`
-    on) non-decreasing. Returns it as a tuple of floats."""
+    """Check a factor list for `spec`: one per pair, finite, positive, at most `MAX_FACTOR`, and
+    (from `monotone_from` on) non-decreasing. Returns it as a tuple of floats."""
+    words = [f for f in factors if isinstance(f, bool | str)]  # float(True) or float("2") pass
     try:
+        if words:
+            raise ValueError(f"{words[0]!r} is not a number")
         values = tuple(float(f) for f in factors)
     except (TypeError, ValueError) as err:
         raise RopebenchError(
@@ -104,6 +111,12 @@ def validate_factors(
             f"(rotary dim {spec.rotary_dim}); give exactly {spec.n_pairs} factors"
         )
     check_positive(values)
+    big = next((i for i, f in enumerate(values) if f > MAX_FACTOR), None)
+    if big is not None:
+        raise RopebenchError(
+            f"factor entry {big} is {values[big]:g}, above {MAX_FACTOR:g}: no extension slows a "
+            "pair that much (its angles would vanish); fix the factor list"
+        )
     if monotone_from is not None:
         for i in range(max(monotone_from, 0) + 1, len(values)):
             if values[i] < values[i - 1]:

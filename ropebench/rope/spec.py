@@ -141,3 +141,31 @@ def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
             raise
         fields = {k: v for k, v in config.items() if k != "model_type"}
         return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))
+
+
+# Older configs name the longrope type `su` (the first Phi-3 128K releases).
+_TYPE_ALIASES = {"su": "longrope"}
+
+
+def configured_rope(config: Any) -> dict[str, Any]:
+    """The RoPE scaling a config applies, as one flat dict in transformers 5's field names.
+
+    Reads `rope_parameters` or the legacy `rope_scaling` (whose type is `type`), and fills the
+    fields that configs keep beside it at the top level (`rope_theta`,
+    `original_max_position_embeddings`, `max_position_embeddings`). An unscaled config gives
+    `rope_type` "default".
+    """
+
+    def get(key: str, default: Any = None) -> Any:
+        if isinstance(config, dict):
+            return config.get(key, default)
+        return getattr(config, key, default)
+
+    nested = get("rope_parameters") or get("rope_scaling") or {}
+    params = dict(nested) if isinstance(nested, dict) else {}
+    rope_type = str(params.pop("type", None) or params.get("rope_type") or "default")
+    params["rope_type"] = _TYPE_ALIASES.get(rope_type, rope_type)
+    for key in ("rope_theta", "original_max_position_embeddings", "max_position_embeddings"):
+        if params.get(key) is None and get(key) is not None:
+            params[key] = get(key)
+    return params

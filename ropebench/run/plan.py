@@ -178,7 +178,7 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             if not Path(m.factors).is_file():
                 raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
             try:
-                load_scaling(m.factors, spec, plan.target_length)
+                load_scaling(m.factors, spec, plan.target_length, m.method)
             except RopebenchError as err:
                 raise RopebenchError(f"{where}: {err}") from err
     try:

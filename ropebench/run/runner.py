@@ -149,7 +149,7 @@ class ComparisonRunner:
         m = ms.method
         extender = get_extender(m.method, m.params)
         if m.factors is not None:
-            scaling = load_scaling(m.factors, self.spec, self.plan.target_length)
+            scaling = load_scaling(m.factors, self.spec, self.plan.target_length, m.method)
         elif m.search is None:
             scaling = extender.rescale(self.spec, self.plan.target_length)
         else:

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(config, lengths, batch=batch, force=args.force)
     scaling = None
     if args.factors is not None:
-        scaling = load_scaling(args.factors, spec, args.target_length)
+        scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     elif analytic:
         if args.target_length is None:
             raise RopebenchError(f"--method {args.method} needs --target-length N")

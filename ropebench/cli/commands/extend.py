@@ -70,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     if args.factors is not None:
-        scaling = load_scaling(args.factors, spec, args.target_length)
-        if args.method is not None and scaling.method != args.method:
-            raise RopebenchError(
-                f"{args.factors} holds {scaling.method} factors, not {args.method}; "
-                f"drop --method or use --method {scaling.method}"
-            )
+        scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     else:
         scaling = extender.rescale(spec, args.target_length)
 

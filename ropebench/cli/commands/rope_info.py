@@ -2,13 +2,17 @@
 
 Prints the base, head and rotary dims, the pretrained window, the critical pair indices d_tcd and
 d10_tcd, and the period of every pair. With `--method` and `--target-length` the table gains the
-method's per-pair factors for that target.
+method's per-pair factors for that target. A config with longrope scaling (Phi-3, a released
+LongRoPE2 config, a model `extend` wrote) shows its short and long factors and their LongRoPE2
+decomposition: the largest pair c below which f_i = f_c^(i/c), the fit residual, f_c / s, the
+upper group's range beside d_tcd and d10_tcd, and the attention factor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from ropebench.cli.commands.arguments import add_set_option
 from ropebench.run.overrides import PARAMS
@@ -41,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     configured = _configured_scaling(config, args.model)
+    longrope = _longrope_view(spec, configured["rope_parameters"], configured[
+        "max_position_embeddings"]) if configured else None
     scaling = None
     if args.method is not None:
         extender = get_extender(args.method, params)
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             info["scaling"] = scaling.to_dict()
         if configured is not None:
             info["configured"] = configured
+        if longrope is not None:
+            info["longrope"] = longrope
         print(json.dumps(info, indent=2))
         return 0
 
@@ -92,17 +100,23 @@ def run(args: argparse.Namespace) -> int:
               + (f", {', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""))
     print(f"d_tcd             {d_tcd}  (first pair with period >= L)")
     print(f"d10_tcd           {d10_tcd}  (first pair with fewer than 10 periods in L)")
+    if longrope is not None:
+        _print_longrope(longrope)
     if scaling is not None:
         print(
             f"{scaling.method:<17} target {scaling.target_length}, "
             f"s = {scaling.target_length / spec.window:g}, m = {scaling.attention_factor:.6f}"
         )
     header = f"{'pair':>4}  {'period':>12}  {'periods in L':>12}"
+    if longrope is not None:
+        header += f"  {'short':>10}  {'long':>10}"
     if scaling is not None:
         header += f"  {'factor':>10}"
     print("\n" + header)
     for i, period in enumerate(periods):
         line = f"{i:>4}  {period:>12.1f}  {spec.window / period:>12.3f}"
+        if longrope is not None:
+            line += f"  {longrope['short_factor'][i]:>10.4f}  {longrope['long_factor'][i]:>10.4f}"
         if scaling is not None:
             line += f"  {scaling.long_factor[i]:>10.4f}"
         marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
@@ -116,10 +130,11 @@ def _configured_scaling(config: dict, model: str) -> dict | None:
     from pathlib import Path
 
     from ropebench.model.load import resolve_model_path
-    from ropebench.rope.spec import PRETRAINED_KEY
+    from ropebench.rope.spec import PRETRAINED_KEY, configured_rope
 
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    rope_type = str(params.get("rope_type", params.get("type", "default")))
+    params = configured_rope(config)
+    params.pop("max_position_embeddings", None)  # shown on its own
+    rope_type = params["rope_type"]
     if PRETRAINED_KEY not in config and rope_type == "default":
         return None
     pretrained = config.get(PRETRAINED_KEY) or {}
@@ -136,3 +151,53 @@ def _configured_scaling(config: dict, model: str) -> dict | None:
             method = None
     return {"method": method, "rope_parameters": params,
             "max_position_embeddings": config.get("max_position_embeddings")}
+
+
+def _longrope_view(spec, params: dict, target) -> dict | None:
+    """A longrope config's factor lists, attention factor and LongRoPE2 decomposition, or None."""
+    from ropebench.errors import RopebenchError
+    from ropebench.rope.decompose import decompose
+    from ropebench.rope.math import longrope_mscale
+    from ropebench.rope.scaling import validate_factors
+
+    if params.get("rope_type") != "longrope":
+        return None
+    try:
+        long = validate_factors(spec, params.get("long_factor") or [])
+        short = validate_factors(spec, params.get("short_factor") or [1.0] * spec.n_pairs)
+    except RopebenchError as err:
+        raise RopebenchError(f"the config's longrope factors are unusable: {err}") from err
+    scale = (float(target) if target else spec.window) / spec.window
+    given = params.get("attention_factor")
+    parts = decompose(spec, long, scale)
+    return {
+        "short_factor": list(short),
+        "long_factor": list(long),
+        "scale": scale,
+        "attention_factor": float(given) if given is not None else longrope_mscale(scale, spec.window),
+        "attention_factor_given": given is not None,
+        "decomposition": {**asdict(parts), "offset": parts.offset},
+    }
+
+
+def _print_longrope(view: dict) -> None:
+    parts, s = view["decomposition"], view["scale"]
+    source = "from the config" if view["attention_factor_given"] else "sqrt(1 + ln s / ln L), not in the config"
+    print(f"attention factor  {view['attention_factor']:.6f}  ({source}; s = {s:g})")
+    short = view["short_factor"]
+    print("short factors     " + ("all 1" if all(f == 1 for f in short)
+                                  else f"{min(short):.4g} .. {max(short):.4g}"))
+    long = view["long_factor"]
+    print(f"long factors      {min(long):.4g} .. {max(long):.4g}")
+    c = parts["critical_index"]
+    if c < 2 or parts["anchor"] <= 1:
+        print(f"decomposition     no NTK lower group (largest c with f_i = f_c^(i/c) below it: {c}, "
+              f"f_c = {parts['anchor']:.4g}): not LongRoPE2-shaped")
+        return
+    print(f"decomposition     c = {c}: f_i = f_c^(i/c) for pairs 0..{c - 1} "
+          f"(max residual {parts['residual']:.2g}); f_c = {parts['anchor']:.4g} = "
+          f"{parts['anchor_over_scale']:.4g} s")
+    print(f"upper group       pairs {c}..{len(long) - 1}: {parts['upper_min']:.4g} .. "
+          f"{parts['upper_max']:.4g} ({parts['upper_min'] / s:.4g} s .. {parts['upper_max'] / s:.4g} s)")
+    print(f"critical pair     c = {c} vs d_tcd = {parts['d_tcd']} (c - d_tcd = {parts['offset']:+d}), "
+          f"d10_tcd = {parts['d10_tcd']}")

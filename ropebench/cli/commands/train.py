@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     # The method, target and factors are checked against config.json before any weights load.
     config_spec = RopeSpec.from_config(load_config_dict(args.model))
     if args.factors is not None:
-        load_scaling(args.factors, config_spec, args.target_length)
+        load_scaling(args.factors, config_spec, args.target_length, args.method)
     else:
         extender.rescale(config_spec, args.target_length)
     if settings.data != "reference":  # a missing or empty local source fails now
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model)
     spec = spec_of(model)
     if args.factors is not None:
-        scaling = load_scaling(args.factors, spec, args.target_length)
+        scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     else:
         scaling = extender.rescale(spec, args.target_length)
     result = train_model(model, tokenizer, scaling, settings, out_dir=args.out,
