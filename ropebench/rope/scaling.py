@@ -19,7 +19,6 @@ from ropebench.errors import RopebenchError
 from ropebench.rope.math import check_positive, named_mscale, scale_of, unit_factors
 from ropebench.rope.spec import RopeSpec
 
-
 # Largest factor accepted: a million-fold slower pair already extends any window past 10^9 tokens.
 MAX_FACTOR = 1e6
 

@@ -53,7 +53,7 @@ class MethodPlan:
     params: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] | None = None  # SearchSettings overrides; None = use rescale()
     train: dict[str, Any] | None = None  # TrainSettings overrides; None = no training
-    factors: str | None = None  # a factors JSON to use instead of searching
+    factors: str | None = None  # a factors file (JSON, HF longrope config.json, LongRoPE CSV) instead of searching
 
     @property
     def is_baseline(self) -> bool:

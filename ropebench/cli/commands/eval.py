@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_set_option(parser, TAKES)
     parser.add_argument(
-        "--factors", type=Path, default=None, help="factors JSON (e.g. from `ropebench search`)"
+        "--factors", type=Path, default=None, help="factors file: a JSON from `ropebench search`/`extend`, a HF config.json with longrope scaling, or a LongRoPE CSV"
     )
     parser.add_argument(
         "--tasks",

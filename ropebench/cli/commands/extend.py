@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--factors",
         type=Path,
         default=None,
-        help="factors JSON (e.g. from `ropebench search`) instead of analytic factors",
+        help="factors file: a JSON from `ropebench search`/`extend`, a HF config.json with longrope scaling, or a LongRoPE CSV (instead of analytic factors)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
     parser.add_argument(

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-length", type=int, required=True, help="row length L in tokens")
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
     parser.add_argument("--factors", type=Path, default=None,
-                        help="factors JSON (e.g. from `ropebench search`) instead of analytic factors")
+                        help="factors file: a JSON from `ropebench search`/`extend`, a HF config.json with longrope scaling, or a LongRoPE CSV (instead of analytic factors)")
     add_set_option(parser, TAKES)
 
 
