@@ -60,3 +60,35 @@ def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     if any(math.isnan(x) for x in (*a, *b)):
         return True
     return a[0] <= b[1] and b[0] <= a[1]
+
+
+def ratio_interval(top: tuple[float, float, float],
+                   bottom: tuple[float, float, float]) -> tuple[float, float, float]:
+    """A ratio top/bottom of two independent estimates and its 95% interval, each estimate given
+    as (value, low, high) with its own 95% interval.
+
+    MOVER-R (Donner & Zou 2012) recovers the ratio's interval from the two intervals, asymmetric
+    ones (Wilson's near 0% or 100%) included. Where its closed form does not apply (an interval
+    reaching twice its estimate, or a negative discriminant) the bounds fall back to the ratio of
+    the extremes, low/high and high/low, which is wider. An upper bound is inf when the
+    denominator's interval reaches 0; everything is NaN without a positive denominator.
+    """
+    (a, a_low, a_high), (b, b_low, b_high) = top, bottom
+    if any(math.isnan(x) for x in (a, a_low, a_high, b, b_low, b_high)) or b <= 0:
+        return (math.nan, math.nan, math.nan)
+    ratio = a / b
+    lower_disc = (a * b) ** 2 - a_low * b_high * (2 * a - a_low) * (2 * b - b_high)
+    lower_den = b_high * (2 * b - b_high)
+    if lower_disc >= 0 and lower_den > 0:
+        low = (a * b - math.sqrt(lower_disc)) / lower_den
+    else:
+        low = a_low / b_high
+    if b_low <= 0:
+        return (ratio, min(low, ratio), math.inf)
+    upper_disc = (a * b) ** 2 - a_high * b_low * (2 * a - a_high) * (2 * b - b_low)
+    upper_den = b_low * (2 * b - b_low)
+    if upper_disc >= 0 and upper_den > 0:
+        high = (a * b + math.sqrt(upper_disc)) / upper_den
+    else:
+        high = a_high / b_low
+    return (ratio, min(low, ratio), max(high, ratio))

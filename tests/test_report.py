@@ -145,7 +145,8 @@ def test_html_is_escaped_and_self_contained(run_dir):
     assert "<script" not in page  # the model output is shown, escaped
     assert "&lt;script&gt;alert(" in page
     assert "&lt;i&gt;plan&lt;/i&gt;" in page
-    assert page.count('src="data:image/png;base64,') == 7  # ruler, ppl, passkey, niah, factors, fitness, loss
+    # ruler, ppl, passkey, niah, short context kept, factors, fitness, loss
+    assert page.count('src="data:image/png;base64,') == 8
     for external in ('src="http', "href=\"http", "@import", "url(http"):
         assert external not in page
     assert "incomplete" not in page

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from ropebench.io import write_text_atomic
-from ropebench.reports import tables
+from ropebench.reports import retention, tables
+from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.html import cell_text, table_view
 from ropebench.reports.results import RunResults
 
@@ -40,6 +41,9 @@ def result_tables(results: RunResults, *, threshold: float | None = None) -> dic
             if section.kind == "depth_grid":
                 for method in methods:
                     found[f"{section.key}_{method}"] = tables.depth_grid(rows, section.key, method)
+    for view in retention.retentions(results):
+        found[f"{view.section.key}_short_context"] = view.table
+    found["configuration"] = configuration_table(results)
     return {name: frame for name, frame in found.items() if not frame.empty}
 
 
@@ -78,7 +82,7 @@ def markdown_summary(results: RunResults, *, threshold: float | None = None) -> 
     parts = [
         f"### RoPE extension: {markdown_cell(results.name)}",
         "",
-        markdown_cell(tables.headline(results, summary, scores)),
+        markdown_cell(retention.headline(results, summary, scores)),
         "",
         f"Model `{markdown_cell(results.model)}`, window {results.spec.get('window', '?')} -> "
         f"{results.target_length} tokens. Scores carry their 95% interval and n; `≈` marks a method "
@@ -92,6 +96,13 @@ def markdown_summary(results: RunResults, *, threshold: float | None = None) -> 
             if not table.empty:
                 parts += ["", f"{markdown_cell(section.title)} score by length:", "",
                           markdown_table(table)]
+    short = retention.primary(results)
+    if short is not None:
+        where = "as a whole" if short.short is None else f"at {short.short} tokens"
+        parts += ["", f"Short context kept ({markdown_cell(short.section.title)} {where}, % of the "
+                  "original model, 95% interval):", "", markdown_table(short.table)]
+    parts += ["", "Configuration per method (`-`: not recorded):", "",
+              markdown_table(as_text(configuration_table(results)))]
     if not results.complete:
         parts += ["", "_Incomplete run: some stages have not finished._"]
     return "\n".join(parts) + "\n"

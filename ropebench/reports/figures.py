@@ -212,10 +212,44 @@ def loss_figure(results: RunResults) -> str | None:
     return to_data_uri(fig)
 
 
+def retention_figure(results: RunResults) -> str | None:
+    """Long-context score (at the longest length) against short-context retention (at the original
+    window), one point per method with both 95% intervals: the two halves of the claim at once."""
+    from ropebench.reports.retention import RETAINED, retentions
+
+    view = next((r for r in retentions(results) if r.long is not None and r.long != r.short), None)
+    if view is None:
+        return None
+    plt = _pyplot()
+    colors = _colors(results)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    table, column = view.table, view.long_column
+    for method in table.index:
+        x, y = table.loc[method, RETAINED], table.loc[method, column]
+        if pd.isna(x) or pd.isna(y):
+            continue
+        x_low, x_high = table.loc[method, f"{RETAINED} low"], table.loc[method, f"{RETAINED} high"]
+        y_low, y_high = table.loc[method, f"{column} low"], table.loc[method, f"{column} high"]
+        # An unbounded upper end (the original model scored 0 within its interval) is drawn to 400%.
+        xerr = None if pd.isna(x_low) else [[x - x_low], [min(x_high, 400.0) - x]]
+        yerr = None if pd.isna(y_low) else [[max(0.0, y - y_low)], [max(0.0, y_high - y)]]
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", capsize=3, color=colors.get(method),
+                    label=method + (" (original model)" if method == results.baseline else ""))
+    ax.axvline(100, color="grey", linestyle=":", linewidth=1)
+    ax.set(title=f"{view.section.title}: long context vs short context kept",
+           xlabel=f"retained at {view.short} tokens (% of the original model)",
+           ylabel=f"score at {view.long} tokens "
+                  f"({'0-100' if view.section.unit == 'fraction' else view.section.unit})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
 def all_figures(results: RunResults) -> dict[str, str | None]:
     """The run-wide figures (factors, search fitness, training loss); sections draw their own."""
     return {
         "factors": factors_figure(results),
         "fitness": fitness_figure(results),
         "loss": loss_figure(results),
+        "retention": retention_figure(results),
     }

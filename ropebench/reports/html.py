@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ropebench.reports import figures, tables
+from ropebench.reports import figures, retention, tables
+from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.results import RunResults
 
 SAMPLE_OUTPUTS_PER_TASK = 1  # predictions shown per (method, task), at the longest length
@@ -148,6 +149,17 @@ def section_views(results: RunResults, stats: pd.DataFrame) -> list[dict[str, An
     return views
 
 
+def retention_views(results: RunResults) -> list[dict[str, Any]]:
+    """Per section, the score at the target beside the score and retention at the original window."""
+    views = []
+    for view in retention.retentions(results):
+        digits = 1 if view.section.unit == "fraction" else 2
+        where = "as a whole" if view.short is None else f"at {view.short} tokens"
+        views.append({"title": view.section.title, "where": where,
+                      "table": table_view(view.table, index_name="method", digits=digits)})
+    return views
+
+
 def render_html(results: RunResults, *, threshold: float | None = None) -> str:
     from jinja2 import Environment, PackageLoader
 
@@ -164,7 +176,9 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
     fidelity_keys, fidelity = fidelity_choices(rows)
     context = {
         "results": results,
-        "headline": tables.headline(results, summary, scores),
+        "headline": retention.headline(results, summary, scores),
+        "retention": retention_views(results),
+        "configuration": table_view(as_text(configuration_table(results))),
         "threshold": None if threshold is None else format_value(float(threshold)),
         "groups": [{"title": g.title, "tasks": g.tasks,
                     "members": len(tables.GROUPS.get(g.key, g.tasks))} for g in groups],

@@ -32,7 +32,17 @@ class MethodResult:
     search_evaluations: int | None = None
     train_seconds: float | None = None
     train_tokens: int | None = None
+    # From the train stage's done record where the trainer wrote them (None: not recorded).
+    tokens_short: int | None = None  # tokens in short (original-RoPE) rows of mixed training
+    tokens_long: int | None = None  # tokens in long (rescaled) rows
+    trainable_parameters: int | None = None
     complete: bool = True  # every stage of the method has its done marker
+
+    @property
+    def attention_factor(self) -> float | None:
+        """The magnitude m on cos and sin (attention logits scale by m^2), as the scaling set it."""
+        value = (self.scaling or {}).get("attention_factor")
+        return float(value) if isinstance(value, int | float) else None
 
     @property
     def fitness_history(self) -> list[float]:
@@ -123,17 +133,29 @@ def _method(run_dir: Path, entry: dict[str, Any]) -> MethodResult:
         complete=all((run_dir / s["path"] / "done").is_file() for s in stages),
     )
     extra = (result.scaling or {}).get("extra", {})
+    done = _json(run_dir / entry["scaling"]["path"] / "done") or {}
     if (result.scaling or {}).get("provenance") == "searched":
-        done = _json(run_dir / entry["scaling"]["path"] / "done") or {}
         result.search_seconds = extra.get("seconds", done.get("seconds"))
-        result.search_evaluations = extra.get("evaluations")
+        result.search_evaluations = _count(done.get("search_evaluations", extra.get("evaluations")))
     if entry["train"]:
         losses = _json(run_dir / entry["train"]["path"] / "losses.json")
         if losses:
             result.losses = [(int(step), float(loss)) for step, loss in losses["losses"]]
             result.train_seconds = losses.get("seconds")
             result.train_tokens = losses.get("tokens")
+        trained = _json(run_dir / entry["train"]["path"] / "done") or {}
+        if isinstance(trained.get("seconds"), int | float):
+            result.train_seconds = float(trained["seconds"])  # the stage's wall time
+        result.tokens_short = _count(trained.get("tokens_short"))
+        result.tokens_long = _count(trained.get("tokens_long"))
+        result.trainable_parameters = _count(trained.get("trainable_parameters"))
     return result
+
+
+def _count(value: Any) -> int | None:
+    """A recorded count, or None where the record has none (or not a whole number)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    return int(value) if ok else None
 
 
 def _json(path: Path) -> dict[str, Any] | None:
