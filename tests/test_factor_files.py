@@ -275,3 +275,39 @@ def test_good_files_still_load(tmp_path):
     round_trip = tmp_path / "d.json"
     scaling.save(round_trip)
     assert load_scaling(round_trip, TINY) == scaling
+
+
+def test_a_plan_entry_with_another_methods_factors_is_refused(tmp_path):
+    from ropebench.run.plan import plan_from_dict, validate
+
+    model = tmp_path / "tiny"
+    model.mkdir()
+    write(model / "config.json", TINY_CONFIG)
+    longrope2 = write(tmp_path / "lr2.json", factor_file(method="longrope2", critical_index=3))
+
+    def plan(method: str):
+        return plan_from_dict({
+            "model": str(model), "target_length": 128,
+            "methods": [{"method": method, "factors": str(longrope2)}],
+            "evaluate": {"tasks": ["passkey"], "lengths": [64]},
+        })
+
+    with pytest.raises(RopebenchError, match="holds longrope2 factors, not yarn"):
+        validate(plan("yarn"))
+    validate(plan("longrope2"))
+
+
+def test_rope_info_refuses_a_longrope_config_with_unusable_factors(capsys, tmp_path):
+    model = tmp_path / "broken"
+    model.mkdir()
+    write(model / "config.json", {**TINY_CONFIG, "max_position_embeddings": 128, "rope_scaling": {
+        "type": "longrope", "long_factor": [1, 2, 3], "original_max_position_embeddings": 64}})
+    err = one_line_refusal(capsys, "rope-info", model)
+    assert "longrope factors are unusable" in err and "has 3 entries" in err
+
+
+def test_su_is_read_as_longrope():
+    """The first Phi-3 128K configs call the longrope type `su`; its window is the original one."""
+    config = {**llama3_config(), "rope_scaling": {**llama3_config()["rope_scaling"], "type": "su"}}
+    spec = spec_from_config_dict(config)
+    assert spec.window == 8192 and spec.rope_type == "longrope"

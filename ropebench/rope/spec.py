@@ -18,6 +18,8 @@ PRETRAINED_KEY = "ropebench_pretrained_rope"
 
 # rope_type values whose `original_max_position_embeddings` is the pretrained window.
 _TYPES_WITH_ORIGINAL_WINDOW = ("yarn", "llama3", "longrope")
+# Older configs name the longrope type `su` (the first Phi-3 128K releases).
+_TYPE_ALIASES = {"su": "longrope"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class RopeSpec:
         rotary_dim = int(head_dim * partial)
         rotary_dim -= rotary_dim % 2
         rope_type = str(params.get("rope_type", params.get("type", "default")))
+        rope_type = _TYPE_ALIASES.get(rope_type, rope_type)
         # Only scaled types carry the pretrained window separately; for `default` (and `dynamic`,
         # which keeps max_position_embeddings at the pretrained length) it is max_position_embeddings.
         # Phi-3 configs always have an `original_max_position_embeddings` attribute (default 4096),
@@ -141,10 +144,6 @@ def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
             raise
         fields = {k: v for k, v in config.items() if k != "model_type"}
         return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))
-
-
-# Older configs name the longrope type `su` (the first Phi-3 128K releases).
-_TYPE_ALIASES = {"su": "longrope"}
 
 
 def configured_rope(config: Any) -> dict[str, Any]:
