@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.errors import RopebenchError
     from ropebench.methods.base import get_extender
     from ropebench.model.load import load_config_dict
-    from ropebench.rope.math import critical_index, critical_index_10
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
 
@@ -52,36 +51,38 @@ def run(args: argparse.Namespace) -> int:
         extender = get_extender(args.method, params)
         scaling = extender.rescale(spec, args.target_length)
 
-    d_tcd, d10_tcd = critical_index(spec), critical_index_10(spec)
-    periods = spec.periods()
     if args.json:
-        info = {
-            **{
-                k: getattr(spec, k)
-                for k in (
-                    "model_type",
-                    "rope_type",
-                    "base",
-                    "head_dim",
-                    "rotary_dim",
-                    "partial_rotary_factor",
-                    "window",
-                )
-            },
-            "n_pairs": spec.n_pairs,
-            "d_tcd": d_tcd,
-            "d10_tcd": d10_tcd,
-            "periods": periods,
-        }
-        if scaling is not None:
-            info["scaling"] = scaling.to_dict()
-        if configured is not None:
-            info["configured"] = configured
-        if longrope is not None:
-            info["longrope"] = longrope
-        print(json.dumps(info, indent=2))
+        print(json.dumps(_json_info(spec, scaling, configured, longrope), indent=2))
         return 0
+    _print_text(spec, scaling, configured, longrope)
+    return 0
 
+
+def _json_info(spec, scaling, configured: dict | None, longrope: dict | None) -> dict:
+    from ropebench.rope.math import critical_index, critical_index_10
+
+    fields = ("model_type", "rope_type", "base", "head_dim", "rotary_dim",
+              "partial_rotary_factor", "window")
+    info = {
+        **{k: getattr(spec, k) for k in fields},
+        "n_pairs": spec.n_pairs,
+        "d_tcd": critical_index(spec),
+        "d10_tcd": critical_index_10(spec),
+        "periods": spec.periods(),
+    }
+    if scaling is not None:
+        info["scaling"] = scaling.to_dict()
+    if configured is not None:
+        info["configured"] = configured
+    if longrope is not None:
+        info["longrope"] = longrope
+    return info
+
+
+def _print_text(spec, scaling, configured: dict | None, longrope: dict | None) -> None:
+    from ropebench.rope.math import critical_index, critical_index_10
+
+    d_tcd, d10_tcd = critical_index(spec), critical_index_10(spec)
     print(f"model type        {spec.model_type} (rope_type {spec.rope_type})")
     print(f"base              {spec.base:g}")
     print(f"head dim          {spec.head_dim}")
@@ -107,13 +108,18 @@ def run(args: argparse.Namespace) -> int:
             f"{scaling.method:<17} target {scaling.target_length}, "
             f"s = {scaling.target_length / spec.window:g}, m = {scaling.attention_factor:.6f}"
         )
+    _print_pairs(spec, scaling, longrope, d_tcd, d10_tcd)
+
+
+def _print_pairs(spec, scaling, longrope: dict | None, d_tcd: int, d10_tcd: int) -> None:
+    """One line per pair: its period, periods in the window and every factor list shown."""
     header = f"{'pair':>4}  {'period':>12}  {'periods in L':>12}"
     if longrope is not None:
         header += f"  {'short':>10}  {'long':>10}"
     if scaling is not None:
         header += f"  {'factor':>10}"
     print("\n" + header)
-    for i, period in enumerate(periods):
+    for i, period in enumerate(spec.periods()):
         line = f"{i:>4}  {period:>12.1f}  {spec.window / period:>12.3f}"
         if longrope is not None:
             line += f"  {longrope['short_factor'][i]:>10.4f}  {longrope['long_factor'][i]:>10.4f}"
@@ -121,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
             line += f"  {scaling.long_factor[i]:>10.4f}"
         marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
         print(line + (f"  <- {', '.join(marks)}" if marks else ""))
-    return 0
 
 
 def _configured_scaling(config: dict, model: str) -> dict | None:
