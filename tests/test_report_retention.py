@@ -144,7 +144,7 @@ def test_headline_without_a_baseline_or_a_short_length(tmp_path):
     assert retention.retentions(no_base) == []
     long_only = load_run(make_run(tmp_path / "long", lengths=(4096,)))
     sentence = retention.short_context_sentence(long_only)
-    assert "no score at or below the original window (512 tokens)" in sentence
+    assert "the original model has no score at or below the original window (512 tokens)" in sentence
 
 
 def test_configuration_columns_from_the_stage_records(results, tmp_path):

@@ -134,9 +134,11 @@ def _method(run_dir: Path, entry: dict[str, Any]) -> MethodResult:
     )
     extra = (result.scaling or {}).get("extra", {})
     done = _json(run_dir / entry["scaling"]["path"] / "done") or {}
-    if (result.scaling or {}).get("provenance") == "searched":
+    searched = (result.scaling or {}).get("provenance") == "searched"
+    if searched:
         result.search_seconds = extra.get("seconds", done.get("seconds"))
-        result.search_evaluations = _count(done.get("search_evaluations", extra.get("evaluations")))
+    result.search_evaluations = _count(
+        done.get("search_evaluations", extra.get("evaluations") if searched else None))
     if entry["train"]:
         losses = _json(run_dir / entry["train"]["path"] / "losses.json")
         if losses:

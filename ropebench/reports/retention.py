@@ -144,8 +144,8 @@ def short_context_sentence(results: RunResults) -> str:
                 "at the original window is not measured (add the `none` method to the plan).")
     view = primary(results)
     if view is None:
-        return (f"Short context: no score at or below the original window ({window} tokens); "
-                "evaluate there to measure what the methods keep.")
+        return (f"Short context: the original model has no score at or below the original window "
+                f"({window} tokens); evaluate there to measure what the methods keep.")
     table = view.table.drop(index=results.baseline)
     table = table[table[RETAINED].notna()]
     if table.empty:
