@@ -51,7 +51,7 @@ def test_report_renders_in_chromium(page, tmp_path, capsys):
     assert page.title() == "ropebench: synthetic"
 
     images = page.locator("figure img")
-    assert images.count() == 7  # ruler, ppl, passkey, niah, factors, fitness, loss
+    assert images.count() == 8  # short context kept, ruler, ppl, passkey, niah, factors, fitness, loss
     for i in range(images.count()):
         image = images.nth(i)
         assert image.evaluate("img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100")
