@@ -46,14 +46,19 @@ class Retention:
 
 
 def _length_stats(results: RunResults, section: tables.Section) -> pd.DataFrame | None:
-    """method, length, n, score, low, high of a section that has lengths, else None."""
-    rows = results.rows
+    """method, length, n, score, low, high of a section that has lengths, else None; only at the
+    lengths the short-context half reads (the longest, and the longest within the window)."""
+    if section.kind not in ("group", "by_length", "depth_grid"):
+        return None
+    rows = results.rows[results.rows["task"].isin(section.tasks)]
+    lengths = sorted(int(x) for x in rows["length"].unique())
+    window = int(results.spec.get("window", 0))
+    keep = {lengths[-1], *[length for length in lengths if length <= window][-1:]} if lengths else set()
+    rows = rows[rows["length"].isin(keep)]
     if section.kind == "group":
         return tables.group_stats(rows, section.tasks)
-    if section.kind in ("by_length", "depth_grid"):
-        stats = tables.cell_stats(rows[rows["task"] == section.key])
-        return stats.groupby(["method", "length"], as_index=False).first()
-    return None
+    stats = tables.cell_stats(rows)
+    return stats.groupby(["method", "length"], as_index=False).first()
 
 
 def _subtask_stats(results: RunResults, section: tables.Section) -> pd.DataFrame:
