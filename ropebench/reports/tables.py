@@ -20,7 +20,7 @@ import pandas as pd
 
 from ropebench.errors import RopebenchError
 from ropebench.reports.results import RunResults
-from ropebench.stats import RESAMPLES, Z95, bootstrap_mean, interval, overlap, wilson
+from ropebench.stats import RESAMPLES, Z95, bootstrap_mean, interval, overlap, ratio_interval, wilson
 from ropebench.tasks import GROUPS, Task, get_task
 from ropebench.tasks.registry import TASKS
 from ropebench.tasks.ruler.aggregate import default_threshold, effective_length, wavg_dec, wavg_inc
@@ -349,6 +349,21 @@ def _mark_ties(summary: pd.DataFrame, score: Score) -> None:
     summary[f"{column} best"], summary[f"{column} tied"] = best, tied
 
 
+def _retained(summary: pd.DataFrame, column: str, name: str, base: str | None) -> None:
+    """`name`: each method's `column` as a % of the baseline's, with the ratio's 95% interval."""
+    if base not in summary.index or pd.isna(summary.loc[base, column]):
+        return
+    reference = tuple(float(summary.loc[base, f"{column}{s}"]) for s in ("", " low", " high"))
+    values = {}
+    for method in summary.index:
+        own = tuple(float(summary.loc[method, f"{column}{s}"]) for s in ("", " low", " high"))
+        ratio = (1.0, math.nan, math.nan) if method == base else ratio_interval(own, reference)
+        values[method] = [100 * x for x in ratio]
+    for i, suffix in enumerate(("", " low", " high")):
+        summary[f"{name}{suffix}"] = [values[m][i] for m in summary.index]
+    summary[f"{name} n"] = summary[f"{column} n"]
+
+
 def summary_scores(results: RunResults, threshold: float | None = None) -> tuple[pd.DataFrame, list[Score]]:
     """The summary table and its score columns, in order (the first one ranks the methods)."""
     rows, methods = results.rows, method_order(results)
@@ -402,9 +417,7 @@ def summary_scores(results: RunResults, threshold: float | None = None) -> tuple
             mean["low"], mean["high"] = mean["score"] - spread, mean["score"] + spread
             _put(summary, column, mean)
             scores.append(Score(column, f"the mean {section.title} score", higher))
-            base = results.baseline
-            if base in summary.index and pd.notna(summary.loc[base, column]):
-                summary[f"{section.abbrev} retained %"] = summary[column] / summary.loc[base, column] * 100
+            _retained(summary, column, f"{section.abbrev} retained %", results.baseline)
         else:
             column = f"{section.abbrev} %" if section.unit == "fraction" else section.abbrev
             _put(summary, column, _pooled(task_of(section.key), sub))
