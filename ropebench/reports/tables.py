@@ -20,7 +20,15 @@ import pandas as pd
 
 from ropebench.errors import RopebenchError
 from ropebench.reports.results import RunResults
-from ropebench.stats import RESAMPLES, Z95, bootstrap_mean, interval, overlap, ratio_interval, wilson
+from ropebench.stats import (
+    RESAMPLES,
+    Z95,
+    bootstrap_mean,
+    interval,
+    overlap,
+    ratio_interval,
+    wilson,
+)
 from ropebench.tasks import GROUPS, Task, get_task
 from ropebench.tasks.registry import TASKS
 from ropebench.tasks.ruler.aggregate import default_threshold, effective_length, wavg_dec, wavg_inc
