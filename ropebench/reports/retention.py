@@ -21,7 +21,7 @@ import pandas as pd
 from ropebench.reports import tables
 from ropebench.reports.results import RunResults
 from ropebench.reports.tables import _words as words
-from ropebench.stats import overlap, ratio_interval
+from ropebench.stats import overlap
 
 RETAINED = "retained %"
 PARTS = ("score", "low", "high", "n")
@@ -78,23 +78,6 @@ def _put(table: pd.DataFrame, column: str, values: pd.DataFrame) -> None:
         table[f"{column} {part}"] = values[part]
 
 
-def _retained(table: pd.DataFrame, column: str, baseline: str, higher: bool) -> None:
-    """`retained %` and its interval: each method's `column` relative to the baseline's."""
-    base = tuple(float(table.loc[baseline, f"{column}{s}"]) for s in ("", " low", " high"))
-    out = {}
-    for method in table.index:
-        own = tuple(float(table.loc[method, f"{column}{s}"]) for s in ("", " low", " high"))
-        if method == baseline:
-            out[method] = (100.0, math.nan, math.nan)  # the reference itself: no interval
-            continue
-        ratio = ratio_interval(own, base) if higher else ratio_interval(base, own)
-        out[method] = tuple(100 * x for x in ratio)
-    table[RETAINED] = [out[m][0] for m in table.index]
-    table[f"{RETAINED} low"] = [out[m][1] for m in table.index]
-    table[f"{RETAINED} high"] = [out[m][2] for m in table.index]
-    table[f"{RETAINED} n"] = table[f"{column} n"]
-
-
 def section_retention(results: RunResults, section: tables.Section) -> Retention | None:
     """The section's short-context half, or None without a baseline or a short-context score."""
     baseline, window = results.baseline, int(results.spec.get("window", 0))
@@ -115,7 +98,7 @@ def section_retention(results: RunResults, section: tables.Section) -> Retention
     column = "score" if short is None else f"score @{short}"
     if baseline is None or pd.isna(table.loc[baseline, column]):
         return None
-    _retained(table, column, baseline, section.higher_is_better)
+    tables.retained_percent(table, column, RETAINED, baseline, section.higher_is_better)
     counts = [c for c in table.columns if c.endswith(" n")]
     return Retention(section, short, long, table.astype({c: "Int64" for c in counts}))
 

@@ -357,15 +357,21 @@ def _mark_ties(summary: pd.DataFrame, score: Score) -> None:
     summary[f"{column} best"], summary[f"{column} tied"] = best, tied
 
 
-def _retained(summary: pd.DataFrame, column: str, name: str, base: str | None) -> None:
-    """`name`: each method's `column` as a % of the baseline's, with the ratio's 95% interval."""
+def retained_percent(summary: pd.DataFrame, column: str, name: str, base: str | None,
+                     higher_is_better: bool = True) -> None:
+    """`name` (+ low, high, n): each method's `column` as a % of the baseline's, with the ratio's
+    95% interval; for a lower-is-better score the baseline's over the method's, so 100% is as
+    good as the baseline either way. The baseline itself is 100 without an interval."""
     if base not in summary.index or pd.isna(summary.loc[base, column]):
         return
     reference = tuple(float(summary.loc[base, f"{column}{s}"]) for s in ("", " low", " high"))
     values = {}
     for method in summary.index:
         own = tuple(float(summary.loc[method, f"{column}{s}"]) for s in ("", " low", " high"))
-        ratio = (1.0, math.nan, math.nan) if method == base else ratio_interval(own, reference)
+        if method == base:
+            ratio = (1.0, math.nan, math.nan)
+        else:
+            ratio = ratio_interval(*((own, reference) if higher_is_better else (reference, own)))
         values[method] = [100 * x for x in ratio]
     for i, suffix in enumerate(("", " low", " high")):
         summary[f"{name}{suffix}"] = [values[m][i] for m in summary.index]
@@ -425,7 +431,7 @@ def summary_scores(results: RunResults, threshold: float | None = None) -> tuple
             mean["low"], mean["high"] = mean["score"] - spread, mean["score"] + spread
             _put(summary, column, mean)
             scores.append(Score(column, f"the mean {section.title} score", higher))
-            _retained(summary, column, f"{section.abbrev} retained %", results.baseline)
+            retained_percent(summary, column, f"{section.abbrev} retained %", results.baseline)
         else:
             column = f"{section.abbrev} %" if section.unit == "fraction" else section.abbrev
             _put(summary, column, _pooled(task_of(section.key), sub))
