@@ -311,3 +311,27 @@ def test_su_is_read_as_longrope():
     config = {**llama3_config(), "rope_scaling": {**llama3_config()["rope_scaling"], "type": "su"}}
     spec = spec_from_config_dict(config)
     assert spec.window == 8192 and spec.rope_type == "longrope"
+
+
+def test_released_style_files_extend_a_model_end_to_end(capsys, tmp_path):
+    """A HF longrope config and a LongRoPE CSV drive `extend`; the result reads back in rope-info."""
+    from helpers import tiny_llama
+
+    model = tmp_path / "tiny"
+    tiny_llama(window=64).save_pretrained(model)  # 8 pairs, window 64
+    long = [1.0, 4 ** (1 / 3), 4 ** (2 / 3), 4.0, 4.5, 5.0, 6.0, 8.0]  # NTK below pair 3, s = 4
+    config = write(tmp_path / "config.json", {
+        "max_position_embeddings": 256, "original_max_position_embeddings": 64,
+        "rope_theta": 10000.0, "rope_scaling": {"type": "longrope", "long_factor": long,
+                                                "short_factor": [1.0] * 8}})
+    csv = write(tmp_path / "factors.csv", ",".join(map(str, long)))
+    for source, extra in ((config, []), (csv, ["--target-length", "256"])):
+        out = tmp_path / f"out-{source.suffix[1:]}"
+        code, printed, err = run_cli(capsys, "extend", model, "--factors", source, *extra, "--out", out)
+        assert code == 0, err
+        assert printed.startswith("longrope2: window 64 -> 256 (s = 4)")
+        params = json.loads((out / "config.json").read_text())["rope_parameters"]
+        assert params["rope_type"] == "longrope" and params["long_factor"] == long
+        code, printed, err = run_cli(capsys, "rope-info", out)
+        assert code == 0, err
+        assert "c = 3" in printed and "f_c = 4 = 1 s" in printed and "d_tcd = 3" in printed
