@@ -21,7 +21,7 @@ from ropebench.cli.main import main
 from ropebench.run.evaluate import read_rows
 from ropebench.run.plan import plan_from_dict
 from ropebench.run.runner import ComparisonRunner
-from ropebench.run.stages import ArtifactStore, model_fingerprint, plan_stages
+from ropebench.run.stages import model_fingerprint, plan_stages
 
 WEIGHTS = "model.safetensors"
 
