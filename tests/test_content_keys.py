@@ -252,3 +252,37 @@ def test_eval_command_recomputes_after_weights_copied_with_old_times(models, tmp
     old = run(tmp_path / "out", model)
     copy_keeping_times(model / WEIGHTS, models / "b" / WEIGHTS)
     assert run(tmp_path / "out", model) == run(tmp_path / "fresh", models / "b") != old
+
+
+def test_rewritten_haystack_folder_recomputes_rows_and_changes_the_eval_key(models, tmp_path,
+                                                                             monkeypatch):
+    from ropebench.backends.hf import HFBackend
+    from ropebench.model.load import load_model
+    from ropebench.run.evaluate import run_evaluation
+    from ropebench.tasks.haystacks import get_haystack
+
+    hay = tmp_path / "hay"
+    hay.mkdir()
+    text = Path(json.__file__).read_text()[:8000]
+    (hay / "a.txt").write_text(text)
+    raw = raw_plan(models / "a", tasks=["ppl"], options={"haystack": str(hay)})
+    model_id = model_fingerprint(str(models / "a"))
+    key = plan_stages(plan_from_dict(raw), model_id)[0].evals["ppl"].key
+    model, tok = load_model(str(models / "a"))
+    calls = []
+    nll = HFBackend.nll
+    monkeypatch.setattr(HFBackend, "nll", lambda self, *a, **k: calls.append(1) or nll(self, *a, **k))
+
+    def evaluate(out):
+        get_haystack.cache_clear()  # a new process would read the folder again
+        run_evaluation(HFBackend(model, tok), method="none", tasks=["ppl"], lengths=[128],
+                       samples=1, seed=0, out_dir=out, options={"haystack": str(hay)},
+                       progress=False)
+        return [(r["score"], r["fingerprint"]) for r in read_rows(out)]
+
+    old = evaluate(tmp_path / "out")
+    (hay / "a.txt").write_text(text[::-1])  # same name and size, other text
+    assert plan_stages(plan_from_dict(raw), model_id)[0].evals["ppl"].key != key
+    calls.clear()
+    assert evaluate(tmp_path / "out") == evaluate(tmp_path / "fresh") != old
+    assert len(calls) == 2  # the rerun measured again (then the fresh run)

@@ -108,8 +108,18 @@ def row_inputs(backend: Backend, *, method: str, task: str, length: int, samples
         "backend": backend.name, "model": backend_id, "inputs": extra or {}, "method": method,
         "task": task, "length": length, "samples": samples, "seed": seed,
         "options": {k: v for k, v in sorted(options.items()) if k not in SPEED_ONLY},
-        "scoring_version": SCORING_VERSION,
+        "scoring_version": SCORING_VERSION, **option_files(options),
     }
+
+
+def option_files(options: dict[str, Any]) -> dict[str, Any]:
+    """The content hashes of the user's files that options make a task read (a haystack folder);
+    empty when they name none, so keys of runs without such files stay as they were."""
+    from ropebench.tasks.haystacks import haystack_identity
+
+    value = options.get("haystack")
+    files = haystack_identity(value) if isinstance(value, str) else None
+    return {} if files is None else {"haystack_files": files}
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -141,12 +141,13 @@ def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
     changes the key, so a cached search never stands in for one with other settings."""
     if m.search is None:
         return None
+    from ropebench.run.evaluate import option_files
     from ropebench.run.plan import search_settings_class
     from ropebench.settings import parse_settings
 
     settings = asdict(parse_settings(search_settings_class(m.method), m.search, where="search"))
     settings.pop("progress", None)  # how the search shows itself, not what it finds
-    return settings
+    return {**settings, **option_files(settings)}  # a haystack folder by its content
 
 
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
@@ -179,13 +180,13 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
 
 def eval_stage(plan: Plan, label: str, upstream: str, task: str) -> Stage:
     """The evaluation of one task; engine-only options (batch size, engine) stay out of its key."""
-    from ropebench.run.evaluate import SPEED_ONLY, task_options
+    from ropebench.run.evaluate import SPEED_ONLY, option_files, task_options
 
     e = plan.evaluate
     # Only the options this task sees: another task's option leaves it cached.
     options = {k: v for k, v in task_options(e.options, task).items() if k not in SPEED_ONLY}
     shared = {"version": __version__, "upstream": upstream, "task": task, "seed": e.seed,
-              "options": options}
+              "options": options, **option_files(options)}
     family = Stage("eval", label, {**shared, "label": label}).key
     return Stage("eval", f"{label}-{task}",
                  {**shared, "lengths": list(e.lengths), "samples": e.samples}, family=family)
