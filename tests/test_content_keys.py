@@ -286,3 +286,25 @@ def test_rewritten_haystack_folder_recomputes_rows_and_changes_the_eval_key(mode
     calls.clear()
     assert evaluate(tmp_path / "out") == evaluate(tmp_path / "fresh") != old
     assert len(calls) == 2  # the rerun measured again (then the fresh run)
+
+
+def test_vllm_export_is_remade_when_the_source_weights_change(models, tmp_path):
+    """The folder vLLM serves is re-exported (and its rows' identity changes) when the source
+    model's weights are overwritten in place; unchanged, the export is reused."""
+    from ropebench.backends.vllm import VLLMBackend, export_for_vllm
+    from ropebench.methods import get_extender
+    from ropebench.model.load import load_config_dict
+    from ropebench.rope.spec import RopeSpec
+
+    model = copy_model(models, "a", tmp_path / "model")
+    scaling = get_extender("pi").rescale(RopeSpec.from_config(load_config_dict(str(model))), 512)
+    export = export_for_vllm(str(model), scaling, tmp_path / "export")
+    first = (export / WEIGHTS).read_bytes()
+    identity = VLLMBackend(export, tokenizer=tiny_tokenizer()).identity
+    stamp = (export / WEIGHTS).stat().st_mtime_ns
+    export_for_vllm(str(model), scaling, tmp_path / "export")
+    assert (export / WEIGHTS).stat().st_mtime_ns == stamp  # reused
+    overwrite_in_place(model / WEIGHTS, models / "b" / WEIGHTS)
+    export_for_vllm(str(model), scaling, tmp_path / "export")
+    assert (export / WEIGHTS).read_bytes() != first
+    assert VLLMBackend(export, tokenizer=tiny_tokenizer()).identity != identity
