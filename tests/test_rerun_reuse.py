@@ -221,3 +221,13 @@ def test_an_eval_stage_without_rows_is_never_cached(model_dir, tmp_path, capsys)
     assert main(["compare", str(plan_file), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "produced no rows" in err and "skipping passkey at 16" in err
+
+
+def test_an_empty_stage_marked_done_by_an_older_release_runs_again(model_dir, tmp_path):
+    raw = raw_plan(model_dir, [256], 1)
+    raw["methods"], raw["evaluate"]["tasks"] = ["none"], ["passkey"]
+    runner = run_plan(raw, tmp_path / "run")
+    stage = runner.graph[0].evals["passkey"]
+    marker = runner.store.path(stage) / "done"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "rows": 0}))
+    assert runner.pending() == [stage]

@@ -69,7 +69,15 @@ class ArtifactStore:
         return self.run_dir / stage.relpath
 
     def is_done(self, stage: Stage) -> bool:
-        return (self.path(stage) / DONE).is_file()
+        if not (self.path(stage) / DONE).is_file():
+            return False
+        if stage.kind != "eval":
+            return True
+        try:  # an evaluation that wrote no rows is never done (older releases marked such stages)
+            record = self.record(stage)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False  # an unreadable marker: run the stage again
+        return isinstance(record, dict) and record.get("rows") != 0
 
     def record(self, stage: Stage) -> dict[str, Any]:
         return json.loads((self.path(stage) / DONE).read_text())
