@@ -308,3 +308,23 @@ def test_vllm_export_is_remade_when_the_source_weights_change(models, tmp_path):
     export_for_vllm(str(model), scaling, tmp_path / "export")
     assert (export / WEIGHTS).read_bytes() != first
     assert VLLMBackend(export, tokenizer=tiny_tokenizer()).identity != identity
+
+
+def test_rewritten_tokenizer_or_config_changes_every_stage_key(models, tmp_path):
+    model = copy_model(models, "a", tmp_path / "model")
+    plan = plan_from_dict(raw_plan(model))
+
+    def keys():
+        return {s.key for ms in plan_stages(plan, model_fingerprint(str(model))) for s in ms.all()}
+
+    seen = [keys()]
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    settings["chat_template"] = "{{ messages[0]['content'] }}"
+    (model / "tokenizer_config.json").write_text(json.dumps(settings))
+    seen.append(keys())
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))
+    seen.append(keys())
+    (model / "README.md").write_text("notes")  # documentation is never read by a load
+    seen.append(keys())
+    assert not seen[0] & seen[1] and not seen[1] & seen[2] and seen[3] == seen[2]
