@@ -40,7 +40,10 @@ from typing import Any
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.errors import RopebenchError
+from ropebench.io import write_json_atomic
 from ropebench.settings import parse_settings, setting
+
+SOURCE_FILE = "ropebench_source.json"  # in an export: the content hashes of the model it came from
 
 # vLLM CPU defaults that fit a shared machine; the user's environment wins.
 _CPU_ENV = {
@@ -123,6 +126,7 @@ class VLLMBackend(Backend):
             tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.tokenizer = tokenizer
         self._identity = dict(identity or {"model": self.model_dir})
+        self._files: list[list[str]] | None = None  # content hashes of the served folder
         self._engines: dict[EngineKey, Any] = {}
         self.load_seconds: dict[str, float] = {}
         if _on_cpu():
@@ -132,9 +136,14 @@ class VLLMBackend(Backend):
     # ------------------------------------------------------------------ what results depend on
     @property
     def identity(self) -> dict[str, Any]:
+        """The model, the content hashes of the folder vLLM serves, and its pretrained RoPE."""
+        from ropebench.model.identity import folder_fingerprint
         from ropebench.rope.spec import RopeSpec
 
-        return {**self._identity, "pretrained_rope": asdict(RopeSpec.from_config(self.config))}
+        if self._files is None:  # hashed once: the served files do not change under a backend
+            self._files = folder_fingerprint(Path(self.model_dir))
+        return {**self._identity, "files_sha256": self._files,
+                "pretrained_rope": asdict(RopeSpec.from_config(self.config))}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -387,19 +396,26 @@ class VLLMBackend(Backend):
 def export_for_vllm(model_name: str, scaling, out_dir: str | Path, *,
                     trust_remote_code: bool = False) -> Path:
     """The directory vLLM loads: `model_name` itself when unscaled, else ropebench's export of the
-    scaled model (`save_extended`, reused when it already holds this exact scaling)."""
+    scaled model (`save_extended`, reused when it already holds this exact scaling of a source
+    with the same content: `SOURCE_FILE` records the source's file hashes)."""
     from ropebench.model.export import SCALING_FILE, save_extended
+    from ropebench.model.identity import folder_fingerprint
     from ropebench.model.load import load_model, resolve_model_path
 
     if scaling is None:
         return Path(resolve_model_path(model_name))
+    resolved = Path(resolve_model_path(model_name))
+    source = {"files": folder_fingerprint(resolved)} if resolved.is_dir() else {"model": model_name}
     out_dir = Path(out_dir)
-    saved = out_dir / SCALING_FILE
-    if saved.is_file() and (out_dir / "config.json").is_file():
-        if json.loads(saved.read_text()) == json.loads(json.dumps(scaling.to_dict())):
+    saved, recorded = out_dir / SCALING_FILE, out_dir / SOURCE_FILE
+    if saved.is_file() and recorded.is_file() and (out_dir / "config.json").is_file():
+        if (json.loads(saved.read_text()) == json.loads(json.dumps(scaling.to_dict()))
+                and json.loads(recorded.read_text()) == source):
             return out_dir
+    recorded.unlink(missing_ok=True)  # the export is being replaced: never reuse it half done
     model, tokenizer = load_model(model_name, device="cpu", trust_remote_code=trust_remote_code)
     save_extended(model, tokenizer, scaling, out_dir)
     del model
     gc.collect()
+    write_json_atomic(recorded, source)
     return out_dir

@@ -75,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
               f"byte {err.start}); save it as UTF-8", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"ropebench {args.command}: interrupted; finished work is saved, re-run to resume.",
-              file=sys.stderr)
+        print(f"ropebench {args.command}: {_interrupted(args)}", file=sys.stderr)
         return 130
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupt left behind: a command that knows says it (`interrupted(args)`)."""
+    say = getattr(_load(args.command), "interrupted", None)
+    if say is None:
+        return "interrupted; finished work is saved, re-run to resume."
+    try:
+        return say(args)
+    except (OSError, ValueError, RopebenchError):  # cannot tell what was saved: claim nothing
+        return "interrupted; check the output folder for what was saved before re-running."

@@ -4,8 +4,8 @@ Rows, search checkpoints and training checkpoints store these, so a changed mode
 under the same path, another model with the same config) never reuses old results.
 
 - weights: sha256 over the tensors of the model's state dict (names, dtypes, shapes, bytes), or
-  over the weight files of the folder it was loaded from (cached by path, size and mtime, so a
-  big model is hashed once);
+  over the content hashes of the weight files of the folder it was loaded from
+  (`ropebench.content`: streamed, and remembered while a file's size, times and inode stay put);
 - tokenizer: sha256 of its serialized vocabulary and rules, special tokens and chat template.
 """
 
@@ -13,59 +13,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ropebench.content import HashCache, files_sha256
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_CACHE_ENV = "ROPEBENCH_CACHE"
-
-
-def _cache_file() -> Path:
-    root = os.environ.get(_CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ropebench"
-    )
-    return Path(root) / "weight-hashes.json"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_weights_fingerprint(folder: Path) -> str | None:
-    """sha256 over the weight files of a model folder (None when it holds none)."""
+    """sha256 over the content hashes of a model folder's weight files (None when it holds none)."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     if not files:
         return None
-    cache_path = _cache_file()
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
     digest = hashlib.sha256()
-    changed = False
-    for path in files:
-        stat = path.stat()
-        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
-            cache[key] = file_sha256(path)
-            changed = True
-        digest.update(f"{path.name}:{cache[key]}\n".encode())
-    if changed:
-        try:
-            from ropebench.io import write_text_atomic
-
-            write_text_atomic(cache_path, json.dumps(cache))
-        except OSError:
-            pass  # the cache only saves time
+    for name, sha in files_sha256((p.name, p) for p in files):
+        digest.update(f"{name}:{sha}\n".encode())
     return digest.hexdigest()
+
+
+# Documentation a model folder may ship: never read by a load, so it is left out of its identity.
+_NOT_READ = (".md", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+def folder_fingerprint(folder: Path, cache: HashCache | None = None) -> list[list[str]]:
+    """`[[name, sha256], ...]` of every file a load of a model folder may read (config, weights,
+    tokenizer, remote code): a file overwritten in place, or copied over with its old times,
+    changes it. Hidden files (locks) and documentation are left out."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+                   and not p.name.lower().endswith(_NOT_READ))
+    return files_sha256(((p.name, p) for p in files), cache)
 
 
 def state_dict_fingerprint(model: torch.nn.Module) -> str:

@@ -111,6 +111,16 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def _local_weights_fingerprint(resolved: str) -> str | None:
+    """The content hash of a local folder's weight files (None for a hub id)."""
+    if not Path(resolved).is_dir():
+        return None
+    try:
+        return folder_weights_fingerprint(Path(resolved))
+    except OSError as err:
+        raise RopebenchError(f"cannot read the weights of {resolved}: {err}") from err
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -138,6 +148,9 @@ def load_model(
                 attn_implementation = "flash_attention_2"
             except ImportError:
                 pass
+    # Hashed before the load: weights replaced during it then read as changed next time, never
+    # as the weights these results came from.
+    fingerprint = _local_weights_fingerprint(resolved)
     try:
         tokenizer = None
         if need_tokenizer or has_tokenizer_files(resolved):
@@ -156,12 +169,7 @@ def load_model(
             f"cannot load model {name_or_path!r}: {first}; check that its weight and tokenizer "
             "files are complete (re-download or re-export them)"
         ) from err
-    if Path(resolved).is_dir():
-        try:
-            fingerprint = folder_weights_fingerprint(Path(resolved))
-        except OSError as err:
-            raise RopebenchError(f"cannot read the weights of {resolved}: {err}") from err
-    else:
+    if not Path(resolved).is_dir():
         fingerprint = getattr(model.config, "_commit_hash", None)
         fingerprint = f"hub:{name_or_path}@{fingerprint}" if fingerprint else None
     record_weights_fingerprint(model, fingerprint)

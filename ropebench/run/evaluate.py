@@ -48,7 +48,7 @@ FINGERPRINTS_FILE = "fingerprints.json"
 # Raise when a change in ropebench changes the rows of unchanged inputs (scoring, prompts).
 SCORING_VERSION = 2
 # Options that change how fast rows come, never what they are.
-_SPEED_ONLY = ("batch_size", "max_batch_tokens", "engine")
+SPEED_ONLY = ("batch_size", "max_batch_tokens", "engine")
 
 
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
@@ -107,9 +107,19 @@ def row_inputs(backend: Backend, *, method: str, task: str, length: int, samples
     return {
         "backend": backend.name, "model": backend_id, "inputs": extra or {}, "method": method,
         "task": task, "length": length, "samples": samples, "seed": seed,
-        "options": {k: v for k, v in sorted(options.items()) if k not in _SPEED_ONLY},
-        "scoring_version": SCORING_VERSION,
+        "options": {k: v for k, v in sorted(options.items()) if k not in SPEED_ONLY},
+        "scoring_version": SCORING_VERSION, **option_files(options),
     }
+
+
+def option_files(options: dict[str, Any]) -> dict[str, Any]:
+    """The content hashes of the user's files that options make a task read (a haystack folder);
+    empty when they name none, so keys of runs without such files stay as they were."""
+    from ropebench.tasks.haystacks import haystack_identity
+
+    value = options.get("haystack")
+    files = haystack_identity(value) if isinstance(value, str) else None
+    return {} if files is None else {"haystack_files": files}
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
@@ -124,9 +134,11 @@ class RowWriter:
     of those keys with another fingerprint (or none: an older release) are moved aside first."""
 
     def __init__(self, out_dir: Path, expected: dict[tuple[str, str, int], str] | None = None,
-                 inputs: dict[str, dict[str, Any]] | None = None, say=None) -> None:
+                 inputs: dict[str, dict[str, Any]] | None = None, say=None,
+                 reusable: dict[tuple, dict[str, Any]] | None = None) -> None:
         out_dir = Path(out_dir)
         self.expected = dict(expected or {})
+        self.reusable = dict(reusable or {})
         rows = read_rows(out_dir)
         known = _read_fingerprints(out_dir)
         stale: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -160,6 +172,15 @@ class RowWriter:
     def is_done(self, method: str, task: str, length: int, index: int) -> bool:
         return (method, task, length, index) in self.done
 
+    def adopt(self, method: str, task: str, length: int, index: int) -> bool:
+        """Copy a reusable row (same fingerprint, from another folder) in; False if there is none."""
+        record = self.reusable.get((method, task, length, index))
+        if record is None:
+            return False
+        self.lines.write(record)
+        self.done.add((method, task, length, index))
+        return True
+
     def write(self, row: Row) -> None:
         record = asdict(row)
         row_key = (row.method, row.task, row.length)
@@ -188,13 +209,14 @@ def _generative(task, backend, length, method, samples, seed, opts, writer, bar)
         return
     # Some tasks make several samples per requested one (the needle grid: one per depth).
     bar.total += len(built) - samples
-    todo = [s for s in built if not writer.is_done(method, task.name, length, s.index)]
+    todo = [s for s in built if not (writer.is_done(method, task.name, length, s.index)
+                                     or writer.adopt(method, task.name, length, s.index))]
     bar.update(len(built) - len(todo))
     if not todo:
         return
-    # Prompts of a task at one length share max_new_tokens; generate in chunks so rows land on
-    # disk steadily and an interruption loses little.
-    chunk = max(1, gen_opts.get("batch_size", 8)) * 4
+    # Prompts of a task at one length share max_new_tokens; generate one batch per call, so each
+    # batch's rows are on disk as soon as it ends and an interruption loses only the batch it cut.
+    chunk = max(1, gen_opts.get("batch_size", GenerationOptions().batch_size))
     early = gen_opts.pop("stop_when_settled", True)
     stop_at_newline = gen_opts.pop("stop_at_newline", None)
     if stop_at_newline is None:
@@ -249,18 +271,26 @@ def _in_sample_order(gathered, size: int) -> list[Row]:
 class _DoneView:
     """What a rank other than 0 knows of the rows file: rank 0's done set; it never writes."""
 
-    def __init__(self, done: set) -> None:
+    def __init__(self, done: set, reusable: dict[tuple, dict[str, Any]]) -> None:
         self.done = set(done)
+        self.reusable = reusable
 
     def is_done(self, method: str, task: str, length: int, index: int) -> bool:
         return (method, task, length, index) in self.done
+
+    def adopt(self, method: str, task: str, length: int, index: int) -> bool:
+        key = (method, task, length, index)
+        if key in self.reusable:  # rank 0 copies it in; this rank only skips it
+            self.done.add(key)
+            return True
+        return False
 
     def write(self, row: Row) -> None:
         self.done.add((row.method, row.task, row.length, row.index))
 
 
 def _measured(task, backend, length, method, samples, seed, opts, writer, bar, unit=0) -> None:
-    if writer.is_done(method, task.name, length, 0):
+    if writer.is_done(method, task.name, length, 0) or _adopt_all(writer, method, task.name, length):
         bar.update(1)
         return
     # Data parallel: measured (task, length) units are dealt out whole, unit i to rank i % size.
@@ -273,6 +303,29 @@ def _measured(task, backend, length, method, samples, seed, opts, writer, bar, u
         for row in part:
             writer.write(row)
     bar.update(1)
+
+
+def _adopt_all(writer, method: str, task: str, length: int) -> bool:
+    """A measured (task, length) is one unit: reuse all its rows, or none (index 0 must be there)."""
+    indices = sorted(k[3] for k in writer.reusable if k[:3] == (method, task, length))
+    if not indices or indices[0] != 0:
+        return False
+    for index in indices:
+        writer.adopt(method, task, length, index)
+    return True
+
+
+def reusable_rows(folders: list[Path], expected: dict[tuple[str, str, int], str]
+                  ) -> dict[tuple, dict[str, Any]]:
+    """Rows of other folders that this run would compute identically: same (method, task, length)
+    and the same fingerprint of every input. Keyed by (method, task, length, index)."""
+    found: dict[tuple, dict[str, Any]] = {}
+    for folder in folders:
+        for r in read_rows(folder):
+            key = (r.get("method"), r.get("task"), r.get("length"))
+            if key in expected and r.get("fingerprint") == expected[key]:
+                found.setdefault((*key, r.get("index")), r)
+    return found
 
 
 def summarize(rows: list[dict[str, Any]]):
@@ -315,11 +368,13 @@ def run_evaluation(
     options: dict[str, Any] | None = None,
     progress: bool = True,
     identity: dict[str, Any] | None = None,
+    reuse: list[Path] | None = None,
 ):
     """Evaluate `backend` on every task x length; returns this run's rows as a DataFrame.
 
     `identity`: inputs the backend cannot tell (the method's scaling and settings, a factors
-    file's content); it goes into every row's fingerprint."""
+    file's content); it goes into every row's fingerprint. `reuse`: other result folders whose
+    rows are copied in instead of computed where their fingerprint is this run's."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -352,11 +407,13 @@ def run_evaluation(
     progress = progress and rank == 0
     lock = FolderLock(out_dir, "--out") if rank == 0 else contextlib.nullcontext()
     with lock:
-        writer = RowWriter(out_dir, expected, inputs,
-                           say=lambda line: print(line, file=sys.stderr)) if rank == 0 else None
+        reusable = reusable_rows(list(reuse or []), expected) if rank == 0 else {}
+        writer = RowWriter(out_dir, expected, inputs, say=lambda line: print(line, file=sys.stderr),
+                           reusable=reusable) if rank == 0 else None
         if size > 1:  # every rank skips what rank 0 finds done; only rank 0 writes
-            done = broadcast_from_zero(writer.done if writer is not None else None, size)
-            writer = writer if writer is not None else _DoneView(done)
+            done, reusable = broadcast_from_zero(
+                (writer.done, reusable) if writer is not None else None, size)
+            writer = writer if writer is not None else _DoneView(done, reusable)
         try:
             with tqdm(total=total, desc=f"eval {method}", unit="sample",
                       disable=not progress) as bar:

@@ -134,6 +134,12 @@ class ComparisonRunner:
         started = time.perf_counter()
         info = work(folder)
         seconds = time.perf_counter() - started
+        if stage.kind == "eval" and not info.get("rows"):
+            # Nothing to show (every length skipped): never cached, so the next run tries again.
+            self._status(f"{what}: produced no rows; left unfinished, it runs again next time")
+            self._event("stage_empty", kind=stage.kind, label=stage.label, key=stage.key)
+            barrier(self.world_size)
+            return
         if self.writes:
             self.store.finish(stage, seconds, **info)
             self._event("stage_done", kind=stage.kind, label=stage.label, key=stage.key,
@@ -197,7 +203,8 @@ class ComparisonRunner:
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
                               out_dir=folder, options=task_options(e.options, task),
-                              progress=self.progress, identity={"scaling": scaling.to_dict()})
+                              progress=self.progress, identity={"scaling": scaling.to_dict()},
+                              reuse=self.store.family(ms.evals[task]))
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------

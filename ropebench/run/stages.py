@@ -1,8 +1,13 @@
 """The stages of a comparison and where their artifacts live.
 
 Every stage writes its artifact under `RUN_DIR/stages/<kind>/<label>-<key>/`, where `key` hashes
-everything that determines the artifact, upstream keys included. A stage is done iff its folder
-holds the `done` marker, written atomically after the artifact.
+everything that determines the artifact, upstream keys included: files enter by their content
+hash (`ropebench.content`), never by name, size or time. A stage is done iff its folder holds the
+`done` marker, written atomically after the artifact.
+
+An evaluation stage also has a `family`: its key without the lengths and the sample count. Stages
+of one family share rows (each row carries the fingerprint of its inputs), so adding a length or a
+sample computes only the rows no stage of the family holds yet.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ropebench import __version__
+from ropebench.content import HashCache, content_sha256, files_sha256
 from ropebench.io import write_json_atomic
 from ropebench.run.plan import MethodPlan, Plan
 
@@ -29,6 +35,7 @@ class Stage:
     kind: str  # "scaling", "train" or "eval"
     label: str  # the method label (eval stages add the task)
     inputs: dict[str, Any]
+    family: str | None = None  # eval stages: the key of `inputs` without lengths and samples
 
     @property
     def key(self) -> str:
@@ -62,7 +69,15 @@ class ArtifactStore:
         return self.run_dir / stage.relpath
 
     def is_done(self, stage: Stage) -> bool:
-        return (self.path(stage) / DONE).is_file()
+        if not (self.path(stage) / DONE).is_file():
+            return False
+        if stage.kind != "eval":
+            return True
+        try:  # an evaluation that wrote no rows is never done (older releases marked such stages)
+            record = self.record(stage)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False  # an unreadable marker: run the stage again
+        return isinstance(record, dict) and record.get("rows") != 0
 
     def record(self, stage: Stage) -> dict[str, Any]:
         return json.loads((self.path(stage) / DONE).read_text())
@@ -71,8 +86,27 @@ class ArtifactStore:
         """The stage folder, ready for work; an interrupted try's leftovers stay for resuming."""
         folder = self.path(stage)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / "inputs.json", {"kind": stage.kind, "key": stage.key, **stage.inputs})
+        record = {"kind": stage.kind, "key": stage.key, **stage.inputs}
+        if stage.family is not None:
+            record["family"] = stage.family
+        write_json_atomic(folder / "inputs.json", record)
         return folder
+
+    def family(self, stage: Stage) -> list[Path]:
+        """The other folders of `stage`'s family (finished or not): rows they hold may be reused."""
+        if stage.family is None:
+            return []
+        found = []
+        for inputs in sorted((self.run_dir / "stages" / stage.kind).glob("*/inputs.json")):
+            if inputs.parent == self.path(stage):
+                continue
+            try:
+                record = json.loads(inputs.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue  # a folder ropebench cannot read is simply not reused
+            if isinstance(record, dict) and record.get("family") == stage.family:
+                found.append(inputs.parent)
+        return found
 
     def finish(self, stage: Stage, seconds: float, **info: Any) -> None:
         write_json_atomic(
@@ -82,16 +116,32 @@ class ArtifactStore:
         )
 
 
-def model_fingerprint(name_or_path: str) -> dict[str, Any]:
-    """Identify a model without reading its weights: config.json plus the files' names and sizes."""
+def model_fingerprint(name_or_path: str, cache: HashCache | None = None) -> dict[str, Any]:
+    """Identify a model by the content of every file a load may read (`folder_fingerprint`)."""
+    from ropebench.model.identity import folder_fingerprint
     from ropebench.model.load import resolve_model_path
 
     resolved = Path(resolve_model_path(name_or_path))
     if not resolved.is_dir():
         return {"model": name_or_path}  # a hub id: the name is all we know before downloading
-    config = (resolved / "config.json").read_bytes()
-    files = sorted((p.name, p.stat().st_size) for p in resolved.iterdir() if p.is_file())
-    return {"config_sha256": hashlib.sha256(config).hexdigest(), "files": files}
+    return {"files": folder_fingerprint(resolved, cache)}
+
+
+def data_fingerprint(source: str, cache: HashCache | None = None) -> dict[str, Any]:
+    """Identify training data by content: every local file it reads (path relative to the source,
+    content hash); the reference corpus by the Python whose standard library it is made of."""
+    import platform
+
+    from ropebench.training.data import document_files
+
+    files = document_files(source)
+    if files is not None:
+        root = Path(source).expanduser()
+        named = ((str(p.relative_to(root)) if root.is_dir() else p.name, p) for p in files)
+        return {"files": files_sha256(named, cache)}
+    if source == "reference":
+        return {"source": source, "python": platform.python_version()}
+    return {"source": source}  # a dataset by name: known only by its name before loading
 
 
 def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
@@ -99,25 +149,27 @@ def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
     changes the key, so a cached search never stands in for one with other settings."""
     if m.search is None:
         return None
+    from ropebench.run.evaluate import option_files
     from ropebench.run.plan import search_settings_class
     from ropebench.settings import parse_settings
 
     settings = asdict(parse_settings(search_settings_class(m.method), m.search, where="search"))
     settings.pop("progress", None)  # how the search shows itself, not what it finds
-    return settings
+    return {**settings, **option_files(settings)}  # a haystack folder by its content
 
 
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
-    """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
-    from ropebench.run.evaluate import task_options
+    """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model
+    (it reads the factor and training data files, to hash their content)."""
     from ropebench.tasks import expand_tasks
 
     tasks = expand_tasks(plan.evaluate.tasks)  # one eval stage per task: `ruler` gives 13
+    cache = HashCache()
     graph = []
     for m in plan.methods:
         factors = None
         if m.factors is not None:
-            factors = hashlib.sha256(Path(m.factors).read_bytes()).hexdigest()
+            factors = content_sha256(Path(m.factors), cache)
         scaling = Stage("scaling", m.label, {
             "version": __version__, "model": model_id, "method": m.method, "params": m.params,
             "target_length": plan.target_length, "search": resolved_search(m), "factors": factors,
@@ -126,17 +178,30 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
         if m.train is not None:
             train = Stage("train", m.label, {
                 "version": __version__, "scaling": scaling.key, "settings": m.train,
+                "data": data_fingerprint(_train_data(m), cache),
             })
-        upstream = (train or scaling).key
-        e = plan.evaluate
-        evals = {
-            task: Stage("eval", f"{m.label}-{task}", {
-                "version": __version__, "upstream": upstream, "task": task,
-                "lengths": list(e.lengths), "samples": e.samples, "seed": e.seed,
-                # Only the options this task sees: another task's option leaves it cached.
-                "options": task_options(e.options, task),
-            })
-            for task in tasks
-        }
+        evals = {task: eval_stage(plan, m.label, (train or scaling).key, task) for task in tasks}
         graph.append(MethodStages(m, scaling, train, evals))
+    cache.save()
     return graph
+
+
+def eval_stage(plan: Plan, label: str, upstream: str, task: str) -> Stage:
+    """The evaluation of one task; engine-only options (batch size, engine) stay out of its key."""
+    from ropebench.run.evaluate import SPEED_ONLY, option_files, task_options
+
+    e = plan.evaluate
+    # Only the options this task sees: another task's option leaves it cached.
+    options = {k: v for k, v in task_options(e.options, task).items() if k not in SPEED_ONLY}
+    shared = {"version": __version__, "upstream": upstream, "task": task, "seed": e.seed,
+              "options": options, **option_files(options)}
+    family = Stage("eval", label, {**shared, "label": label}).key
+    return Stage("eval", f"{label}-{task}",
+                 {**shared, "lengths": list(e.lengths), "samples": e.samples}, family=family)
+
+
+def _train_data(m: MethodPlan) -> str:
+    """The data source a method's training reads (the setting's default when the plan has none)."""
+    from ropebench.training.trainer import TrainSettings
+
+    return str((m.train or {}).get("data", TrainSettings.data))

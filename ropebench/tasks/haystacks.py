@@ -22,6 +22,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ropebench.content import files_sha256
 from ropebench.errors import RopebenchError
 
 # RULER's noise haystack line (also the passkey filler of YaRN / landmark attention).
@@ -144,9 +145,32 @@ def pydoc_haystack() -> Haystack:
     return Haystack("pydoc", tuple(topics[key] for key in sorted(topics)))
 
 
+def _folder_files(folder: str | Path) -> list[Path]:
+    path = Path(folder).expanduser()
+    return sorted(p for p in path.glob("*.txt") if p.is_file()) if path.is_dir() else []
+
+
+def haystack_files(name_or_folder: str) -> list[Path] | None:
+    """The user's files a haystack reads: a folder's, or `$ROPEBENCH_ESSAY_DIR`'s for `essay`;
+    None for the built-in text (fixed by the ropebench and Python versions)."""
+    if name_or_folder == "essay":
+        folder = os.environ.get(ESSAY_ENV)
+        return _folder_files(folder) if folder else None
+    if name_or_folder in _BUILTIN or not Path(name_or_folder).expanduser().is_dir():
+        return None
+    return _folder_files(name_or_folder)
+
+
+def haystack_identity(name_or_folder: str) -> list[list[str]] | None:
+    """The content hashes of `haystack_files`: results built on a haystack carry them, so a
+    haystack rewritten in place, or `$ROPEBENCH_ESSAY_DIR` pointed elsewhere, never reuses them."""
+    files = haystack_files(name_or_folder)
+    return None if files is None else files_sha256((p.name, p) for p in files)
+
+
 def folder_haystack(folder: str | Path, name: str | None = None) -> Haystack:
     path = Path(folder).expanduser()
-    files = sorted(path.glob("*.txt")) if path.is_dir() else []
+    files = _folder_files(path)
     if not files:
         raise RopebenchError(
             f"no .txt files in {path}; point the haystack at a folder of text files"

@@ -37,8 +37,8 @@ def load_documents(source: str) -> list[str]:
 
         return list(documents("train"))
     path = Path(source).expanduser()
-    if path.exists():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
+    files = document_files(source)
+    if files is not None:
         docs = [doc for f in files for doc in _read_file(f)]
         if not docs:
             raise RopebenchError(f"no .txt or .jsonl documents found in {path}")
@@ -46,6 +46,18 @@ def load_documents(source: str) -> list[str]:
     if source.startswith((".", "/", "~")) or path.suffix in (".txt", ".jsonl"):
         raise RopebenchError(f"data path {source} does not exist; give a folder of .txt/.jsonl files")
     return _hf_dataset(source)
+
+
+def document_files(source: str) -> list[Path] | None:
+    """The local files `load_documents` reads for `source`, in order (None: not a local source)."""
+    if source == "reference":
+        return None
+    path = Path(source).expanduser()
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl") and p.is_file())
 
 
 def _read_file(path: Path) -> list[str]:

@@ -10,6 +10,7 @@ is `train: {steps: 50}`; see `ropebench.run.overrides`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
             print(dry_run_budget(runner))
         return 0
     runner.run()
-    if runner.writes:
+    empty = [stage.label for stage in runner.pending()]
+    if runner.writes and empty:
+        print(f"{len(empty)} evaluation stage(s) produced no rows ({', '.join(empty[:3])}): see the "
+              "'skipping' lines above; fix the task options or lengths and run again",
+              file=sys.stderr)
+    elif runner.writes:
         print(f"Finished. Render the report: ropebench report {plan.out}")
-    return 0
+    return 1 if empty else 0
 
 
 def dry_run_budget(runner) -> str:

@@ -147,6 +147,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """The SIGINT line: how many finished rows --out holds (each batch's rows are on disk when it
+    ends; the batch in flight is lost)."""
+    from ropebench.run.evaluate import ROWS_FILE, read_rows
+
+    count = len(read_rows(args.out)) if args.out.is_dir() else 0
+    if not count:
+        return "interrupted before any row was finished; nothing was saved"
+    return f"interrupted; {count} finished rows are saved in {args.out / ROWS_FILE}, re-run to resume"
+
+
 def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, Any]):
     """The backend `--backend` names, holding the model with `scaling` applied and the engine
     options (`--set backend.KEY=VALUE`), placed on this process's device when several processes

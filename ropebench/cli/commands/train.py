@@ -68,3 +68,17 @@ def run(args: argparse.Namespace) -> int:
           f"loss {first:.4f} -> {last:.4f}")
     print(f"model written to {result.out_dir}")
     return 0
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """The SIGINT line: the resumable checkpoint --out holds, or that it holds none."""
+    import json
+
+    from ropebench.training.trainer import PROGRESS, resumable_checkpoint
+
+    state = resumable_checkpoint(args.out) if args.out.is_dir() else None
+    if state is None:
+        return ("interrupted before any checkpoint was written; nothing resumable was saved, so a "
+                "re-run starts over (checkpoints come every train.save_every steps)")
+    step = json.loads((state / PROGRESS).read_text()).get("step")
+    return f"interrupted; the checkpoint of step {step} in {state} is saved, re-run to resume"
