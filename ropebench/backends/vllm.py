@@ -40,7 +40,7 @@ from typing import Any
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.errors import RopebenchError
-from ropebench.settings import parse_settings, setting
+from ropebench.settings import MAX_TOKENS, parse_settings, setting
 
 # vLLM CPU defaults that fit a shared machine; the user's environment wins.
 _CPU_ENV = {
@@ -60,7 +60,7 @@ class VLLMOptions:
     # Data parallelism is ropebench's: launch N processes (torchrun / accelerate launch), each
     # with its own engine; inside one process it must be 1.
     data_parallel_size: int = setting(1, min=1, max=1)
-    max_model_len: int | None = setting(None, min=16)
+    max_model_len: int | None = setting(None, min=16, max=MAX_TOKENS)
     gpu_memory_utilization: float = setting(0.9, gt=0.0, max=1.0)
     enforce_eager: bool = True
     dtype: str = setting("auto", choices=("auto", "float32", "bfloat16", "float16"))
@@ -388,6 +388,7 @@ def export_for_vllm(model_name: str, scaling, out_dir: str | Path, *,
                     trust_remote_code: bool = False) -> Path:
     """The directory vLLM loads: `model_name` itself when unscaled, else ropebench's export of the
     scaled model (`save_extended`, reused when it already holds this exact scaling)."""
+    from ropebench.io import FolderLock
     from ropebench.model.export import SCALING_FILE, save_extended
     from ropebench.model.load import load_model, resolve_model_path
 
@@ -399,7 +400,8 @@ def export_for_vllm(model_name: str, scaling, out_dir: str | Path, *,
         if json.loads(saved.read_text()) == json.loads(json.dumps(scaling.to_dict())):
             return out_dir
     model, tokenizer = load_model(model_name, device="cpu", trust_remote_code=trust_remote_code)
-    save_extended(model, tokenizer, scaling, out_dir)
+    with FolderLock(out_dir, "--out"):  # save_extended stages inside out_dir under its lock
+        save_extended(model, tokenizer, scaling, out_dir)
     del model
     gc.collect()
     return out_dir

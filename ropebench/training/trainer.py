@@ -38,7 +38,7 @@ from ropebench.errors import RopebenchError
 from ropebench.io import FolderLock, read_jsonl, write_json_atomic, write_text_atomic
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
-from ropebench.settings import differences, setting, validate
+from ropebench.settings import MAX_SEED, differences, setting, validate
 
 
 @dataclass
@@ -51,7 +51,7 @@ class TrainSettings:
     max_grad_norm: float = setting(1.0, min=0)  # 0: no clipping
     weight_decay: float = setting(0.0, min=0)
     betas: tuple[float, float] = setting((0.9, 0.95), min=0, max=0.999999)
-    seed: int = setting(0, min=0)
+    seed: int = setting(0, min=0, max=MAX_SEED)
     data: str = "reference"  # see ropebench.training.data.load_documents
     gradient_checkpointing: bool = False
     log_every: int = setting(10, min=1)

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="factors JSON (e.g. from `ropebench search`) instead of analytic factors",
     )
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
+    parser.add_argument("--force", action="store_true",
+                        help="--out holds files ropebench did not write: move them into "
+                             "OUT/set-aside-<time>/ (never deleted) instead of stopping")
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -48,10 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ropebench.bounded import check_regular_file
     from ropebench.errors import RopebenchError
+    from ropebench.io import FolderLock
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.export import save_extended
-    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
+    from ropebench.outdir import claim_output
     from ropebench.model.patch import spec_of
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     if args.factors is not None:
+        check_regular_file(args.factors, "factors file")
         scaling = load_scaling(args.factors, spec, args.target_length)
         if args.method is not None and scaling.method != args.method:
             raise RopebenchError(
@@ -79,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         scaling = extender.rescale(spec, args.target_length)
 
-    dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"))
+    claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
+    dtype_name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise RopebenchError(f"the model config's dtype {dtype_name!r} is no torch dtype; write "
+                             "e.g. \"dtype\": \"bfloat16\" in config.json")
     model, tokenizer = load_model(
         args.model, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code,
         need_tokenizer=False,  # RoPE needs no tokenizer; its files are copied when present
@@ -88,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError(
             f"{args.model}: the loaded model's RoPE differs from its config.json; check the directory"
         )
-    out = save_extended(model, tokenizer, scaling, args.out)
+    with FolderLock(args.out, "--out"):  # two extends into one folder: the second stops
+        out = save_extended(model, tokenizer, scaling, args.out)
     params = model.config.rope_parameters
     print(
         f"{scaling.method}: window {spec.window} -> {scaling.target_length} "
