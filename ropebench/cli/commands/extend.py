@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.export import save_extended
     from ropebench.model.load import load_config_dict, load_model, resolve_model_path
-    from ropebench.outdir import claim_output
     from ropebench.model.patch import spec_of
+    from ropebench.outdir import claim_output
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
