@@ -203,7 +203,10 @@ class FolderLock:
             fd, depth = _held[key]
             _held[key] = (fd, depth + 1)
             return self
-        make_folder(self.path.parent)
+        folder = Path(os.path.abspath(self.path.parent))
+        if any(Path(root) in folder.parents for pair in _roots.values() for root in pair):
+            check_no_links(folder)  # a folder inside a locked one: no link on the way
+        folder.mkdir(parents=True, exist_ok=True)  # a top folder may be a link: the user's choice
         fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
