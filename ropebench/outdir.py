@@ -97,8 +97,8 @@ def check_not_model(out: Path, model: str | Path, what: str = "--out") -> None:
     real_out, real_model = Path(os.path.realpath(out)), Path(os.path.realpath(model_path))
     if real_out == real_model or real_model in real_out.parents:
         raise RopebenchError(
-            f"{what} {out} is inside the model folder {model}; ropebench never writes into the "
-            f"model it reads: choose a {what} outside it")
+            f"{what} {out} is the model folder {model} or inside it; ropebench never writes "
+            f"into the model it reads: choose a {what} outside it")
     if real_out in real_model.parents:
         raise RopebenchError(
             f"{what} {out} holds the model folder {model}; give the output a folder of its own")

@@ -181,6 +181,13 @@ def test_eval_refuses_a_method_the_factors_file_does_not_hold(model_dir, tmp_pat
     factors.write_text(json.dumps(get_extender("pi").rescale(spec, 128).to_dict()))
     _refused(_eval(model_dir, tmp_path, "--method", "yarn", "--factors", factors), capsys,
              "holds pi factors, not yarn")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({
+        "model": str(model_dir), "target_length": 128,
+        "methods": [{"method": "yarn", "factors": str(factors)}],
+        "evaluate": {"tasks": ["passkey"], "lengths": [64]}}))
+    _refused(["compare", plan, "--out", tmp_path / "out", "--dry-run"], capsys,
+             "holds pi factors, not yarn")
 
 
 @pytest.mark.parametrize("key", ["train", "search", "params", "factors"])

@@ -179,9 +179,12 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             if not Path(m.factors).is_file():
                 raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
             try:
-                load_scaling(m.factors, spec, plan.target_length)
+                scaling = load_scaling(m.factors, spec, plan.target_length)
             except RopebenchError as err:
                 raise RopebenchError(f"{where}: {err}") from err
+            if scaling.method != m.method:
+                raise RopebenchError(f"{where}: {m.factors} holds {scaling.method} factors, not "
+                                     f"{m.method}; write `method: {scaling.method}`")
     try:
         names = expand_tasks(plan.evaluate.tasks)
         resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
