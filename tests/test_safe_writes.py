@@ -104,6 +104,8 @@ def test_no_command_writes_through_links_in_out(model_dir, tmp_path, capsys):
         ["extend", model_dir, "--method", "pi", "--target-length", "128", "--out", out],
         ["compare", plan, "--out", out, "--quiet"],
         ["compare", plan, "--out", out, "--quiet", "--dry-run"],
+        ["search", model_dir, "--method", "longrope2", "--target-length", "128",
+         "--out", out / "plan.json"],
     ]
     for argv in commands:
         _refused(argv, capsys, "symbolic link")

@@ -176,8 +176,12 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.factors is not None:
             from ropebench.methods import load_scaling
 
-            if not Path(m.factors).is_file():
-                raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
+            from ropebench.bounded import check_regular_file
+
+            try:
+                check_regular_file(m.factors, "factors file")
+            except RopebenchError as err:
+                raise RopebenchError(f"{where}: {err}") from err
             try:
                 scaling = load_scaling(m.factors, spec, plan.target_length)
             except RopebenchError as err:

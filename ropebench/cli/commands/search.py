@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     scale_of(RopeSpec.from_config(load_config_dict(args.model)), args.target_length)
     for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
         check_not_model(path, resolve_model_path(args.model), flag)
+        if path.is_symlink():  # found now, not after the search: it would be written through
+            raise RopebenchError(f"{flag} {path} is a symbolic link; ropebench never writes "
+                                 "through links: remove it or give another file name")
     rank, world_size, device = process_place()  # joins the process group under torchrun
     if rank == 0:
         args.out.parent.mkdir(parents=True, exist_ok=True)
