@@ -174,9 +174,8 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.train is not None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
         if m.factors is not None:
-            from ropebench.methods import load_scaling
-
             from ropebench.bounded import check_regular_file
+            from ropebench.methods import load_scaling
 
             try:
                 check_regular_file(m.factors, "factors file")
