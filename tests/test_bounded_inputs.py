@@ -239,6 +239,10 @@ def test_train_and_reference_numbers_have_an_upper_bound(model_dir, tmp_path, ca
     _refused(train + ["--target-length", "128", "--set", "train.seed=-1"], capsys, "minimum")
     _refused(train + ["--target-length", "128", "--set", f"train.grad_accum={10**12}"], capsys,
              "maximum")
+    _refused(["extend", model_dir, "--method", "pi", "--target-length", str(10**12), "--out",
+              tmp_path / "out"], capsys, "16777216")
+    _refused(["search", model_dir, "--method", "longrope2", "--target-length", str(10**12),
+              "--out", tmp_path / "out" / "f.json"], capsys, "16777216")
     _refused(["reference", "train", "--steps", str(10**12), "--out", tmp_path / "r"], capsys,
              "--steps")
     assert not (tmp_path / "out").exists() and not (tmp_path / "r").exists()

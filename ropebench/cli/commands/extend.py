@@ -62,12 +62,16 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
+    from ropebench.settings import MAX_TOKENS
 
     params = parse_set(args.overrides, TAKES, "extend").params
     if args.method is None and args.factors is None:
         raise RopebenchError("give --method NAME or --factors FILE (see `ropebench list`)")
     if args.factors is None and args.target_length is None:
         raise RopebenchError("give --target-length N (the context length to extend to)")
+    if args.target_length is not None and not 1 <= args.target_length <= MAX_TOKENS:
+        raise RopebenchError(f"--target-length must be from 1 to {MAX_TOKENS}, got "
+                             f"{args.target_length}")
     if params and args.factors is not None:
         raise RopebenchError("params.KEY settings configure the analytic --method; a --factors "
                              "file fixes the scaling itself, so drop one of them")
