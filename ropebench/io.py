@@ -8,8 +8,9 @@ only the *last* line incomplete (it has no newline): readers drop that torn tail
 truncate it before appending. Any other line that is not valid JSON is corruption, not an
 interruption: reading stops with an error naming the file and line.
 
-No write follows a symbolic link: the file written is never a link, and below a folder this
-process has locked (an output folder) no folder on the way is one either (`check_no_links`).
+No write follows a symbolic link: below a folder this process has locked (an output folder)
+neither the file written nor any folder on the way may be one (`check_no_links`); appends and
+locks open with O_NOFOLLOW everywhere, and an atomic write's rename replaces a link elsewhere.
 """
 
 from __future__ import annotations
@@ -67,23 +68,20 @@ def user_umask() -> int:
 
 
 def check_no_links(path: Path) -> None:
-    """Refuse to write at `path` when it is a symbolic link, or when it lies below a folder this
-    process has locked (an output folder) and a folder between the two is a link: a link placed
-    inside --out must never redirect a write to a file outside it. The locked folder itself may
-    be a link: the user chose it."""
+    """Refuse to write at `path` when it lies below a folder this process has locked (an output
+    folder) and it, or a folder between the two, is a symbolic link: a link placed inside --out
+    must never redirect a write to a file outside it. The locked folder itself may be a link:
+    the user chose it. (Elsewhere, e.g. a user-level cache, an atomic write replaces a link
+    rather than writing through it.)"""
     path = Path(os.path.abspath(path))
     roots = [Path(root) for pair in _roots.values() for root in pair]
-    if path in roots:
-        return
-    if path.is_symlink():
-        raise _link_error(path)
     for root in roots:
         if root in path.parents:
-            below = path.relative_to(root).parts[:-1]
+            below = path.relative_to(root).parts
             for depth in range(1, len(below) + 1):
-                folder = root.joinpath(*below[:depth])
-                if folder.is_symlink():
-                    raise _link_error(folder)
+                step = root.joinpath(*below[:depth])
+                if step.is_symlink():
+                    raise _link_error(step)
 
 
 def _link_error(link: Path) -> RopebenchError:
