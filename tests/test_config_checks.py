@@ -154,6 +154,11 @@ def test_a_chat_template_that_raises_stops_before_the_weights_load(model_dir, tm
     line = _refused(_eval(folder, tmp_path), capsys, "chat template")
     assert "tasks.chat=false" in line
     _refused(_eval(folder, tmp_path, "--set", "tasks.chat=false"), capsys, "cannot load model")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"model": str(folder), "target_length": 128, "methods": ["pi"],
+                                "evaluate": {"tasks": ["passkey"], "lengths": [64]}}))
+    _refused(["compare", plan, "--out", tmp_path / "run"], capsys, "chat template")
+    assert not (tmp_path / "run").exists()
 
 
 def test_foreign_json_in_rows_jsonl_is_one_line(model_dir, tmp_path, capsys, no_weights):

@@ -148,10 +148,11 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
 def validate(plan: Plan, *, source: str = "plan") -> None:
     """Check the plan against the installed methods, tasks and settings, and the model's config."""
     from ropebench.methods import available_extenders, get_extender
-    from ropebench.model.load import load_config_dict
+    from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.evaluate import resolve_options
     from ropebench.tasks import expand_tasks, get_task
+    from ropebench.tasks.chat_check import check_folder_template
     from ropebench.training.trainer import TrainSettings
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
@@ -190,9 +191,10 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
                                      f"{m.method}; write `method: {scaling.method}`")
     try:
         names = expand_tasks(plan.evaluate.tasks)
-        resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
+        resolved = resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
     except RopebenchError as err:
         raise RopebenchError(f"{source}: evaluate: {err}") from err
+    check_folder_template(resolve_model_path(plan.model), resolved)
     longest = max(plan.evaluate.lengths)
     if longest > plan.target_length:
         raise RopebenchError(

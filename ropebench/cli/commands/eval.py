@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.run.overrides import parse_set
     from ropebench.run.plan import check_label
     from ropebench.tasks import expand_tasks, get_task
-    from ropebench.tasks.base import GenerationOptions, GenerativeTask
+    from ropebench.tasks.base import GenerationOptions
+    from ropebench.tasks.chat_check import check_folder_template
 
     overrides = parse_set(args.overrides, TAKES, "eval")
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -136,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
         scaling = get_extender(args.method, overrides.params).rescale(spec, args.target_length)
 
     claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
-    prompted = {name: opts for name, opts in resolved.items()
-                if isinstance(get_task(name), GenerativeTask)}
-    check_template(resolve_model_path(args.model), prompted, args.trust_remote_code)
+    check_folder_template(resolve_model_path(args.model), resolved, args.trust_remote_code)
     read_rows(args.out)  # rows another program wrote there fail now, not after the weights load
     label = args.label or (scaling.method if scaling is not None else "none")
     backend = make_backend(args, scaling, overrides.backend)
@@ -174,30 +173,6 @@ def check_numbers(args: argparse.Namespace) -> None:
                                      ("--target-length", args.target_length, 1, MAX_TOKENS)):
         if value is not None and not least <= value <= most:
             raise RopebenchError(f"{flag} must be from {least} to {most}, got {value}")
-
-
-def check_template(model_dir: str, resolved: dict[str, dict[str, Any]],
-                   trust_remote_code: bool) -> None:
-    """A chat template that raises stops the run now, before the weights load (only the
-    tokenizer is read, and only when the folder ships a template). `resolved`: the options of
-    the tasks that build prompts."""
-    folder = Path(model_dir)
-    choices = {opts.get("chat") for opts in resolved.values() if opts.get("chat") is not False}
-    config = folder / "tokenizer_config.json"
-    ships = ((folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file()
-             or (config.is_file() and "chat_template" in config.read_text(errors="replace")))
-    if not choices or not folder.is_dir() or not ships:
-        return
-    from transformers import AutoTokenizer
-
-    from ropebench.tasks.prompting import check_chat_template
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except Exception:  # noqa: BLE001  (load_model reports a broken tokenizer in one line)
-        return
-    for chat in choices:
-        check_chat_template(tokenizer, chat)
 
 
 def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, Any]):
