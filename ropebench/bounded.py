@@ -39,6 +39,11 @@ def check_regular_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_factors_file(path: str | Path) -> None:
+    """A factors file is a regular file within MAX_FACTORS_BYTES (checked before it is parsed)."""
+    read_bounded(path, "factors file", MAX_FACTORS_BYTES)
+
+
 def read_bounded(path: str | Path, what: str, limit: int) -> str:
     """The UTF-8 text of a regular file of at most `limit` bytes, or the one-line error."""
     path = check_regular_file(path, what)
@@ -52,7 +57,8 @@ def read_bounded(path: str | Path, what: str, limit: int) -> str:
             raise RopebenchError(f"{what} {path} is not a regular file; give the path of a file")
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise RopebenchError(f"{what} {path} is larger than {limit // MiB} MiB, the most "
+        size = f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
+        raise RopebenchError(f"{what} {path} is larger than {size}, the most "
                              f"ropebench reads for it; check that it is the right file")
     try:
         return data.decode("utf-8")

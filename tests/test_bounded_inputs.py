@@ -173,6 +173,16 @@ def test_a_config_past_the_size_cap_is_refused(model_dir, tmp_path, capsys, no_w
     _refused(["eval", folder, *_eval(model_dir, tmp_path)[2:]], capsys, "the most ropebench reads")
 
 
+def test_a_factors_file_past_the_size_cap_is_refused(model_dir, tmp_path, capsys, no_weights,
+                                                     monkeypatch):
+    monkeypatch.setattr(bounded, "MAX_FACTORS_BYTES", 1024)
+    factors = _write(tmp_path, "big.json", json.dumps({"long_factor": [2.0] * 8,
+                                                       "history": ["x" * 2048]}))
+    _refused(_eval(model_dir, tmp_path, "--factors", factors), capsys, "the most ropebench reads")
+    _refused(["extend", model_dir, "--factors", factors, "--out", tmp_path / "x"], capsys,
+             "the most ropebench reads")
+
+
 def test_read_bounded_reads_at_most_the_cap(tmp_path):
     path = _write(tmp_path, "f.json", "x" * 100)
     assert bounded.read_bounded(path, "f", 100) == "x" * 100

@@ -175,11 +175,11 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.train is not None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
         if m.factors is not None:
-            from ropebench.bounded import check_regular_file
+            from ropebench.bounded import check_factors_file
             from ropebench.methods import load_scaling
 
             try:
-                check_regular_file(m.factors, "factors file")
+                check_factors_file(m.factors)
             except RopebenchError as err:
                 raise RopebenchError(f"{where}: {err}") from err
             try:

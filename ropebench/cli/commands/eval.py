@@ -86,7 +86,7 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropebench.bounded import check_regular_file
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.load import load_config_dict, resolve_model_path
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(config, lengths, batch=batch, force=args.force)
     scaling = None
     if args.factors is not None:
-        check_regular_file(args.factors, "factors file")
+        check_factors_file(args.factors)
         scaling = load_scaling(args.factors, spec, args.target_length)
         if args.method not in (None, scaling.method):
             raise RopebenchError(

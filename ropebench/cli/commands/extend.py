@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ropebench.bounded import check_regular_file
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.io import FolderLock
     from ropebench.methods import get_extender, load_scaling
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     if args.factors is not None:
-        check_regular_file(args.factors, "factors file")
+        check_factors_file(args.factors)
         scaling = load_scaling(args.factors, spec, args.target_length)
         if args.method is not None and scaling.method != args.method:
             raise RopebenchError(

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropebench.bounded import check_regular_file
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.load import load_config_dict, load_model, resolve_model_path
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     # The method, target and factors are checked against config.json before any weights load.
     config_spec = RopeSpec.from_config(load_config_dict(args.model))
     if args.factors is not None:
-        check_regular_file(args.factors, "factors file")
+        check_factors_file(args.factors)
         load_scaling(args.factors, config_spec, args.target_length)
     else:
         extender.rescale(config_spec, args.target_length)
