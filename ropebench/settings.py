@@ -27,6 +27,13 @@ from ropebench.registry import did_you_mean
 
 D = TypeVar("D")
 
+# Upper bounds a real run stays far below; a value past them is a typo (1e12 for 1e3), not a
+# request, and would exhaust memory or time before failing on its own.
+MAX_TOKENS = 1 << 24  # context lengths, documents, strides: 16,777,216 tokens
+MAX_SAMPLES = 100_000  # samples per task and length
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 10_000_000  # any other whole-number setting without its own maximum
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -68,10 +75,12 @@ def read_value(text: str) -> Any:
     `search.baselines=` is the empty list, not null)."""
     import yaml
 
+    from ropebench.bounded import load_yaml
+
     if not text:
         return text
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text, f"--set value {text[:40]!r}")
     except yaml.YAMLError:
         return text
 
@@ -140,6 +149,8 @@ def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     if isinstance(value, float) and math.isinf(value) and not meta.get("allow_inf"):
         raise RopebenchError(f"{name} is infinite; give a finite number")
     low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
+    if high is None and isinstance(value, int):
+        high = MAX_COUNT  # every whole number has a ceiling (a count, a size, a step)
     if low is not None and value < low:
         raise RopebenchError(f"{name}={value} is below its minimum {low}; give a value >= {low}")
     if high is not None and value > high:

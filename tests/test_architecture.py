@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ropebench"
 # Bottom to top; a module may import its own layer and the layers before it.
 LAYERS = [
-    {"errors", "registry", "settings", "io", "content", "corpus", "stats", "__init__", "__main__"},
+    {"errors", "registry", "settings", "io", "content", "bounded", "outdir", "corpus", "stats",
+     "__init__", "__main__"},
     {"rope"},
     {"model"},
     {"methods", "extenders", "backends"},

@@ -41,7 +41,7 @@ from typing import Any
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.errors import RopebenchError
 from ropebench.io import write_json_atomic
-from ropebench.settings import parse_settings, setting
+from ropebench.settings import MAX_TOKENS, parse_settings, setting
 
 SOURCE_FILE = "ropebench_source.json"  # in an export: the content hashes of the model it came from
 
@@ -63,7 +63,7 @@ class VLLMOptions:
     # Data parallelism is ropebench's: launch N processes (torchrun / accelerate launch), each
     # with its own engine; inside one process it must be 1.
     data_parallel_size: int = setting(1, min=1, max=1)
-    max_model_len: int | None = setting(None, min=16)
+    max_model_len: int | None = setting(None, min=16, max=MAX_TOKENS)
     gpu_memory_utilization: float = setting(0.9, gt=0.0, max=1.0)
     enforce_eager: bool = True
     dtype: str = setting("auto", choices=("auto", "float32", "bfloat16", "float16"))
@@ -398,6 +398,7 @@ def export_for_vllm(model_name: str, scaling, out_dir: str | Path, *,
     """The directory vLLM loads: `model_name` itself when unscaled, else ropebench's export of the
     scaled model (`save_extended`, reused when it already holds this exact scaling of a source
     with the same content: `SOURCE_FILE` records the source's file hashes)."""
+    from ropebench.io import FolderLock
     from ropebench.model.export import SCALING_FILE, save_extended
     from ropebench.model.identity import folder_fingerprint
     from ropebench.model.load import load_model, resolve_model_path
@@ -414,7 +415,8 @@ def export_for_vllm(model_name: str, scaling, out_dir: str | Path, *,
             return out_dir
     recorded.unlink(missing_ok=True)  # the export is being replaced: never reuse it half done
     model, tokenizer = load_model(model_name, device="cpu", trust_remote_code=trust_remote_code)
-    save_extended(model, tokenizer, scaling, out_dir)
+    with FolderLock(out_dir, "--out"):  # save_extended stages inside out_dir under its lock
+        save_extended(model, tokenizer, scaling, out_dir)
     del model
     gc.collect()
     write_json_atomic(recorded, source)

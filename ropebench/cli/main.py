@@ -8,6 +8,7 @@ Each subcommand lives in its own module under `ropebench.cli.commands` and expos
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the file system said no: read-only, full, name too long, in the way
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
         reason = err.strerror or _one_line(str(err)) or type(err).__name__
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"ropebench {args.command}: error: {reason}{where}; free some space and run "
+                  "the same command again: what was finished is kept and the rest resumes",
+                  file=sys.stderr)
+            return 2
         print(f"ropebench {args.command}: error: {reason}{where}; check that the path exists, is "
               "writable and has free space, or choose another --out", file=sys.stderr)
         return 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from ropebench.errors import RopebenchError
+from ropebench.io import check_no_links, write_text_atomic
 from ropebench.model.patch import apply_scaling
+from ropebench.outdir import staging_folder
 from ropebench.rope.scaling import RopeScaling
 
 SCALING_FILE = "ropebench_scaling.json"
@@ -21,22 +22,23 @@ def save_extended(model, tokenizer, scaling: RopeScaling, out_dir: str | Path) -
     The config carries the scaling as transformers 5 `rope_parameters` (pi -> linear,
     ntk -> rope_theta, dynamic-ntk -> dynamic, yarn/ntk-by-parts -> yarn, llama3 -> llama3,
     longrope/longrope2 -> longrope), so loading it needs no ropebench. `ropebench_scaling.json`
-    keeps the full provenance (method, factors, search history). Files are written to a sibling
-    temporary directory and moved in one by one, so an interrupted save never leaves a truncated
-    file; other files already in `out_dir` (training logs) are kept.
+    keeps the full provenance (method, factors, search history). Files are written to a staging
+    folder inside `out_dir` and moved in one by one, so an interrupted save never leaves a
+    truncated file (a killed save's staging folder is removed by the next one); other files
+    already in `out_dir` (training logs) are kept. The caller holds `out_dir`'s lock.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RopebenchError(f"{out_dir} is a file; choose a directory for --out")
     apply_scaling(model, scaling)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = staging_folder(out_dir)
     try:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        (tmp / SCALING_FILE).write_text(json.dumps(scaling.to_dict(), indent=2))
+        write_text_atomic(tmp / SCALING_FILE, json.dumps(scaling.to_dict(), indent=2))
         for path in sorted(tmp.iterdir()):
+            check_no_links(out_dir / path.name)
             os.replace(path, out_dir / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -90,10 +90,16 @@ def load_config_dict(name_or_path: str) -> dict:
     resolved = resolve_model_path(name_or_path)
     local = Path(resolved) / "config.json"
     if local.is_file():
+        from ropebench.bounded import MAX_CONFIG_BYTES, read_bounded
+
         try:
-            return json.loads(local.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            config = json.loads(read_bounded(local, "model config", MAX_CONFIG_BYTES))
+        except json.JSONDecodeError as err:
             raise RopebenchError(f"cannot read {local}: {err}; check the file is valid JSON") from err
+        if not isinstance(config, dict):
+            raise RopebenchError(f"{local} holds a JSON {type(config).__name__}, not an object; "
+                                 "point MODEL at a folder with a HF config.json")
+        return config
     from transformers import AutoConfig
 
     check_hub_reachable(resolved)

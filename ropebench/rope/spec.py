@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ropebench.errors import RopebenchError
+from ropebench.rope.config_checks import check_config
 
 # Config key under which a patched model remembers its pretrained RoPE (saved in config.json;
 # vanilla transformers keeps it as a plain attribute). Extending again starts from it.
@@ -50,6 +51,7 @@ class RopeSpec:
                 return config.get(key, default)
             return getattr(config, key, default)
 
+        check_config(config)
         pretrained = get(PRETRAINED_KEY)
         if isinstance(pretrained, dict):
             return cls(**pretrained)
@@ -134,6 +136,7 @@ def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
     Old configs leave some RoPE fields to transformers' defaults (no rope_theta written); those
     go through the model type's config class to fill them in.
     """
+    check_config(config)  # a field of the wrong type is an error, not a reason to fall back
     try:
         return RopeSpec.from_config(config)
     except RopebenchError:
@@ -143,7 +146,13 @@ def spec_from_config_dict(config: dict[str, Any]) -> RopeSpec:
         if model_type not in CONFIG_MAPPING:
             raise
         fields = {k: v for k, v in config.items() if k != "model_type"}
-        return RopeSpec.from_config(CONFIG_MAPPING[model_type](**fields))
+        try:
+            filled = CONFIG_MAPPING[model_type](**fields)
+        except (TypeError, ValueError) as err:  # transformers' own checks of the fields
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RopebenchError(f"the model's config.json is not a valid {model_type} config "
+                                 f"({first}); fix config.json") from err
+        return RopeSpec.from_config(filled)
 
 
 def configured_rope(config: Any) -> dict[str, Any]:

@@ -52,7 +52,17 @@ SPEED_ONLY = ("batch_size", "max_batch_tokens", "engine")
 
 
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(out_dir) / ROWS_FILE)
+    """The rows of an evaluation folder; a record that is no ropebench row is an error."""
+    path = Path(out_dir) / ROWS_FILE
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, start=1):
+        if not (isinstance(row, dict) and isinstance(row.get("method"), str)
+                and isinstance(row.get("task"), str)
+                and all(isinstance(row.get(k), int) for k in ("length", "index"))):
+            raise RopebenchError(f"{path}: record {number} is not a ropebench row (it needs "
+                                 "method, task, length and index); move the file away or give "
+                                 "another --out")
+    return rows
 
 
 def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dict[str, Any]]:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ropebench.errors import RopebenchError
 from ropebench.registry import did_you_mean
-from ropebench.settings import field_names, parse_settings
+from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS, field_names, parse_settings
 
 BASELINE = "none"
 PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out")
@@ -90,13 +90,14 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan
     given), and validate it."""
     import yaml
 
+    from ropebench.bounded import MAX_PLAN_BYTES, load_yaml, read_bounded
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise RopebenchError(f"plan file {path} does not exist; give the path of a YAML plan")
+    text = read_bounded(path, "plan", MAX_PLAN_BYTES)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise RopebenchError(f"cannot read plan {path} ({err}); save it as UTF-8 text") from err
+        raw = load_yaml(text, f"plan {path}") or {}
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0]
         raise RopebenchError(f"plan {path} is not valid YAML ({first}); fix the syntax") from err
@@ -134,7 +135,7 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
         )
     plan = Plan(
         model=str(raw["model"]),
-        target_length=_positive_int(raw["target_length"], f"{source}: target_length"),
+        target_length=_positive_int(raw["target_length"], f"{source}: target_length", MAX_TOKENS),
         methods=tuple(methods),
         evaluate=_evaluate(raw["evaluate"], f"{source}: evaluate"),
         name=str(raw.get("name") or "comparison"),
@@ -147,10 +148,11 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
 def validate(plan: Plan, *, source: str = "plan") -> None:
     """Check the plan against the installed methods, tasks and settings, and the model's config."""
     from ropebench.methods import available_extenders, get_extender
-    from ropebench.model.load import load_config_dict
+    from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.evaluate import resolve_options
     from ropebench.tasks import expand_tasks, get_task
+    from ropebench.tasks.chat_check import check_folder_template
     from ropebench.training.trainer import TrainSettings
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
@@ -173,19 +175,20 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.train is not None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
         if m.factors is not None:
+            from ropebench.bounded import check_factors_file
             from ropebench.methods import load_scaling
 
-            if not Path(m.factors).is_file():
-                raise RopebenchError(f"{where}: factors file {m.factors} does not exist")
             try:
+                check_factors_file(m.factors)
                 load_scaling(m.factors, spec, plan.target_length, m.method)
             except RopebenchError as err:
                 raise RopebenchError(f"{where}: {err}") from err
     try:
         names = expand_tasks(plan.evaluate.tasks)
-        resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
+        resolved = resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
     except RopebenchError as err:
         raise RopebenchError(f"{source}: evaluate: {err}") from err
+    check_folder_template(resolve_model_path(plan.model), resolved)
     longest = max(plan.evaluate.lengths)
     if longest > plan.target_length:
         raise RopebenchError(
@@ -223,6 +226,12 @@ def _method(entry: Any, where: str, search_defaults: dict, train_defaults: dict,
     if not isinstance(params, dict):
         raise RopebenchError(f"{where}: params must be a mapping of the method's settings")
     factors = entry.get("factors")
+    if method == BASELINE:
+        given = [key for key in ("params", "search", "train", "factors") if entry.get(key)]
+        if given:
+            raise RopebenchError(
+                f"{where}: the baseline `{BASELINE}` is the original model as it is, so it takes "
+                f"no {given[0]}:; remove it, or name the method that should get it")
     default_search = factors is None and searches(method)
     default_train = has_train and method != BASELINE
     return MethodPlan(
@@ -271,9 +280,9 @@ def _evaluate(raw: Any, where: str) -> EvalPlan:
         raise RopebenchError(f"{where}: `options` must be a mapping")
     return EvalPlan(
         tasks=tuple(str(t) for t in tasks),
-        lengths=tuple(sorted({_positive_int(x, f"{where}: lengths") for x in lengths})),
-        samples=_positive_int(raw.get("samples", 4), f"{where}: samples"),
-        seed=_int(raw.get("seed", 0), f"{where}: seed"),
+        lengths=tuple(sorted({_positive_int(x, f"{where}: lengths", MAX_TOKENS) for x in lengths})),
+        samples=_positive_int(raw.get("samples", 4), f"{where}: samples", MAX_SAMPLES),
+        seed=_bounded_int(_int(raw.get("seed", 0), f"{where}: seed"), f"{where}: seed", 0, MAX_SEED),
         options=dict(options),
     )
 
@@ -336,10 +345,16 @@ def _int(value: Any, where: str) -> int:
         raise RopebenchError(f"{where}: expected an integer, got {value!r}") from err
 
 
-def _positive_int(value: Any, where: str) -> int:
-    number = _int(value, where)
-    if number <= 0:
-        raise RopebenchError(f"{where}: expected a positive integer, got {value!r}")
+def _positive_int(value: Any, where: str, most: int) -> int:
+    return _bounded_int(_int(value, where), where, 1, most)
+
+
+def _bounded_int(number: int, where: str, least: int, most: int) -> int:
+    if number < least:
+        raise RopebenchError(f"{where}: expected a {'positive' if least == 1 else 'non-negative'} "
+                             f"integer, got {number!r}")
+    if number > most:
+        raise RopebenchError(f"{where}: {number} is above the maximum {most}; give at most {most}")
     return number
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
-from ropebench.settings import setting
+from ropebench.settings import MAX_TOKENS, setting
 from ropebench.tasks.base import MeasuredTask, Row
 from ropebench.tasks.haystacks import get_haystack
 
@@ -81,9 +81,9 @@ def perplexity(backend: Backend, length: int, **options: Any) -> float:
 
 @dataclass
 class PerplexityOptions:
-    stride: int | None = setting(None, min=1)  # None: one truncated window per document
+    stride: int | None = setting(None, min=1, max=MAX_TOKENS)  # None: one truncated window per document
     haystack: str = "pydoc"
-    document_tokens: int | None = setting(None, min=2)
+    document_tokens: int | None = setting(None, min=2, max=MAX_TOKENS)
 
 
 class PerplexityTask(MeasuredTask):

@@ -70,9 +70,25 @@ def wrap(tokenizer, text: str, chat: bool, turns: Sequence[tuple[str, str]] = ()
         return text
     history = [{"role": role, "content": content} for exchange in turns
                for role, content in zip(("user", "assistant"), exchange, strict=True)]
-    return tokenizer.apply_chat_template(
-        [*history, {"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-    )
+    try:
+        return tokenizer.apply_chat_template(
+            [*history, {"role": "user", "content": text}], tokenize=False,
+            add_generation_prompt=True,
+        )
+    except Exception as err:  # noqa: BLE001  (Jinja raises many kinds; one line for all)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RopebenchError(
+            f"the tokenizer's chat template fails on a user turn ({type(err).__name__}: "
+            f"{first[:120]}); fix chat_template in the model's tokenizer files, or run without "
+            "it: --set tasks.chat=false"
+        ) from err
+
+
+def check_chat_template(tokenizer, chat: bool | None = None) -> None:
+    """Render one exchange and a user turn now, so a template that raises stops the run before
+    the weights load rather than at its first sample."""
+    if uses_chat(tokenizer, chat):
+        wrap(tokenizer, "ping", True, [("ping", "pong")])
 
 
 FILLS = ("reference", "tight")

@@ -17,7 +17,7 @@ import yaml
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
-from ropebench.settings import setting
+from ropebench.settings import MAX_TOKENS, setting
 from ropebench.tasks.base import MeasuredTask, Row
 
 SHORT_DIR = Path(__file__).resolve().parent / "short_tasks"
@@ -84,7 +84,7 @@ def run_lm_eval(
 class ShortOptions:
     short_tasks: tuple[str, ...] = DEFAULT_TASKS  # lm-eval task names (a comma-separated list)
     short_limit: int | None = setting(None, min=1)  # samples per lm-eval task (None: all)
-    max_length: int | None = setting(None, min=1)  # None: the model's configured window
+    max_length: int | None = setting(None, min=1, max=MAX_TOKENS)  # None: the model's configured window
 
 
 class ShortTasks(MeasuredTask):

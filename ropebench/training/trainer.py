@@ -35,10 +35,10 @@ from typing import Any
 import torch
 
 from ropebench.errors import RopebenchError
-from ropebench.io import FolderLock, read_jsonl, write_json_atomic, write_text_atomic
+from ropebench.io import FolderLock, JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
-from ropebench.settings import differences, setting, validate
+from ropebench.settings import MAX_SEED, differences, setting, validate
 
 
 @dataclass
@@ -51,7 +51,7 @@ class TrainSettings:
     max_grad_norm: float = setting(1.0, min=0)  # 0: no clipping
     weight_decay: float = setting(0.0, min=0)
     betas: tuple[float, float] = setting((0.9, 0.95), min=0, max=0.999999)
-    seed: int = setting(0, min=0)
+    seed: int = setting(0, min=0, max=MAX_SEED)
     data: str = "reference"  # see ropebench.training.data.load_documents
     gradient_checkpointing: bool = False
     log_every: int = setting(10, min=1)
@@ -296,8 +296,7 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
                                             or step + 1 == settings.steps):
             record = {"step": step + 1, "loss": round(mean_loss, 6), "lr": lr, "tokens": tokens,
                       "long_rows": long_rows, "rows": rows_per_step, "seconds": round(seconds, 3)}
-            with log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            JsonlWriter(log_path).write(record)
         if step == start_step:
             left = (settings.steps - step - 1) * (time.perf_counter() - start)
             bar.write(f"train {scaling.method}: step {step + 1} took "

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the plan and list its stages (cached or to run), run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    parser.add_argument("--force", action="store_true",
+                        help="RUN_DIR holds files ropebench did not write: move them into "
+                             "RUN_DIR/set-aside-<time>/ (never deleted) instead of stopping")
 
 
 def plan_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,6 +58,8 @@ def plan_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.model.load import resolve_model_path
+    from ropebench.outdir import claim_output
     from ropebench.run.plan import load_plan, plan_from_dict
     from ropebench.run.runner import ComparisonRunner, describe
 
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError("no run directory: pass --out RUN_DIR or set `out:` in the plan")
     if Path(plan.out).exists() and not Path(plan.out).is_dir():
         raise RopebenchError(f"run directory {plan.out} is a file; give a folder for --out")
+    claim_output(plan.out, force=args.force, model=resolve_model_path(plan.model),
+                 dry_run=args.dry_run)
     runner = ComparisonRunner(plan, Path(plan.out), progress=not args.quiet)
     if runner.writes:  # under torchrun, rank 0 speaks for every process
         print(describe(runner))

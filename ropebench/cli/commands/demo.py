@@ -32,6 +32,8 @@ def demo_plan_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.model.load import resolve_model_path
+    from ropebench.outdir import claim_output
     from ropebench.reports import write_report
     from ropebench.run.estimate import estimate_seconds
     from ropebench.run.overrides import parse_set
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         from ropebench.errors import RopebenchError
 
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the demo run")
+    claim_output(args.out, model=resolve_model_path(plan.model))
     runner = ComparisonRunner(plan, Path(args.out), progress=not args.quiet)
     if not runner.writes:  # another process of a torchrun launch: work, rank 0 reports
         runner.run()

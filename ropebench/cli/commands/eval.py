@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--force", action="store_true",
-                        help="run lengths the up-front memory/time estimate says cannot finish")
+                        help="run lengths the up-front memory/time estimate says cannot finish, "
+                             "and move files ropebench did not write in --out into "
+                             "OUT/set-aside-<time>/ (never deleted)")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
@@ -64,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_lengths(text: str) -> list[int]:
     """`512,1024,4k` -> [512, 1024, 4096]."""
     from ropebench.errors import RopebenchError
+    from ropebench.settings import MAX_TOKENS
 
     lengths = []
     for part in (p.strip().lower() for p in text.split(",") if p.strip()):
@@ -72,24 +75,30 @@ def parse_lengths(text: str) -> list[int]:
             lengths.append(int(part.removesuffix("k")) * scale)
         except ValueError as err:
             raise RopebenchError(
-                f"--lengths must be integers like 512,1024,4k; got {text!r}"
+                f"--lengths must be whole numbers of tokens like 512,1024,4k; got {text!r}"
             ) from err
     if not lengths or min(lengths) < 1:
         raise RopebenchError(f"--lengths must be positive integers; got {text!r}")
+    if max(lengths) > MAX_TOKENS:
+        raise RopebenchError(f"--lengths {max(lengths)} is above the maximum {MAX_TOKENS} tokens; "
+                             "give shorter lengths")
     return lengths
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
-    from ropebench.model.load import load_config_dict
+    from ropebench.model.load import load_config_dict, resolve_model_path
+    from ropebench.outdir import claim_output
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.budget import check_fits
-    from ropebench.run.evaluate import resolve_options, run_evaluation
+    from ropebench.run.evaluate import read_rows, resolve_options, run_evaluation
     from ropebench.run.overrides import parse_set
     from ropebench.run.plan import check_label
     from ropebench.tasks import expand_tasks, get_task
     from ropebench.tasks.base import GenerationOptions
+    from ropebench.tasks.chat_check import check_folder_template
 
     overrides = parse_set(args.overrides, TAKES, "eval")
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -99,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     lengths = parse_lengths(args.lengths)
     if args.label is not None:
         check_label(args.label)
-    if args.samples < 1:
-        raise RopebenchError(f"--samples must be at least 1, got {args.samples}")
+    check_numbers(args)
     if args.out.exists() and not args.out.is_dir():
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
     resolved = resolve_options(overrides.options, [get_task(name) for name in tasks])
@@ -117,12 +125,16 @@ def run(args: argparse.Namespace) -> int:
     check_fits(config, lengths, batch=batch, force=args.force)
     scaling = None
     if args.factors is not None:
+        check_factors_file(args.factors)
         scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     elif analytic:
         if args.target_length is None:
             raise RopebenchError(f"--method {args.method} needs --target-length N")
         scaling = get_extender(args.method, overrides.params).rescale(spec, args.target_length)
 
+    claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
+    check_folder_template(resolve_model_path(args.model), resolved, args.trust_remote_code)
+    read_rows(args.out)  # rows another program wrote there fail now, not after the weights load
     label = args.label or (scaling.method if scaling is not None else "none")
     backend = make_backend(args, scaling, overrides.backend)
     rows = run_evaluation(
@@ -158,6 +170,18 @@ def interrupted(args: argparse.Namespace) -> str:
     return f"interrupted; {count} finished rows are saved in {args.out / ROWS_FILE}, re-run to resume"
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """--samples, --seed and --target-length within what a real run uses."""
+    from ropebench.errors import RopebenchError
+    from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS
+
+    for flag, value, least, most in (("--samples", args.samples, 1, MAX_SAMPLES),
+                                     ("--seed", args.seed, 0, MAX_SEED),
+                                     ("--target-length", args.target_length, 1, MAX_TOKENS)):
+        if value is not None and not least <= value <= most:
+            raise RopebenchError(f"{flag} must be from {least} to {most}, got {value}")
+
+
 def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, Any]):
     """The backend `--backend` names, holding the model with `scaling` applied and the engine
     options (`--set backend.KEY=VALUE`), placed on this process's device when several processes
@@ -169,7 +193,12 @@ def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, An
     name = args.backend or "hf"
     BACKENDS.get(name)  # an unknown name fails here, before any weights load
     if name == "vllm":
+        import importlib.util
         import os
+
+        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:
+            raise RopebenchError("--backend vllm needs the vllm package, which is not installed: "
+                                 "pip install vllm (on a CUDA machine), or use --backend hf")
 
         from ropebench.backends.vllm import VLLMBackend, export_for_vllm
         from ropebench.run.distributed import gpu_slice

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="factors file: a JSON from `ropebench search`/`extend`, a HF config.json with longrope scaling, or a LongRoPE CSV (instead of analytic factors)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
+    parser.add_argument("--force", action="store_true",
+                        help="--out holds files ropebench did not write: move them into "
+                             "OUT/set-aside-<time>/ (never deleted) instead of stopping")
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -48,20 +51,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
+    from ropebench.io import FolderLock
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.export import save_extended
-    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
     from ropebench.model.patch import spec_of
+    from ropebench.outdir import claim_output
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
+    from ropebench.settings import MAX_TOKENS
 
     params = parse_set(args.overrides, TAKES, "extend").params
     if args.method is None and args.factors is None:
         raise RopebenchError("give --method NAME or --factors FILE (see `ropebench list`)")
     if args.factors is None and args.target_length is None:
         raise RopebenchError("give --target-length N (the context length to extend to)")
+    if args.target_length is not None and not 1 <= args.target_length <= MAX_TOKENS:
+        raise RopebenchError(f"--target-length must be from 1 to {MAX_TOKENS}, got "
+                             f"{args.target_length}")
     if params and args.factors is not None:
         raise RopebenchError("params.KEY settings configure the analytic --method; a --factors "
                              "file fixes the scaling itself, so drop one of them")
@@ -70,11 +80,17 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_dict(args.model)
     spec = spec_from_config_dict(config)
     if args.factors is not None:
+        check_factors_file(args.factors)
         scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     else:
         scaling = extender.rescale(spec, args.target_length)
 
-    dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"))
+    claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
+    dtype_name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise RopebenchError(f"the model config's dtype {dtype_name!r} is no torch dtype; write "
+                             "e.g. \"dtype\": \"bfloat16\" in config.json")
     model, tokenizer = load_model(
         args.model, device="cpu", dtype=dtype, trust_remote_code=args.trust_remote_code,
         need_tokenizer=False,  # RoPE needs no tokenizer; its files are copied when present
@@ -83,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError(
             f"{args.model}: the loaded model's RoPE differs from its config.json; check the directory"
         )
-    out = save_extended(model, tokenizer, scaling, args.out)
+    with FolderLock(args.out, "--out"):  # two extends into one folder: the second stops
+        out = save_extended(model, tokenizer, scaling, args.out)
     params = model.config.rope_parameters
     print(
         f"{scaling.method}: window {spec.window} -> {scaling.target_length} "

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         from ropebench.model.load import load_model
         from ropebench.reference.card import CardSettings, measure, write_card
 
+        check_card_inputs(args)
         model, tokenizer = load_model("reference")
         tables = measure(model, tokenizer, args.out, CardSettings(samples=args.samples))
         for name, table in tables.items():
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         train_reference,
     )
 
+    check_counts(args)
     cfg = micro_config(args.seed) if args.micro else ReferenceTrainConfig(seed=args.seed)
     if args.steps is not None:
         cfg.steps = args.steps
@@ -75,3 +77,33 @@ def run(args: argparse.Namespace) -> int:
         shutil.copytree(final, target)
         print(f"installed into {target}")
     return 0
+
+
+def check_card_inputs(args: argparse.Namespace) -> None:
+    """Everything the card needs at its end (the training log) exists before an hour of
+    measuring starts, and the sample count is one a real run uses."""
+    from ropebench.bounded import check_regular_file
+    from ropebench.errors import RopebenchError
+    from ropebench.outdir import claim_output
+    from ropebench.settings import MAX_SAMPLES
+
+    if not 1 <= args.samples <= MAX_SAMPLES:
+        raise RopebenchError(f"--samples must be from 1 to {MAX_SAMPLES}, got {args.samples}")
+    if not args.train_dir.is_dir():
+        raise RopebenchError(f"--train-dir {args.train_dir} is not a folder; give the work "
+                             "directory of `ropebench reference train` (config and loss log)")
+    for name in ("train_config.json", "loss_log.jsonl"):
+        check_regular_file(args.train_dir / name, "training record")
+    claim_output(args.out)
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """--steps, --batch-size and --seed of `reference train` within what a real run uses."""
+    from ropebench.errors import RopebenchError
+    from ropebench.settings import MAX_COUNT, MAX_SEED
+
+    for flag, value, least, most in (("--steps", args.steps, 1, MAX_COUNT),
+                                     ("--batch-size", args.batch_size, 1, 4096),
+                                     ("--seed", args.seed, 0, MAX_SEED)):
+        if value is not None and not least <= value <= most:
+            raise RopebenchError(f"{flag} must be from {least} to {most}, got {value}")

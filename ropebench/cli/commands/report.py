@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from ropebench.errors import RopebenchError
+    from ropebench.io import FolderLock
     from ropebench.reports import write_report
 
     if args.threshold is not None and not (math.isfinite(args.threshold)
@@ -31,8 +32,11 @@ def run(args: argparse.Namespace) -> int:
     _check_inputs(run_dir)
     if args.out is not None and Path(args.out).is_dir():
         raise RopebenchError(f"--out {args.out} is a folder; give an HTML file name, e.g. {args.out}/report.html")
-    html = write_report(Path(args.run_dir), None if args.out is None else Path(args.out),
-                        threshold=args.threshold)
+    folder = run_dir if args.out is None else Path(args.out).parent
+    # The lock makes `folder` a guarded root: no write below it passes through a link (`tables`).
+    with FolderLock(folder, "--out", name=".ropebench-report.lock"):
+        html = write_report(Path(args.run_dir), None if args.out is None else Path(args.out),
+                            threshold=args.threshold)
     print(f"CSV tables: {html.parent / 'tables'}")
     print(f"Markdown summary: {html.parent / 'summary.md'}")
     print(f"Report: {html}")
@@ -57,6 +61,9 @@ def _check_inputs(run_dir: Path) -> None:
             f"{manifest_path} is not a ropebench run manifest; re-run `ropebench compare` on "
             "this folder to rewrite it"
         )
+    for entry in manifest["methods"]:
+        for stage in _stages(entry):
+            _check_stage_path(run_dir, manifest_path, stage)
     for rows_path in sorted(run_dir.rglob("rows.jsonl")):
         for number, row in enumerate(read_jsonl(rows_path), start=1):
             score = row.get("score") if isinstance(row, dict) else None
@@ -66,3 +73,30 @@ def _check_inputs(run_dir: Path) -> None:
                     f"{rows_path}: row {number} has score {score!r}, not a finite number; delete "
                     "that row (it is recomputed on the next run) or the file"
                 )
+
+
+def _stages(entry: object) -> list[object]:
+    if not isinstance(entry, dict):
+        return [entry]
+    evals = entry.get("evals")
+    return [entry.get("scaling"), *([entry["train"]] if entry.get("train") else []),
+            *(evals.values() if isinstance(evals, dict) else [evals])]
+
+
+def _check_stage_path(run_dir: Path, manifest_path: Path, stage: object) -> None:
+    """A stage's `path` is a folder inside the run: relative, without `..`, no link out of it."""
+    import os
+
+    from ropebench.errors import RopebenchError
+
+    path = stage.get("path") if isinstance(stage, dict) else None
+    inside = (isinstance(path, str) and path and not os.path.isabs(path)
+              and ".." not in Path(path).parts)
+    if inside:
+        real_run = os.path.realpath(run_dir)
+        inside = os.path.realpath(run_dir / path).startswith(real_run + os.sep)
+    if not inside:
+        raise RopebenchError(
+            f"{manifest_path} names a stage at {path!r}, outside the run folder; re-run "
+            "`ropebench compare` on this folder to rewrite the manifest"
+        )

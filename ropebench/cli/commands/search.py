@@ -46,14 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.methods import get_extender
     from ropebench.methods.base import SearchSettings
     from ropebench.methods.evolution.ga import search_output
-    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
     from ropebench.model.patch import spec_of
+    from ropebench.outdir import check_not_model
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.distributed import RankScorer, barrier, process_place, world
     from ropebench.run.overrides import parse_set
     from ropebench.search.fitness import make_scorer
-    from ropebench.settings import parse_settings
+    from ropebench.settings import MAX_TOKENS, parse_settings
 
     overrides = parse_set(args.overrides, TAKES, "search")
     extender = get_extender(args.method, overrides.params)
@@ -72,8 +73,16 @@ def run(args: argparse.Namespace) -> int:
     for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
         if path.is_dir():
             raise RopebenchError(f"{flag} {path} is a folder; give a file name, e.g. {path}/factors.json")
+    if not 1 <= args.target_length <= MAX_TOKENS:
+        raise RopebenchError(f"--target-length must be from 1 to {MAX_TOKENS}, got "
+                             f"{args.target_length}")
     # The target is checked against config.json before any weights load.
     scale_of(RopeSpec.from_config(load_config_dict(args.model)), args.target_length)
+    for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
+        check_not_model(path, resolve_model_path(args.model), flag)
+        if path.is_symlink():  # found now, not after the search: it would be written through
+            raise RopebenchError(f"{flag} {path} is a symbolic link; ropebench never writes "
+                                 "through links: remove it or give another file name")
     rank, world_size, device = process_place()  # joins the process group under torchrun
     if rank == 0:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,17 +25,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output HF model directory")
     parser.add_argument("--factors", type=Path, default=None,
                         help="factors file: a JSON from `ropebench search`/`extend`, a HF config.json with longrope scaling, or a LongRoPE CSV (instead of analytic factors)")
+    parser.add_argument("--force", action="store_true",
+                        help="--out holds files ropebench did not write: move them into "
+                             "OUT/set-aside-<time>/ (never deleted) instead of stopping")
     add_set_option(parser, TAKES)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
-    from ropebench.model.load import load_config_dict, load_model
+    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
     from ropebench.model.patch import spec_of
+    from ropebench.outdir import claim_output
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.overrides import parse_set
-    from ropebench.settings import parse_settings
+    from ropebench.settings import MAX_TOKENS, parse_settings
     from ropebench.training.data import load_documents
     from ropebench.training.trainer import TrainSettings, train_model
 
@@ -45,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     extender = get_extender(args.method, overrides.params)
     if args.out.exists() and not args.out.is_dir():
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the trained model")
+    if not 1 <= args.target_length <= MAX_TOKENS:
+        raise RopebenchError(f"--target-length must be from 1 to {MAX_TOKENS}, got "
+                             f"{args.target_length}")
     # The method, target and factors are checked against config.json before any weights load.
     config_spec = RopeSpec.from_config(load_config_dict(args.model))
     if args.factors is not None:
+        check_factors_file(args.factors)
         load_scaling(args.factors, config_spec, args.target_length, args.method)
     else:
         extender.rescale(config_spec, args.target_length)
@@ -55,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data = Path(settings.data).expanduser()
         if data.exists() or settings.data.startswith((".", "/", "~")):
             load_documents(settings.data)
+    claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
     model, tokenizer = load_model(args.model)
     spec = spec_of(model)
     if args.factors is not None:
