@@ -21,7 +21,8 @@ ROPE_KEYS = (
     "short_factor", "long_factor", "low_freq_factor", "high_freq_factor", "mscale",
     "mscale_all_dim", "truncate", "mrope_section",
 )
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
+# `su` is the name early Phi-3 configs gave longrope.
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "su", "llama3", "proportional")
 WHOLE_FIELDS = (
     "max_position_embeddings", "original_max_position_embeddings", "hidden_size",
     "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers", "vocab_size",
