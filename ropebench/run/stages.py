@@ -107,6 +107,18 @@ def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
     return settings
 
 
+def resolved_train(m: MethodPlan) -> dict[str, Any] | None:
+    """Every training setting as training will use it, defaults included (a changed default,
+    such as the mixed-window token share, changes the key), less how the run is watched."""
+    if m.train is None:
+        return None
+    from ropebench.settings import parse_settings
+    from ropebench.training.trainer import _NOT_FINGERPRINTED, TrainSettings
+
+    settings = asdict(parse_settings(TrainSettings, m.train, where="train"))
+    return {k: v for k, v in settings.items() if k not in _NOT_FINGERPRINTED}
+
+
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
     """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model."""
     from ropebench.run.evaluate import task_options
@@ -125,7 +137,7 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
         train = None
         if m.train is not None:
             train = Stage("train", m.label, {
-                "version": __version__, "scaling": scaling.key, "settings": m.train,
+                "version": __version__, "scaling": scaling.key, "settings": resolved_train(m),
             })
         upstream = (train or scaling).key
         e = plan.evaluate
