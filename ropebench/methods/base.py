@@ -50,6 +50,10 @@ def batch_scorer(scorer: Scorer) -> Callable[[list[RopeScaling]], list[float]] |
 class ExtenderConfig:
     """Base of every method's configuration dataclass (subclasses add the method's knobs)."""
 
+    # Knobs that change only how the method trains (its `TrainingLayout`), not its factors: a
+    # cached scaling stays valid when they change.
+    training_keys: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         validate(self, "method")  # bounds declared with `setting(...)`, finiteness of every number
 

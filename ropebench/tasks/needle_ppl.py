@@ -168,7 +168,7 @@ class NeedlePPLTask(MeasuredTask):
         self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         haystack = options.get("haystack", "pydoc")
-        position = options.get("needle_position", "start")
+        position = options.get("needle_position", self.Options.needle_position)
         start = time.perf_counter()
         documents = NeedlePPL(
             backend.tokenizer, length, samples, seed, haystack, needle_position=position
@@ -183,3 +183,19 @@ class NeedlePPLTask(MeasuredTask):
             document_nll=[round(nll, 6) for _, nll, _ in documents],
             document_tokens=[n for _, _, n in documents],
         )]
+
+
+@dataclass
+class NeedlePPLDepthsOptions(NeedlePPLOptions):
+    needle_position: str = setting("depths", choices=("start", "depths"))
+
+
+class NeedlePPLDepthsTask(NeedlePPLTask):
+    """The same measure with the needle at 10 depths (the released builders), so one plan can
+    report the needle at the start and through the window side by side."""
+
+    name = "needle_ppl_depths"
+    title = "Needle-driven perplexity, needles at depths"
+    abbrev = "needle PPL (depths)"
+    Options = NeedlePPLDepthsOptions
+    description = "Needle-driven perplexity with the needle at 10 depths (options: haystack)"
