@@ -177,7 +177,8 @@ class ComparisonRunner:
 
         baselines = tuple(getattr(settings, "baselines", ()))
         backend = self._backend(model, tokenizer, self.plan.model)
-        spread = baseline_spread(backend, self.spec, self.plan.target_length, settings, baselines)
+        spread = baseline_spread(backend, self.spec, self.plan.target_length, settings, baselines,
+                                 known=scaling.extra.get("baseline_fitness"))
         scaling.extra["baseline_spread"] = spread
         best = scaling.extra.get("best_fitness")
         if spread and best is not None:

@@ -58,9 +58,11 @@ def make_scorer(backend: Backend, length: int, settings: SearchSettings) -> Back
 
 
 def baseline_spread(backend: Backend, spec, length: int, settings: SearchSettings,
-                    methods: tuple[str, ...]) -> dict[str, list[float]]:
+                    methods: tuple[str, ...],
+                    known: dict[str, float] | None = None) -> dict[str, list[float]]:
     """Each method's analytic fitness on `settings.spread_sets` disjoint document sets of
-    `settings.documents` each, the search's own set first: how much a win on one set means.
+    `settings.documents` each, the search's own set first (taken from `known`, the search's
+    baseline fitness, where it holds the method): how much a win on one set means.
 
     Only `needle_ppl` numbers its documents (`first`); other fitness functions give {}."""
     from ropebench.methods.base import get_extender
@@ -74,11 +76,15 @@ def baseline_spread(backend: Backend, spec, length: int, settings: SearchSetting
                   first=k * settings.documents)
         for k in range(settings.spread_sets)
     ]
+    known = known or {}
     spread: dict[str, list[float]] = {}
     for name in methods:
         backend.apply_scaling(get_extender(name).rescale(spec, length))
         with torch.inference_mode():
-            spread[name] = [float(docs.score(backend)) for docs in sets]
+            spread[name] = [
+                float(known[name]) if k == 0 and name in known else float(docs.score(backend))
+                for k, docs in enumerate(sets)
+            ]
     return spread
 
 

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
         baselines = tuple(getattr(settings, "baselines", ()))
-        spread = baseline_spread(backend, spec, args.target_length, settings, baselines)
+        spread = baseline_spread(backend, spec, args.target_length, settings, baselines,
+                                 known=scaling.extra.get("baseline_fitness"))
         scaling.extra["baseline_spread"] = spread
         write_json_atomic(args.out, search_output(scaling))
     history = scaling.extra.get("fitness_history", [])

@@ -286,7 +286,7 @@ def ramp_seeds(space: SearchSpace, indices: list[int], s: float) -> list[Candida
     """
     n = space.spec.n_pairs
     return [
-        space.snap(c, [s * (1 + k / 8) + 0.1 * (i - c) for i in range(n)])
+        space.snap(c, [s * (1 + k / 8) + 0.1 * (i - c) for i in range(n)], strict=True)
         for k in SIGMA_STEPS
         for c in indices
     ]

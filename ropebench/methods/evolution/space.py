@@ -74,15 +74,17 @@ class SearchSpace:
         in_bounds = all(self.low <= g <= self.high for g in genes)
         return in_bounds and all(b - a >= self.gap for a, b in zip(genes, genes[1:], strict=False))
 
-    def snap(self, critical_index: int, factors: list[float]) -> Candidate:
+    def snap(self, critical_index: int, factors: list[float], strict: bool = False) -> Candidate:
         """The nearest valid candidate: factors of pairs >= c rounded to the grid, clipped, made
-        monotone; under the strict rule, genes pushed against the upper bound step down from it."""
+        monotone; under the strict rule (the space's, or `strict` for seeds), genes pushed
+        against the upper bound step down from it by one grid step each."""
+        gap = 1 if strict else self.gap
         genes: list[int] = []
         for f in factors[critical_index:]:
             g = min(max(round(f / GRID), self.low), self.high)
-            genes.append(max(g, genes[-1] + self.gap) if genes else g)
+            genes.append(max(g, genes[-1] + gap) if genes else g)
         for j in range(len(genes) - 1, -1, -1):
-            cap = self.high if j == len(genes) - 1 else genes[j + 1] - self.gap
+            cap = self.high if j == len(genes) - 1 else genes[j + 1] - gap
             genes[j] = min(genes[j], cap)
         return Candidate(critical_index, tuple(genes))
 
