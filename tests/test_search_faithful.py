@@ -234,3 +234,4 @@ def test_unknown_needle_position_is_one_line_exit_2(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "needle_position" in err
+

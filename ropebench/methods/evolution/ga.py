@@ -67,6 +67,20 @@ def score_baselines(
 
 
 @dataclass
+class SearchRecord:
+    """What a search found besides its factors; kept in the result's `extra` (and at the top level
+    of `ropebench search`'s JSON) under these names."""
+
+    fitness: str  # the fitness function's name
+    best_fitness: float
+    fitness_history: list[float]  # the best fitness after each generation, generation 0 first
+    evaluations: int  # candidates scored
+    seconds: float  # time spent scoring them
+    baseline_fitness: dict[str, float]  # analytic methods on the fitness documents
+    settings: dict[str, Any]
+
+
+@dataclass
 class Problem:
     """What distinguishes LongRoPE2 from LongRoPE v1 once the machinery is shared."""
 
@@ -244,17 +258,21 @@ class Evolution:
         self.bar.close()
         return self.result(min(population, key=self.evaluate))
 
-    def result(self, best: Candidate) -> RopeScaling:
+    def record_of(self, best: Candidate) -> SearchRecord:
         state, settings = self.state, self.settings
-        return self.to_scaling(best, extra={
-            "fitness": settings.fitness,
-            "best_fitness": self.evaluate(best),
-            "fitness_history": list(state.history),
-            "evaluations": len(state.cache),
-            "seconds": round(state.seconds, 3),
-            "baseline_fitness": {name: state.baselines[name] for name in settings.baselines},
-            "settings": dataclasses.asdict(settings),
-        })
+        return SearchRecord(
+            fitness=settings.fitness,
+            best_fitness=self.evaluate(best),
+            fitness_history=list(state.history),
+            evaluations=len(state.cache),
+            seconds=round(state.seconds, 3),
+            baseline_fitness={name: state.baselines[name] for name in settings.baselines},
+            settings=dataclasses.asdict(settings),
+        )
+
+    def result(self, best: Candidate) -> RopeScaling:
+        """The best candidate as a scaling, its `SearchRecord` in `extra`."""
+        return self.to_scaling(best, extra=dataclasses.asdict(self.record_of(best)))
 
 
 def _critical_range(spec: RopeSpec, settings: EvolutionSettings) -> list[int]:
@@ -361,8 +379,7 @@ def search_longrope(
 def search_output(scaling: RopeScaling) -> dict[str, Any]:
     """The JSON a search writes: `RopeScaling.to_dict()` plus the search record at top level."""
     data = scaling.to_dict()
-    keys = ("fitness", "best_fitness", "fitness_history", "baseline_fitness", "baseline_spread",
-            "evaluations", "seconds", "settings")
+    keys = (*(f.name for f in dataclasses.fields(SearchRecord)), "baseline_spread")
     for key in keys:
         if key in scaling.extra:
             data[key] = scaling.extra[key]
