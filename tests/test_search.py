@@ -95,7 +95,7 @@ def test_longrope2_search_invariants(model, nll_fitness):
     assert len(nll_fitness["factors"]) == len(set(nll_fitness["factors"]))
     extra = result.extra
     assert extra["evaluations"] == len(nll_fitness["factors"])
-    assert extra["evaluations"] <= TINY["population"] + TINY["iterations"] * 4
+    assert extra["evaluations"] <= settings().evaluations()
     history = extra["fitness_history"]
     assert len(history) == TINY["iterations"] + 1
     assert all(

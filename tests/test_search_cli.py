@@ -40,7 +40,7 @@ def test_search_writes_loadable_factors_and_resumes(model_dir, tmp_path, capsys)
     assert f"yarn {data['baseline_fitness']['yarn']:.4f}" in printed.out
     for key in ("long_factor", "short_factor", "critical_index", "fitness_history", "settings"):
         assert key in data
-    assert data["settings"]["fitness"] == "needle_ppl" and data["evaluations"] == 6
+    assert data["settings"]["fitness"] == "needle_ppl" and data["evaluations"] == 10  # 2 x 4 + 1 x (1 + 1)
     assert (data["settings"]["parents"], data["settings"]["mutations"]) == (2, 1)  # paper ratios
     assert len(data["fitness_history"]) == 2
     spec = spec_of(tiny_llama(window=WINDOW, layers=1, hidden_size=64, heads=2))

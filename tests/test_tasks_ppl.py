@@ -95,8 +95,9 @@ def test_needle_ppl_equals_manual_answer_only_perplexity(tok, model):
         ids = torch.tensor([doc.input_ids])
         logits = model(input_ids=ids).logits[0]
         nll = F.cross_entropy(logits[doc.answer_start - 1 : -1], ids[0, doc.answer_start :])
-        manual.append(math.exp(nll.item()))
-    assert scorer.score(HFBackend(model, tok)) == pytest.approx(sum(manual) / 2, rel=1e-4)
+        manual.append(nll.item())
+    # The fitness is exp of the mean over documents of each document's mean answer NLL.
+    assert scorer.score(HFBackend(model, tok)) == pytest.approx(math.exp(sum(manual) / 2), rel=1e-4)
 
 
 def test_needle_ppl_rejects_a_length_too_short(tok):
@@ -123,7 +124,9 @@ def test_needle_ppl_row_keeps_its_score_and_adds_per_document_values(model, tok)
 
     backend = HFBackend(model, tok)
     [row] = NeedlePPLTask().measure(backend, 600, samples=3, seed=0, options={})
-    assert row.score == pytest.approx(NeedlePPL(tok, 600, 3, 0).score(backend))
+    # The evaluation row is the mean of per-document perplexities (its intervals bootstrap
+    # over them); the search fitness on the same documents is exp(mean NLL), never larger.
+    assert row.score >= NeedlePPL(tok, 600, 3, 0).score(backend) - 1e-9
     assert len(row.metadata["document_ppl"]) == 3
     assert sum(row.metadata["document_ppl"]) / 3 == pytest.approx(row.score, rel=1e-5)
     assert all(n >= 1 for n in row.metadata["document_tokens"])

@@ -50,6 +50,10 @@ def batch_scorer(scorer: Scorer) -> Callable[[list[RopeScaling]], list[float]] |
 class ExtenderConfig:
     """Base of every method's configuration dataclass (subclasses add the method's knobs)."""
 
+    # Knobs that change only how the method trains (its `TrainingLayout`), not its factors: a
+    # cached scaling stays valid when they change.
+    training_keys: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         validate(self, "method")  # bounds declared with `setting(...)`, finiteness of every number
 
@@ -68,6 +72,12 @@ class SearchSettings:
     documents: int = setting(10, min=1)  # documents the fitness averages over
     haystack: str = "pydoc"
     seed: int = 0
+    # needle_ppl: the needle at the start of the text (the paper) or at 10 depths spread over the
+    # documents (the released data builders).
+    needle_position: str = setting("start", choices=("start", "depths"))
+    # Disjoint document sets (the search's own first) on which each baseline's fitness is measured
+    # after the search, so a win on the fitness set can be read against the spread; 0: none.
+    spread_sets: int = setting(3, min=0, max=100)
     progress: bool = True  # show a progress bar (how a search runs, not what it finds)
 
     def evaluations(self) -> int:

@@ -6,6 +6,7 @@ of a switching `RopeScaling` (HF rope_type `longrope`), used by LongRoPE2 and by
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,9 @@ class LongRopeConfig(ExtenderConfig):
     # ramp, the best analytic seed of LongRoPE's search; `search` finds better ones.
     long_factor: tuple[float, ...] | None = None
     short_factor: tuple[float, ...] | None = None
-    attention_factor: float | None = setting(None, gt=0, max=100)  # None: sqrt(1 + ln(s)/ln(L))
+    attention_factor: float | None = setting(None, gt=0, max=100)  # None: the `mscale` temperature
+    # "longrope" sqrt(1 + ln(s)/ln(L)) or "yarn" 0.1 ln(s) + 1; the search's candidates too.
+    mscale: str = setting("longrope", choices=("longrope", "yarn"))
 
 
 @dataclass
@@ -53,6 +56,7 @@ class LongRopeExtender(Extender):
             method=self.name,
             provenance="given" if given else "analytic",
             attention_factor=cfg.attention_factor,
+            mscale=cfg.mscale,
         )
 
     def search(
@@ -67,4 +71,6 @@ class LongRopeExtender(Extender):
         from ropebench.methods.evolution.ga import search_longrope
 
         settings = settings or LongRopeSearchSettings()
+        if settings.mscale == "longrope" and self.config.mscale != "longrope":
+            settings = dataclasses.replace(settings, mscale=self.config.mscale)
         return search_longrope(spec, target_length, scorer, settings, checkpoint=checkpoint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ropebench.methods.base import (
     Extender,
@@ -32,6 +33,7 @@ __all__ = [
 
 @dataclass
 class LongRope2Config(ExtenderConfig):
+    training_keys: ClassVar[tuple[str, ...]] = ("mixed", "per_document_mask_long")
     critical_index: int | None = setting(None, min=0)  # None: d_tcd (the paper); the released search uses d_tcd - 1
     # Factors for pairs critical_index.. (non-decreasing, the paper searches them in [s, 2s]).
     # None: all s, i.e. NTK up to the critical pair and PI from it on, the search's starting point.

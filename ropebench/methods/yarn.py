@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ropebench.errors import RopebenchError
 from ropebench.methods.base import Extender, ExtenderConfig, register
-from ropebench.rope.math import scale_of, yarn_factors, yarn_mscale
+from ropebench.rope.math import named_mscale, scale_of, yarn_factors
 from ropebench.rope.scaling import RopeScaling, hf_rope_parameters
 from ropebench.rope.spec import RopeSpec
 from ropebench.settings import setting
@@ -17,7 +17,10 @@ class YarnConfig(ExtenderConfig):
     factor: float | None = setting(None, min=1.0, max=1e6)  # None: s = target / window
     beta_fast: float = setting(32.0, gt=0, max=1e6)  # pairs with at least this many rotations in the window keep theta
     beta_slow: float = setting(1.0, gt=0, max=1e6)  # pairs with fewer rotations are fully interpolated
-    attention_factor: float | None = setting(None, gt=0, max=100)  # None: 0.1*ln(s) + 1
+    attention_factor: float | None = setting(None, gt=0, max=100)  # None: the `mscale` temperature
+    # The temperature when attention_factor is None: YaRN's 0.1*ln(s) + 1, or LongRoPE's
+    # sqrt(1 + ln(s)/ln(L)) (so the two methods can be compared at one temperature).
+    mscale: str = setting("yarn", choices=("yarn", "longrope"))
     truncate: bool = True  # floor/ceil the ramp ends, as the paper's code
 
 
@@ -36,7 +39,8 @@ class YarnExtender(Extender):
                 f"{self.name}: beta_slow={cfg.beta_slow} must be below beta_fast={cfg.beta_fast}; "
                 "e.g. --set params.beta_fast=32 --set params.beta_slow=1"
             )
-        m = cfg.attention_factor if cfg.attention_factor is not None else yarn_mscale(factor)
+        m = (cfg.attention_factor if cfg.attention_factor is not None
+             else named_mscale(cfg.mscale, factor, spec.window))
         params = hf_rope_parameters(
             spec,
             "yarn",

@@ -170,10 +170,27 @@ class ComparisonRunner:
                 scorer = RankScorer(scorer, self.rank, self.world_size)
             scaling = extender.search(self.spec, self.plan.target_length, scorer, settings,
                                       checkpoint=folder / "search-checkpoint.json")
+            self._spread(scaling, settings, model, tokenizer)
             self._release()  # the search leaves its last candidate patched in
         if self.writes:
             write_json_atomic(folder / "scaling.json", scaling.to_dict())
-        return {"provenance": scaling.provenance}
+        return {"provenance": scaling.provenance,
+                "search_evaluations": int(scaling.extra.get("evaluations", 0))}
+
+    def _spread(self, scaling, settings, model, tokenizer) -> None:
+        """Each baseline's fitness over disjoint document sets, beside the search's result."""
+        from ropebench.search.fitness import baseline_spread, spread_lines
+
+        baselines = tuple(getattr(settings, "baselines", ()))
+        backend = self._backend(model, tokenizer, self.plan.model)
+        spread = baseline_spread(backend, self.spec, self.plan.target_length, settings, baselines,
+                                 known=scaling.extra.get("baseline_fitness"))
+        scaling.extra["baseline_spread"] = spread
+        best = scaling.extra.get("best_fitness")
+        if spread and best is not None:
+            self._status(f"search best {best:.4g}; baselines on disjoint document sets:")
+            for line in spread_lines(spread, settings.documents):
+                self._status(line)
 
     def _train(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
         from ropebench.methods import get_extender
@@ -190,7 +207,8 @@ class ComparisonRunner:
                   "seconds": result.seconds}
         if self.writes:
             write_json_atomic(folder / "losses.json", losses)
-        return {"tokens": result.tokens, "train_seconds": result.seconds}
+        return {"tokens": result.tokens, "tokens_short": int(result.tokens_short),
+                "tokens_long": int(result.tokens_long), "train_seconds": result.seconds}
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
         from ropebench.run.evaluate import run_evaluation, task_options

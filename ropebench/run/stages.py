@@ -36,6 +36,9 @@ class Stage:
     label: str  # the method label (eval stages add the task)
     inputs: dict[str, Any]
     family: str | None = None  # eval stages: the key of `inputs` without lengths and samples
+    # The folder's name when it is not the label: a scaling is named by its method, so entries
+    # that differ only downstream (trained or not, mixed or plain) share one search.
+    folder: str | None = None
 
     @property
     def key(self) -> str:
@@ -44,7 +47,7 @@ class Stage:
 
     @property
     def relpath(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.folder or self.label)
         return f"stages/{self.kind}/{slug}-{self.key}"
 
 
@@ -158,6 +161,29 @@ def resolved_search(m: MethodPlan) -> dict[str, Any] | None:
     return {**settings, **option_files(settings)}  # a haystack folder by its content
 
 
+def resolved_train(m: MethodPlan) -> dict[str, Any] | None:
+    """Every training setting as training will use it, defaults included (a changed default,
+    such as the mixed-window token share, changes the key), less how the run is watched."""
+    if m.train is None:
+        return None
+    from ropebench.settings import parse_settings
+    from ropebench.training.trainer import _NOT_FINGERPRINTED, TrainSettings
+
+    settings = asdict(parse_settings(TrainSettings, m.train, where="train"))
+    return {k: v for k, v in settings.items() if k not in _NOT_FINGERPRINTED}
+
+
+def split_params(m: MethodPlan) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A method's params as (what its factors depend on, what only its training depends on)."""
+    from ropebench.methods import available_extenders
+
+    cls = available_extenders().get(m.method)
+    training = cls.config_class.training_keys if cls is not None else ()
+    params = dict(m.params or {})
+    return ({k: v for k, v in params.items() if k not in training},
+            {k: v for k, v in params.items() if k in training})
+
+
 def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
     """The stage graph of a plan; pure, so `--dry-run` can say what is cached without a model
     (it reads the factor and training data files, to hash their content)."""
@@ -170,15 +196,16 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
         factors = None
         if m.factors is not None:
             factors = content_sha256(Path(m.factors), cache)
+        rope_params, train_params = split_params(m)
         scaling = Stage("scaling", m.label, {
-            "version": __version__, "model": model_id, "method": m.method, "params": m.params,
+            "version": __version__, "model": model_id, "method": m.method, "params": rope_params,
             "target_length": plan.target_length, "search": resolved_search(m), "factors": factors,
-        })
+        }, folder=m.method)
         train = None
         if m.train is not None:
             train = Stage("train", m.label, {
-                "version": __version__, "scaling": scaling.key, "settings": m.train,
-                "data": data_fingerprint(_train_data(m), cache),
+                "version": __version__, "scaling": scaling.key, "settings": resolved_train(m),
+                "params": train_params, "data": data_fingerprint(_train_data(m), cache),
             })
         evals = {task: eval_stage(plan, m.label, (train or scaling).key, task) for task in tasks}
         graph.append(MethodStages(m, scaling, train, evals))

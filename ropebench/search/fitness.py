@@ -52,8 +52,49 @@ def make_scorer(backend: Backend, length: int, settings: SearchSettings) -> Back
     """The scorer of `settings.fitness` at `length` on `backend`."""
     factory = FITNESS.get(settings.fitness)
     identity = {"fitness": settings.fitness, "length": length, "documents": settings.documents,
-                "haystack": settings.haystack, "seed": settings.seed}
+                "haystack": settings.haystack, "seed": settings.seed,
+                "needle_position": settings.needle_position}
     return BackendScorer(backend, factory(backend, length, settings), identity)
+
+
+def baseline_spread(backend: Backend, spec, length: int, settings: SearchSettings,
+                    methods: tuple[str, ...],
+                    known: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """Each method's analytic fitness on `settings.spread_sets` disjoint document sets of
+    `settings.documents` each, the search's own set first (taken from `known`, the search's
+    baseline fitness, where it holds the method): how much a win on one set means.
+
+    Only `needle_ppl` numbers its documents (`first`); other fitness functions give {}."""
+    from ropebench.methods.base import get_extender
+    from ropebench.tasks.needle_ppl import NeedlePPL
+
+    if settings.fitness != "needle_ppl" or settings.spread_sets == 0 or not methods:
+        return {}
+    sets = [
+        NeedlePPL(backend.tokenizer, length, settings.documents, seed=settings.seed,
+                  haystack=settings.haystack, needle_position=settings.needle_position,
+                  first=k * settings.documents)
+        for k in range(settings.spread_sets)
+    ]
+    known = known or {}
+    spread: dict[str, list[float]] = {}
+    for name in methods:
+        backend.apply_scaling(get_extender(name).rescale(spec, length))
+        with torch.inference_mode():
+            spread[name] = [
+                float(known[name]) if k == 0 and name in known else float(docs.score(backend))
+                for k, docs in enumerate(sets)
+            ]
+    return spread
+
+
+def spread_lines(spread: dict[str, list[float]], documents: int) -> list[str]:
+    """One line per baseline: its fitness on each disjoint set, min and max."""
+    return [
+        f"  {name}: {min(values):.4g}..{max(values):.4g} over {len(values)} disjoint sets of "
+        f"{documents} documents ({', '.join(f'{v:.4g}' for v in values)}; the first is the search's)"
+        for name, values in spread.items()
+    ]
 
 
 @FITNESS.register("needle_ppl")
@@ -62,7 +103,8 @@ def needle_ppl(backend: Backend, length: int, settings: SearchSettings) -> Measu
     from ropebench.tasks.needle_ppl import NeedlePPL
 
     return NeedlePPL(
-        backend.tokenizer, length, settings.documents, seed=settings.seed, haystack=settings.haystack
+        backend.tokenizer, length, settings.documents, seed=settings.seed,
+        haystack=settings.haystack, needle_position=settings.needle_position,
     ).score
 
 

@@ -44,18 +44,31 @@ class NeedleDocument:
 
 
 def answer_tokens(tokenizer, prefix: str, answer: str) -> tuple[list[int], int]:
-    """Tokens of `prefix + answer` and where the answer's tokens begin (tokenized together, so
-    the split respects how the tokenizer merges across the boundary)."""
+    """Tokens of `prefix + answer` and where the answer's scored tokens begin.
+
+    Tokenized together, so the split respects how the tokenizer merges across the boundary. Only
+    tokens that carry the answer's digits are scored: a leading token that decodes to white space
+    alone (the space before the number, in tokenizers that split it off) is left out.
+    """
     full = tokenizer(prefix + answer, add_special_tokens=False)["input_ids"]
     alone = tokenizer(prefix, add_special_tokens=False)["input_ids"]
     shared = 0
     while shared < min(len(full), len(alone)) and full[shared] == alone[shared]:
         shared += 1
+    while shared < len(full) - 1 and not any(
+        ch.isdigit() for ch in tokenizer.decode(full[shared : shared + 1])
+    ):
+        shared += 1
     return full, shared
 
 
 class NeedlePPL:
-    """`NeedlePPL(tokenizer, length, documents).score(backend)` -> mean per-document perplexity."""
+    """`NeedlePPL(tokenizer, length, documents).score(backend)` -> exp(mean over documents of each
+    document's mean answer NLL), as the released `compute_perplexity`.
+
+    `first` numbers the documents from there: sets with different `first` (and the same seed) are
+    disjoint, which is how a search reads its baselines' spread over other document sets.
+    """
 
     def __init__(
         self,
@@ -66,6 +79,7 @@ class NeedlePPL:
         haystack: str = "pydoc",
         *,
         needle_position: str = "start",
+        first: int = 0,
     ) -> None:
         if needle_position not in ("start", "depths"):
             raise RopebenchError(
@@ -84,7 +98,7 @@ class NeedlePPL:
                 haystack,
                 needle_position,
             )
-            for i in range(documents)
+            for i in range(first, first + documents)
         ]
 
     @staticmethod
@@ -118,14 +132,19 @@ class NeedlePPL:
         return NeedleDocument(ids, len(ids) - len(tail) + answer_at, key, value, depth)
 
     def score(self, backend: Backend) -> float:
-        """Mean over documents of exp(mean NLL of the answer's tokens)."""
-        ppls = [ppl for ppl, _, _ in self.document_scores(backend)]
-        return sum(ppls) / len(ppls)
+        """exp of the mean over documents of each document's mean answer NLL: one document with
+        a huge perplexity does not dominate, as it would in a mean of perplexities."""
+        return fitness_of(self.document_scores(backend))
 
     def document_scores(self, backend: Backend) -> list[tuple[float, float, int]]:
         """Per document: the answer's perplexity, its summed NLL and its token count."""
         spans = [backend.nll(doc.input_ids, doc.answer_start) for doc in self.documents]
         return [(math.exp(span.mean), span.total, span.count) for span in spans]
+
+
+def fitness_of(documents: list[tuple[float, float, int]]) -> float:
+    """exp(mean over documents of summed NLL / token count) from `document_scores` rows."""
+    return math.exp(sum(nll / count for _, nll, count in documents) / len(documents))
 
 
 @dataclass
@@ -149,7 +168,7 @@ class NeedlePPLTask(MeasuredTask):
         self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]
     ) -> list[Row]:
         haystack = options.get("haystack", "pydoc")
-        position = options.get("needle_position", "start")
+        position = options.get("needle_position", self.Options.needle_position)
         start = time.perf_counter()
         documents = NeedlePPL(
             backend.tokenizer, length, samples, seed, haystack, needle_position=position
@@ -164,3 +183,19 @@ class NeedlePPLTask(MeasuredTask):
             document_nll=[round(nll, 6) for _, nll, _ in documents],
             document_tokens=[n for _, _, n in documents],
         )]
+
+
+@dataclass
+class NeedlePPLDepthsOptions(NeedlePPLOptions):
+    needle_position: str = setting("depths", choices=("start", "depths"))
+
+
+class NeedlePPLDepthsTask(NeedlePPLTask):
+    """The same measure with the needle at 10 depths (the released builders), so one plan can
+    report the needle at the start and through the window side by side."""
+
+    name = "needle_ppl_depths"
+    title = "Needle-driven perplexity, needles at depths"
+    abbrev = "needle PPL (depths)"
+    Options = NeedlePPLDepthsOptions
+    description = "Needle-driven perplexity with the needle at 10 depths (options: haystack)"

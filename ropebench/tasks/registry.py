@@ -38,7 +38,7 @@ def _check_task(obj: Any) -> Task:
 
 def _builtin_tasks() -> None:
     from ropebench.tasks.grid import NeedleGrid
-    from ropebench.tasks.needle_ppl import NeedlePPLTask
+    from ropebench.tasks.needle_ppl import NeedlePPLDepthsTask, NeedlePPLTask
     from ropebench.tasks.passkey import Passkey
     from ropebench.tasks.ppl import PerplexityTask
     from ropebench.tasks.ruler.cwe import RulerCWE
@@ -56,7 +56,8 @@ def _builtin_tasks() -> None:
         RulerQA("qa_1", "squad"),
         RulerQA("qa_2", "hotpotqa"),
     ]
-    tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), ShortTasks()]
+    tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), NeedlePPLDepthsTask(),
+              ShortTasks()]
     for task in tasks:
         TASKS.add(task.name, task)
 

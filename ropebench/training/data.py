@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,46 @@ def pack_mixed(
         yield tail.finish(long=True)
 
 
+MAX_PULLED = 256  # rows read while waiting for one row of the kind that is due
+
+
+def _targets(row: PackedRow) -> int:
+    return sum(label != IGNORE for label in row.labels)
+
+
+def balance(stream: Iterator[PackedRow], long_share: float) -> Iterator[PackedRow]:
+    """Reorder mixed rows so that long rows carry `long_share` of the target tokens.
+
+    Each row goes to whichever kind is behind its share; rows of the other kind wait in a buffer
+    (documents keep their order within a kind). When the data holds no row of the kind that is
+    due within `MAX_PULLED` rows, the other kind goes on (the trained split is recorded, not
+    assumed); with a share of 0 or 1 that is an error, the other kind being unwanted.
+    """
+    waiting: dict[bool, deque[PackedRow]] = {True: deque(), False: deque()}
+    done = {True: 0, False: 0}  # target tokens emitted per kind
+    while True:
+        total = done[True] + done[False]
+        kind = long_share >= 1 or (long_share > 0 and done[True] <= long_share * total)
+        pulled = 0
+        while not waiting[kind]:
+            if pulled >= MAX_PULLED and waiting[not kind]:
+                kind = not kind  # none of the due kind in sight: the data decides
+                break
+            if pulled >= MAX_PULLED:
+                which = "longer" if kind else "no longer"
+                raise RopebenchError(
+                    f"mixed training found no document {which} than the pretrained window in "
+                    f"{MAX_PULLED} rows; give such documents or change train.long_share"
+                )
+            row = next(stream)
+            pulled += 1
+            if row.long == kind or 0 < long_share < 1:
+                waiting[row.long].append(row)
+        row = waiting[kind].popleft()
+        done[kind] += _targets(row)
+        yield row
+
+
 def tokenize(tokenizer, text: str) -> list[int]:
     """One document as BOS + tokens + EOS."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -208,8 +249,17 @@ def rows(
     mixed: bool,
     per_document_mask_long: bool = False,
     seed: int = 0,
+    long_share: float | None = None,
 ) -> Iterator[PackedRow]:
-    """An endless stream of rows: the documents in a seeded random order, reshuffled every epoch."""
+    """An endless stream of rows: the documents in a seeded random order, reshuffled every epoch.
+
+    Mixed rows with `long_share` are reordered so that long rows carry that share of the target
+    tokens (`balance`); None keeps the order the documents give."""
+    if mixed and long_share is not None:
+        yield from balance(rows(tokenizer, texts, row_length, original_length=original_length,
+                                mixed=True, per_document_mask_long=per_document_mask_long,
+                                seed=seed), long_share)
+        return
     if not texts:
         raise RopebenchError("the training data has no documents")
     rng = random.Random(seed)

@@ -57,6 +57,10 @@ class TrainSettings:
     log_every: int = setting(10, min=1)
     save_every: int = setting(50, min=0)  # steps between resumable checkpoints (0: none)
     min_lr_ratio: float = setting(0.1, min=0, max=1)  # the cosine decays to lr * min_lr_ratio
+    # Mixed context window training: the share of target tokens in long rows (rescaled RoPE);
+    # the rest are short rows (original RoPE). The paper's data is about 30/70 short/long.
+    # Plain training has long rows only, whatever this says.
+    long_share: float = setting(0.7, min=0, max=1)
 
     def __post_init__(self) -> None:
         validate(self, "train")
@@ -68,6 +72,8 @@ class TrainResult:
     losses: list[tuple[int, float]]  # (step, mean loss of that optimizer step)
     tokens: int  # target tokens trained on, all processes together
     seconds: float
+    tokens_short: int = 0  # of those, in short rows (original RoPE; mixed training only)
+    tokens_long: int = 0  # in long rows (the rescaled RoPE)
 
 
 CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
@@ -236,10 +242,12 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
 
     # Resume: weights and optimizer from the last checkpoint, and the data stream fast-forwarded.
     start_step, tokens, seconds = 0, 0, 0.0
+    by_kind = {"short": 0, "long": 0}  # target tokens in short / long rows
     losses: list[tuple[int, float]] = []
     if progress is not None:
         accelerator.load_state(str(state_dir))
         start_step, tokens, seconds = progress["step"], progress["tokens"], progress["seconds"]
+        by_kind = dict(progress.get("by_kind", by_kind))
         losses = [tuple(x) for x in progress["losses"]]
         accelerator.print(f"resuming from step {start_step} ({state_dir})")
     if accelerator.is_main_process:
@@ -255,6 +263,7 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
         mixed=mixed,
         per_document_mask_long=layout.per_document_mask_long,
         seed=settings.seed,
+        long_share=settings.long_share if mixed else None,
     )
     # Each process reads its own rows: every num_processes-th row from its index.
     stream = itertools.islice(stream, accelerator.process_index, None, accelerator.num_processes)
@@ -275,7 +284,10 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
         for _ in range(settings.grad_accum):
             batch = collate([next(stream) for _ in range(settings.batch_size)])
             long_rows += int(batch["long"].sum())
-            step_tokens += int((batch["labels"] != IGNORE).sum())
+            targets = (batch["labels"] != IGNORE).sum(dim=1)  # [B]
+            step_tokens += int(targets.sum())
+            by_kind["long"] += int(targets[batch["long"]].sum()) * accelerator.num_processes
+            by_kind["short"] += int(targets[~batch["long"]].sum()) * accelerator.num_processes
             inputs = {k: v.to(accelerator.device)
                       for k, v in _model_inputs(batch, mixed, attention, dtype).items()}
             with accelerator.accumulate(model):
@@ -309,7 +321,7 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
             accelerator.save_state(str(tmp))
             if accelerator.is_main_process:
                 progress = {"step": step + 1, "tokens": tokens, "seconds": seconds,
-                            "losses": losses, "fingerprint": fingerprint}
+                            "by_kind": by_kind, "losses": losses, "fingerprint": fingerprint}
                 write_json_atomic(tmp / PROGRESS, progress)  # last: it makes the folder complete
                 _swap_in(out_dir)
             accelerator.wait_for_everyone()
@@ -326,9 +338,11 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     if accelerator.is_main_process:
         save_extended(model, tokenizer, scaling, out_dir)
         record = {"method": scaling.method, "mixed": mixed, "settings": dataclasses.asdict(settings),
-                  "tokens": tokens, "seconds": round(seconds, 3), "final_loss": losses[-1][1]}
+                  "tokens": tokens, "tokens_short": by_kind["short"], "tokens_long": by_kind["long"],
+                  "seconds": round(seconds, 3), "final_loss": losses[-1][1]}
         write_json_atomic(out_dir / "train_result.json", record)
         for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):  # finished: nothing to resume
             shutil.rmtree(out_dir / name, ignore_errors=True)
-    return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds)
+    return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds,
+                       tokens_short=by_kind["short"], tokens_long=by_kind["long"])
 

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.rope.spec import RopeSpec
     from ropebench.run.distributed import RankScorer, barrier, process_place, world
     from ropebench.run.overrides import parse_set
-    from ropebench.search.fitness import make_scorer
+    from ropebench.search.fitness import baseline_spread, make_scorer, spread_lines
     from ropebench.settings import MAX_TOKENS, parse_settings
 
     overrides = parse_set(args.overrides, TAKES, "search")
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     with lock:
         model, tokenizer = load_model(args.model, device=device)
         spec = spec_of(model)
-        scorer = make_scorer(HFBackend(model, tokenizer, identity={"model": args.model}),
-                             args.target_length, settings)
+        backend = HFBackend(model, tokenizer, identity={"model": args.model})
+        scorer = make_scorer(backend, args.target_length, settings)
         if world_size > 1:
             scorer = RankScorer(scorer, rank, world_size)
         scaling = extender.search(spec, args.target_length, scorer, settings,
@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         barrier(world_size)
         if rank != 0:
             return 0
+        baselines = tuple(getattr(settings, "baselines", ()))
+        spread = baseline_spread(backend, spec, args.target_length, settings, baselines,
+                                 known=scaling.extra.get("baseline_fitness"))
+        scaling.extra["baseline_spread"] = spread
         write_json_atomic(args.out, search_output(scaling))
     history = scaling.extra.get("fitness_history", [])
     if history:
@@ -110,5 +114,8 @@ def run(args: argparse.Namespace) -> int:
     baselines = scaling.extra.get("baseline_fitness") or {}
     if baselines:
         print("on the same documents: " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items()))
+    if spread:
+        print("baselines on other document sets (how much a win on the fitness set means):")
+        print("\n".join(spread_lines(spread, settings.documents)))
     print(f"factors written to {args.out}")
     return 0

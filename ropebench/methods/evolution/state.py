@@ -51,9 +51,10 @@ def fingerprint_of(method: str, spec: Any, target_length: int, settings: Any,
                    scorer_identity: Any) -> dict[str, Any]:
     """What a checkpoint must agree on: method, RoPE, length, settings and what the scorer runs on
     (the model's weights and the fitness documents). Not `iterations`: it only says when to stop,
-    so a finished search can be resumed with more generations; nor `progress` and `baselines`,
+    so a finished search can be resumed with more generations; nor `progress`, `baselines` and
+    `spread_sets`,
     which change what is shown, not what is found."""
-    ignored = ("iterations", "progress", "baselines")
+    ignored = ("iterations", "progress", "baselines", "spread_sets")
     kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ignored}
     return {
         "method": method,
