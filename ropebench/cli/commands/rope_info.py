@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     d_tcd, d10_tcd = critical_index(spec), critical_index_10(spec)
     periods = spec.periods()
+    layers = _layer_rows(config, spec)
     if args.json:
         info = {
             **{
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "d10_tcd": d10_tcd,
             "periods": periods,
         }
+        info["layers"] = layers
         if scaling is not None:
             info["scaling"] = scaling.to_dict()
         if configured is not None:
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", {', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""))
     print(f"d_tcd             {d_tcd}  (first pair with period >= L)")
     print(f"d10_tcd           {d10_tcd}  (first pair with fewer than 10 periods in L)")
+    _print_layers(layers, args.method)
     if scaling is not None:
         print(
             f"{scaling.method:<17} target {scaling.target_length}, "
@@ -136,3 +139,35 @@ def _configured_scaling(config: dict, model: str) -> dict | None:
             method = None
     return {"method": method, "rope_parameters": params,
             "max_position_embeddings": config.get("max_position_embeddings")}
+
+
+def _layer_rows(config: dict, spec) -> list[dict]:
+    """One row per layer type: its layers, base, pairs, d_tcd and what a method changes."""
+    import dataclasses
+
+    from ropebench.rope.layout import change_of, layer_groups, normalized_config
+    from ropebench.rope.math import critical_index
+
+    rows = []
+    for group in layer_groups(normalized_config(config), spec):
+        d_tcd = None
+        if group.base is not None:
+            # A local layer never sees a distance past its window: that is its L.
+            seen = min(spec.window, group.span or spec.window)
+            d_tcd = critical_index(dataclasses.replace(
+                spec, base=group.base, rotary_dim=group.rotary_dim, window=seen))
+        rows.append({"type": group.name, "layers": list(group.layers), "base": group.base,
+                     "pairs": group.n_pairs, "d_tcd": d_tcd, "change": change_of(group)})
+    return rows
+
+
+def _print_layers(rows: list[dict], method: str | None) -> None:
+    print(f"layers            {sum(len(r['layers']) for r in rows)} in {len(rows)} group(s)")
+    print(f"  {'type':<20} {'layers':<12} {'base':>10} {'pairs':>5} {'d_tcd':>5}  "
+          f"change by {method or 'a method'}")
+    for r in rows:
+        span = r["layers"]
+        where = ",".join(map(str, span)) if len(span) <= 4 else f"{len(span)} layers"
+        base = "-" if r["base"] is None else f"{r['base']:g}"
+        d_tcd = "-" if r["d_tcd"] is None else r["d_tcd"]
+        print(f"  {r['type']:<20} {where:<12} {base:>10} {r['pairs']:>5} {d_tcd:>5}  {r['change']}")
