@@ -184,7 +184,8 @@ class ComparisonRunner:
                   "seconds": result.seconds}
         if self.writes:
             write_json_atomic(folder / "losses.json", losses)
-        return {"tokens": result.tokens, "train_seconds": result.seconds}
+        return {"tokens": result.tokens, "train_seconds": result.seconds,
+                "trainable_parameters": result.trainable_parameters}
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
         from ropebench.run.evaluate import run_evaluation, task_options

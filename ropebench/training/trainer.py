@@ -39,6 +39,7 @@ from ropebench.io import FolderLock, read_jsonl, write_json_atomic, write_text_a
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
 from ropebench.settings import differences, setting, validate
+from ropebench.training.lora import LoraSettings
 
 
 @dataclass
@@ -57,6 +58,11 @@ class TrainSettings:
     log_every: int = setting(10, min=1)
     save_every: int = setting(50, min=0)  # steps between resumable checkpoints (0: none)
     min_lr_ratio: float = setting(0.1, min=0, max=1)  # the cosine decays to lr * min_lr_ratio
+    # Cheaper arms (docs/training-arms.md): PoSE position ids, LoRA adapters.
+    positions: str = setting("plain", choices=("plain", "pose"))  # pose: rows of pose_window
+    pose_window: int | None = setting(None, min=2)  # PoSE row length; None: the pretrained window
+    pose_chunks: int = setting(2, min=1)  # pieces a PoSE row is cut into
+    lora: LoraSettings | None = None  # e.g. {r: 8, alpha: 16}; None: every weight trains
 
     def __post_init__(self) -> None:
         validate(self, "train")
@@ -68,6 +74,29 @@ class TrainResult:
     losses: list[tuple[int, float]]  # (step, mean loss of that optimizer step)
     tokens: int  # target tokens trained on, all processes together
     seconds: float
+    trainable_parameters: int = 0  # parameters the optimizer updated (LoRA: adapters and extras)
+
+
+def row_length(settings: TrainSettings, window: int, target: int) -> int:
+    """Tokens per training row: the target, or PoSE's shorter window (default: pretrained)."""
+    if settings.positions != "pose":
+        return target
+    return settings.pose_window or window
+
+
+def check_arms(settings: TrainSettings, extender, window: int, target: int) -> None:
+    """The training arms' settings against the method, its pretrained window and the target
+    (no weights needed): one line for each bad combination."""
+    if not getattr(extender, "trainable", True):
+        raise RopebenchError(
+            f"{extender.name} changes attention at inference only and cannot be trained; "
+            "drop the training (train stage or `ropebench train`) for this method"
+        )
+    if settings.positions == "pose":
+        from ropebench.training.pose import check_pose
+
+        check_pose(row_length(settings, window, target), target, settings.pose_chunks,
+                   extender.training_layout().mixed)
 
 
 CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
@@ -187,6 +216,11 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     from ropebench.training.data import IGNORE, collate, load_documents, rows
 
     mixed = layout.mixed
+    if settings.positions == "pose":
+        from ropebench.training.pose import check_pose
+
+        check_pose(row_length(settings, scaling.original_length, scaling.target_length),
+                   scaling.target_length, settings.pose_chunks, mixed)
     log_path = out_dir / "train_log.jsonl"
     documents = load_documents(settings.data)
     fingerprint = json.loads(json.dumps(
@@ -220,6 +254,11 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
+    if settings.lora is not None:
+        from ropebench.training.lora import attach_lora
+
+        model = attach_lora(model, settings.lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.train()
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
     dtype = next(model.parameters()).dtype
@@ -250,12 +289,17 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     stream = rows(
         tokenizer,
         documents,
-        scaling.target_length,
+        row_length(settings, scaling.original_length, scaling.target_length),
         original_length=scaling.original_length,
         mixed=mixed,
         per_document_mask_long=layout.per_document_mask_long,
         seed=settings.seed,
     )
+    if settings.positions == "pose":
+        from ropebench.training.pose import with_pose_positions
+
+        stream = with_pose_positions(stream, scaling.target_length, settings.pose_chunks,
+                                     settings.seed)
     # Each process reads its own rows: every num_processes-th row from its index.
     stream = itertools.islice(stream, accelerator.process_index, None, accelerator.num_processes)
     rows_per_step = settings.batch_size * settings.grad_accum
@@ -319,6 +363,10 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     # Back to a plain HF model: transformers' rotary module for this scaling, inference mode.
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if settings.lora is not None:
+        from ropebench.training.lora import merge_lora
+
+        model = merge_lora(model)  # the export is a plain HF model
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     model.config.use_cache = True
@@ -327,9 +375,11 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     if accelerator.is_main_process:
         save_extended(model, tokenizer, scaling, out_dir)
         record = {"method": scaling.method, "mixed": mixed, "settings": dataclasses.asdict(settings),
-                  "tokens": tokens, "seconds": round(seconds, 3), "final_loss": losses[-1][1]}
+                  "tokens": tokens, "seconds": round(seconds, 3), "final_loss": losses[-1][1],
+                  "trainable_parameters": trainable}
         write_json_atomic(out_dir / "train_result.json", record)
         for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):  # finished: nothing to resume
             shutil.rmtree(out_dir / name, ignore_errors=True)
-    return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds)
+    return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds,
+                       trainable_parameters=trainable)
 
