@@ -94,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
               + (f", {', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""))
     print(f"d_tcd             {d_tcd}  (first pair with period >= L)")
     print(f"d10_tcd           {d10_tcd}  (first pair with fewer than 10 periods in L)")
-    _print_layers(layers, args.method)
     if scaling is not None:
         print(
             f"{scaling.method:<17} target {scaling.target_length}, "
@@ -110,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             line += f"  {scaling.long_factor[i]:>10.4f}"
         marks = [name for name, index in (("d10_tcd", d10_tcd), ("d_tcd", d_tcd)) if index == i]
         print(line + (f"  <- {', '.join(marks)}" if marks else ""))
+    _print_layers(layers, args.method)
     return 0
 
 
@@ -162,7 +162,7 @@ def _layer_rows(config: dict, spec) -> list[dict]:
 
 
 def _print_layers(rows: list[dict], method: str | None) -> None:
-    print(f"layers            {sum(len(r['layers']) for r in rows)} in {len(rows)} group(s)")
+    print(f"\nlayers            {sum(len(r['layers']) for r in rows)} in {len(rows)} group(s)")
     print(f"  {'type':<20} {'layers':<12} {'base':>10} {'pairs':>5} {'d_tcd':>5}  "
           f"change by {method or 'a method'}")
     for r in rows:
