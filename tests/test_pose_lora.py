@@ -215,3 +215,17 @@ def test_pose_on_the_mixed_layout_is_refused_before_loading(config_only, tmp_pat
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "params.mixed=false" in err and len(err.splitlines()) == 1
+
+
+def test_a_plan_with_a_bad_arm_is_refused_before_it_runs(config_only, tmp_path, capsys):
+    import yaml
+
+    plan = {"model": str(config_only), "target_length": TARGET,
+            "train": {"steps": 1, "positions": "pose", "pose_window": TARGET},
+            "methods": ["yarn"], "evaluate": {"tasks": ["passkey"], "lengths": [64]}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    assert main(["compare", str(path), "--out", str(tmp_path / "run"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "methods[1] (yarn): train: train.pose_window=128 is not below" in err
+    assert len(err.splitlines()) == 1
