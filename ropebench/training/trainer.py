@@ -6,6 +6,9 @@ with an FSDP or DeepSpeed config; see docs/distributed-training.md). Two data la
 - mixed (LongRoPE2's layout): short-document rows keep the original RoPE with per-document attention, long
   rows use the rescaled RoPE (`ropebench.model.mixed`).
 
+Two cheaper arms (docs/training-arms.md): PoSE position ids on plain rows of a shorter window
+(`positions: pose`), and LoRA adapters on either layout, merged before export (`lora:`).
+
 AdamW, linear warm-up then cosine decay, gradient clipping and accumulation. Every `save_every`
 steps the full state goes to `out_dir/checkpoint/` so an interrupted run resumes from there; the
 loss goes to `out_dir/train_log.jsonl`; the result is an HF model directory in `out_dir`.
@@ -92,11 +95,14 @@ def check_arms(settings: TrainSettings, extender, window: int, target: int) -> N
             f"{extender.name} changes attention at inference only and cannot be trained; "
             "drop the training (train stage or `ropebench train`) for this method"
         )
+    _check_pose(settings, window, target, extender.training_layout().mixed)
+
+
+def _check_pose(settings: TrainSettings, window: int, target: int, mixed: bool) -> None:
     if settings.positions == "pose":
         from ropebench.training.pose import check_pose
 
-        check_pose(row_length(settings, window, target), target, settings.pose_chunks,
-                   extender.training_layout().mixed)
+        check_pose(row_length(settings, window, target), target, settings.pose_chunks, mixed)
 
 
 CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
@@ -216,11 +222,7 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     from ropebench.training.data import IGNORE, collate, load_documents, rows
 
     mixed = layout.mixed
-    if settings.positions == "pose":
-        from ropebench.training.pose import check_pose
-
-        check_pose(row_length(settings, scaling.original_length, scaling.target_length),
-                   scaling.target_length, settings.pose_chunks, mixed)
+    _check_pose(settings, scaling.original_length, scaling.target_length, mixed)
     log_path = out_dir / "train_log.jsonl"
     documents = load_documents(settings.data)
     fingerprint = json.loads(json.dumps(
