@@ -105,6 +105,7 @@ class Extender(ABC):
     config_class: ClassVar[type[ExtenderConfig]] = ExtenderConfig
     search_settings_class: ClassVar[type[SearchSettings] | None] = None
     description: ClassVar[str] = ""
+    trainable: ClassVar[bool] = True  # False: an inference-time method that training refuses
 
     def __init__(self, config: ExtenderConfig | None = None):
         self.config = config if config is not None else self.config_class()

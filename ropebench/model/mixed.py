@@ -125,7 +125,13 @@ def rotary_owner(model) -> nn.Module:
 def install_mixed_rotary(model, scaling: RopeScaling, n_hat: int = 0) -> MixedRotaryEmbedding:
     """Replace the model's rotary module with the mixed one (undo with `patch.apply_scaling`)."""
     from ropebench.model.patch import spec_of
+    from ropebench.rope.layout import nested_types
 
+    if nested_types(model.config):
+        raise RopebenchError(
+            f"{type(model).__name__} keeps one RoPE per layer type, which the mixed-window rotary "
+            "module does not; train it with plain rows (--set params.mixed=false)"
+        )
     owner = rotary_owner(model)
     device = next(model.parameters()).device
     module = MixedRotaryEmbedding.from_scaling(scaling, spec_of(model), n_hat=n_hat).to(device)

@@ -7,13 +7,13 @@ what vanilla transformers builds from the exported config.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
 import torch
 
 from ropebench.errors import RopebenchError
+from ropebench.rope.layout import scaled_parameters
 from ropebench.rope.scaling import RopeScaling
 from ropebench.rope.spec import PRETRAINED_KEY, RopeSpec
 
@@ -41,7 +41,8 @@ def apply_scaling(model, scaling: RopeScaling) -> None:
         )
     params = hf_parameters_for(spec, scaling)
     config = model.config
-    config.rope_parameters = copy.deepcopy(params)
+    # Per-layer-type configs (Gemma-3) get the scaling on their long-range types only.
+    config.rope_parameters = scaled_parameters(config, params)
     # `dynamic` reads max_position_embeddings as the pretrained window; `none` keeps the model as is.
     keep_window = params["rope_type"] == "dynamic" or scaling.method == "none"
     config.max_position_embeddings = spec.window if keep_window else scaling.target_length

@@ -1,7 +1,9 @@
 """A model's rotary embedding as its HF config describes it: the only reader of RoPE fields.
 
 `RopeSpec.from_config` takes a transformers config object or a config.json dict; for a model that
-ropebench patched it returns the pretrained RoPE remembered under `PRETRAINED_KEY`.
+ropebench patched it returns the pretrained RoPE remembered under `PRETRAINED_KEY`. With RoPE per
+layer type (Gemma-3) it is the RoPE of the layers a method extends; `layout.py` says which layers
+those are and what the others carry.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from ropebench.errors import RopebenchError
 from ropebench.rope.config_checks import check_config
+from ropebench.rope.layout import long_range_parameters
 
 # Config key under which a patched model remembers its pretrained RoPE (saved in config.json;
 # vanilla transformers keeps it as a plain attribute). Extending again starts from it.
@@ -55,7 +58,7 @@ class RopeSpec:
         pretrained = get(PRETRAINED_KEY)
         if isinstance(pretrained, dict):
             return cls(**pretrained)
-        params = dict(get("rope_parameters") or get("rope_scaling") or {})
+        params = long_range_parameters(config)
         base = params.get("rope_theta", get("rope_theta"))
         if base is None:
             raise RopebenchError(

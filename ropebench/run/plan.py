@@ -153,7 +153,7 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     from ropebench.run.evaluate import resolve_options
     from ropebench.tasks import expand_tasks, get_task
     from ropebench.tasks.chat_check import check_folder_template
-    from ropebench.training.trainer import TrainSettings
+    from ropebench.training.trainer import TrainSettings, check_arms
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
     if plan.target_length <= spec.window:
@@ -174,6 +174,12 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             _check_settings(m.search, search_settings_class(m.method), f"{where}: search")
         if m.train is not None:
             _check_settings(m.train, TrainSettings, f"{where}: train")
+            settings = parse_settings(TrainSettings, m.train, where="train")
+            try:
+                check_arms(settings, get_extender(m.method, m.params), spec.window,
+                           plan.target_length)
+            except RopebenchError as err:
+                raise RopebenchError(f"{where}: train: {err}") from err
         if m.factors is not None:
             from ropebench.bounded import check_factors_file
             from ropebench.methods import load_scaling

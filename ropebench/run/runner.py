@@ -208,7 +208,8 @@ class ComparisonRunner:
         if self.writes:
             write_json_atomic(folder / "losses.json", losses)
         return {"tokens": result.tokens, "tokens_short": int(result.tokens_short),
-                "tokens_long": int(result.tokens_long), "train_seconds": result.seconds}
+                "tokens_long": int(result.tokens_long), "train_seconds": result.seconds,
+                "trainable_parameters": result.trainable_parameters}
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
         from ropebench.run.evaluate import run_evaluation, task_options

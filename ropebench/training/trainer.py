@@ -6,6 +6,9 @@ with an FSDP or DeepSpeed config; see docs/distributed-training.md). Two data la
 - mixed (LongRoPE2's layout): short-document rows keep the original RoPE with per-document attention, long
   rows use the rescaled RoPE (`ropebench.model.mixed`).
 
+Two cheaper arms (docs/training-arms.md): PoSE position ids on plain rows of a shorter window
+(`positions: pose`), and LoRA adapters on either layout, merged before export (`lora:`).
+
 AdamW, linear warm-up then cosine decay, gradient clipping and accumulation. Every `save_every`
 steps the full state goes to `out_dir/checkpoint/` so an interrupted run resumes from there; the
 loss goes to `out_dir/train_log.jsonl`; the result is an HF model directory in `out_dir`.
@@ -39,6 +42,7 @@ from ropebench.io import FolderLock, JsonlWriter, read_jsonl, write_json_atomic,
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
 from ropebench.settings import MAX_SEED, differences, setting, validate
+from ropebench.training.lora import LoraSettings
 
 
 @dataclass
@@ -61,6 +65,11 @@ class TrainSettings:
     # the rest are short rows (original RoPE). The paper's data is about 30/70 short/long.
     # Plain training has long rows only, whatever this says.
     long_share: float = setting(0.7, min=0, max=1)
+    # Cheaper arms (docs/training-arms.md): PoSE position ids, LoRA adapters.
+    positions: str = setting("plain", choices=("plain", "pose"))  # pose: rows of pose_window
+    pose_window: int | None = setting(None, min=2)  # PoSE row length; None: the pretrained window
+    pose_chunks: int = setting(2, min=1)  # pieces a PoSE row is cut into
+    lora: LoraSettings | None = None  # e.g. {r: 8, alpha: 16}; None: every weight trains
 
     def __post_init__(self) -> None:
         validate(self, "train")
@@ -74,6 +83,32 @@ class TrainResult:
     seconds: float
     tokens_short: int = 0  # of those, in short rows (original RoPE; mixed training only)
     tokens_long: int = 0  # in long rows (the rescaled RoPE)
+    trainable_parameters: int = 0  # parameters the optimizer updated (LoRA: adapters and extras)
+
+
+def row_length(settings: TrainSettings, window: int, target: int) -> int:
+    """Tokens per training row: the target, or PoSE's shorter window (default: pretrained)."""
+    if settings.positions != "pose":
+        return target
+    return settings.pose_window or window
+
+
+def check_arms(settings: TrainSettings, extender, window: int, target: int) -> None:
+    """The training arms' settings against the method, its pretrained window and the target
+    (no weights needed): one line for each bad combination."""
+    if not getattr(extender, "trainable", True):
+        raise RopebenchError(
+            f"{extender.name} changes attention at inference only and cannot be trained; "
+            "drop the training (train stage or `ropebench train`) for this method"
+        )
+    _check_pose(settings, window, target, extender.training_layout().mixed)
+
+
+def _check_pose(settings: TrainSettings, window: int, target: int, mixed: bool) -> None:
+    if settings.positions == "pose":
+        from ropebench.training.pose import check_pose
+
+        check_pose(row_length(settings, window, target), target, settings.pose_chunks, mixed)
 
 
 CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
@@ -193,6 +228,7 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     from ropebench.training.data import IGNORE, collate, load_documents, rows
 
     mixed = layout.mixed
+    _check_pose(settings, scaling.original_length, scaling.target_length, mixed)
     log_path = out_dir / "train_log.jsonl"
     documents = load_documents(settings.data)
     fingerprint = json.loads(json.dumps(
@@ -226,6 +262,11 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
+    if settings.lora is not None:
+        from ropebench.training.lora import attach_lora
+
+        model = attach_lora(model, settings.lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.train()
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
     dtype = next(model.parameters()).dtype
@@ -258,13 +299,18 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     stream = rows(
         tokenizer,
         documents,
-        scaling.target_length,
+        row_length(settings, scaling.original_length, scaling.target_length),
         original_length=scaling.original_length,
         mixed=mixed,
         per_document_mask_long=layout.per_document_mask_long,
         seed=settings.seed,
         long_share=settings.long_share if mixed else None,
     )
+    if settings.positions == "pose":
+        from ropebench.training.pose import with_pose_positions
+
+        stream = with_pose_positions(stream, scaling.target_length, settings.pose_chunks,
+                                     settings.seed)
     # Each process reads its own rows: every num_processes-th row from its index.
     stream = itertools.islice(stream, accelerator.process_index, None, accelerator.num_processes)
     rows_per_step = settings.batch_size * settings.grad_accum
@@ -330,6 +376,10 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
     # Back to a plain HF model: transformers' rotary module for this scaling, inference mode.
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if settings.lora is not None:
+        from ropebench.training.lora import merge_lora
+
+        model = merge_lora(model)  # the export is a plain HF model
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     model.config.use_cache = True
@@ -339,10 +389,12 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
         save_extended(model, tokenizer, scaling, out_dir)
         record = {"method": scaling.method, "mixed": mixed, "settings": dataclasses.asdict(settings),
                   "tokens": tokens, "tokens_short": by_kind["short"], "tokens_long": by_kind["long"],
-                  "seconds": round(seconds, 3), "final_loss": losses[-1][1]}
+                  "seconds": round(seconds, 3), "final_loss": losses[-1][1],
+                  "trainable_parameters": trainable}
         write_json_atomic(out_dir / "train_result.json", record)
         for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):  # finished: nothing to resume
             shutil.rmtree(out_dir / name, ignore_errors=True)
     return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds,
-                       tokens_short=by_kind["short"], tokens_long=by_kind["long"])
+                       tokens_short=by_kind["short"], tokens_long=by_kind["long"],
+                       trainable_parameters=trainable)
 

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.load import load_config_dict, load_model, resolve_model_path
     from ropebench.model.patch import spec_of
     from ropebench.outdir import claim_output
+    from ropebench.rope.layout import layer_groups, long_range_parameters
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
@@ -101,11 +102,13 @@ def run(args: argparse.Namespace) -> int:
         )
     with FolderLock(args.out, "--out"):  # two extends into one folder: the second stops
         out = save_extended(model, tokenizer, scaling, args.out)
-    params = model.config.rope_parameters
+    params = long_range_parameters(model.config)
     print(
         f"{scaling.method}: window {spec.window} -> {scaling.target_length} "
         f"(s = {scale_of(spec, scaling.target_length):g}), m = {scaling.attention_factor:.6f}, "
         f"factors {min(scaling.long_factor):.4g}..{max(scaling.long_factor):.4g}"
     )
-    print(f"saved to {out} (rope_type {params['rope_type']}, rope_theta {params['rope_theta']:g})")
+    kept = [g.name for g in layer_groups(model.config, spec) if g.base and not g.extended]
+    print(f"saved to {out} (rope_type {params['rope_type']}, rope_theta {params['rope_theta']:g}"
+          + (f"; {', '.join(kept)} layers keep their RoPE" if kept else "") + ")")
     return 0

@@ -51,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
         extender = get_extender(args.method, params)
         scaling = extender.rescale(spec, args.target_length)
 
+    layers = _layer_rows(config, spec)
     if args.json:
-        print(json.dumps(_json_info(spec, scaling, configured, longrope), indent=2))
+        info = {**_json_info(spec, scaling, configured, longrope), "layers": layers}
+        print(json.dumps(info, indent=2))
         return 0
     _print_text(spec, scaling, configured, longrope)
+    _print_layers(layers, args.method)
     return 0
 
 
@@ -206,3 +209,35 @@ def _print_longrope(view: dict) -> None:
           f"{parts['upper_max']:.4g} ({parts['upper_min'] / s:.4g} s .. {parts['upper_max'] / s:.4g} s)")
     print(f"critical pair     c = {c} vs d_tcd = {parts['d_tcd']} (c - d_tcd = {parts['offset']:+d}), "
           f"d10_tcd = {parts['d10_tcd']}")
+
+
+def _layer_rows(config: dict, spec) -> list[dict]:
+    """One row per layer type: its layers, base, pairs, d_tcd and what a method changes."""
+    import dataclasses
+
+    from ropebench.rope.layout import change_of, layer_groups, normalized_config
+    from ropebench.rope.math import critical_index
+
+    rows = []
+    for group in layer_groups(normalized_config(config), spec):
+        d_tcd = None
+        if group.base is not None:
+            # A local layer never sees a distance past its window: that is its L.
+            seen = min(spec.window, group.span or spec.window)
+            d_tcd = critical_index(dataclasses.replace(
+                spec, base=group.base, rotary_dim=group.rotary_dim, window=seen))
+        rows.append({"type": group.name, "layers": list(group.layers), "base": group.base,
+                     "pairs": group.n_pairs, "d_tcd": d_tcd, "change": change_of(group)})
+    return rows
+
+
+def _print_layers(rows: list[dict], method: str | None) -> None:
+    print(f"\nlayers            {sum(len(r['layers']) for r in rows)} in {len(rows)} group(s)")
+    print(f"  {'type':<20} {'layers':<12} {'base':>10} {'pairs':>5} {'d_tcd':>5}  "
+          f"change by {method or 'a method'}")
+    for r in rows:
+        span = r["layers"]
+        where = ",".join(map(str, span)) if len(span) <= 4 else f"{len(span)} layers"
+        base = "-" if r["base"] is None else f"{r['base']:g}"
+        d_tcd = "-" if r["d_tcd"] is None else r["d_tcd"]
+        print(f"  {r['type']:<20} {where:<12} {base:>10} {r['pairs']:>5} {d_tcd:>5}  {r['change']}")

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.run.overrides import parse_set
     from ropebench.settings import MAX_TOKENS, parse_settings
     from ropebench.training.data import load_documents
-    from ropebench.training.trainer import TrainSettings, train_model
+    from ropebench.training.trainer import TrainSettings, check_arms, train_model
 
     overrides = parse_set(args.overrides, TAKES, "train")
     settings = parse_settings(TrainSettings, overrides.train, where="train")
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         load_scaling(args.factors, config_spec, args.target_length, args.method)
     else:
         extender.rescale(config_spec, args.target_length)
+    check_arms(settings, extender, config_spec.window, args.target_length)
     if settings.data != "reference":  # a missing or empty local source fails now
         data = Path(settings.data).expanduser()
         if data.exists() or settings.data.startswith((".", "/", "~")):
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     result = train_model(model, tokenizer, scaling, settings, out_dir=args.out,
                          layout=extender.training_layout())
     first, last = result.losses[0][1], result.losses[-1][1]
-    print(f"trained {len(result.losses)} steps, {result.tokens} tokens in {result.seconds:.0f} s; "
-          f"loss {first:.4f} -> {last:.4f}")
+    print(f"trained {len(result.losses)} steps, {result.tokens} tokens in {result.seconds:.0f} s, "
+          f"{result.trainable_parameters} trainable parameters; loss {first:.4f} -> {last:.4f}")
     print(f"model written to {result.out_dir}")
     return 0
 
