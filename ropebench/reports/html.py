@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ropebench.reports import figures, tables
+from ropebench.reports import figures, published, tables
 from ropebench.reports.results import RunResults
 
 SAMPLE_OUTPUTS_PER_TASK = 1  # predictions shown per (method, task), at the longest length
@@ -178,6 +178,7 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
         "plan": json.dumps(results.plan, indent=2, default=str),
         "environment": json.dumps(results.environment, indent=2, default=str),
         "pending": [m.label for m in results.methods if not m.complete],
+        "published": published.views(results),
     }
     return env.get_template("report.html.j2").render(**context)
 
