@@ -13,9 +13,9 @@ fwe words, 10 qa documents).
 from __future__ import annotations
 
 import json
+import pydoc_data.topics
 import random
 
-import pydoc_data.topics
 import pytest
 
 from ropebench.tasks import get_task
