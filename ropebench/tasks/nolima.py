@@ -4,6 +4,8 @@ RULER's single-needle question ("What is the special magic number for {key} ...?
 that shares no content word with it: "{Place} guards the code {value}." A bridge fact elsewhere in
 the haystack, "The {key} was taken to {Place}.", is the one associative hop, so no outside
 knowledge is needed. Places are invented names, so they never coincide with a key's words.
+`distractors` (default 3) other key -> place -> code chains make the hop necessary: the asked
+code is not the only one in the text.
 `nolima_1` hides both in RULER's noise lines, `nolima_2` in essay sentences (option `haystack`).
 
 Reported as a group, with NoLiMa's effective length (the longest length whose score stays at or
@@ -32,19 +34,30 @@ def place_name(rng: random.Random) -> str:
     return "".join(rng.choice(SYLLABLES) for _ in range(3)).capitalize()
 
 
-def nonliteral_draft(units: int, rng: random.Random, haystack: str, essay: str) -> Draft:
-    """One prompt with `units` haystack units (noise lines or essay words), the needle and its
-    bridge at two different places."""
-    key, value, place = random_key(rng), random_atom("numbers", rng), place_name(rng)
-    statements = [NEEDLE.format(place=place, value=value), BRIDGE.format(key=key, place=place)]
+def nonliteral_draft(units: int, rng: random.Random, haystack: str, essay: str,
+                     distractors: int = 0) -> Draft:
+    """One prompt with `units` haystack units (noise lines or essay words): the needle and its
+    bridge at two different places, and `distractors` other key -> place -> code chains, so the
+    answer is not the only code in the text and only the hop tells which one it is."""
+    keys, places, values = [], [], []
+    while len(keys) < distractors + 1:
+        key, place, value = random_key(rng), place_name(rng), random_atom("numbers", rng)
+        if key not in keys and place not in places and value not in values:
+            keys.append(key)
+            places.append(place)
+            values.append(value)
+    statements = [s for key, place, value in zip(keys, places, values, strict=True)
+                  for s in (NEEDLE.format(place=place, value=value),
+                            BRIDGE.format(key=key, place=place))]
     rng.shuffle(statements)
+    key, place, value = keys[0], places[0], values[0]
     if haystack == "essay":
         sentences = split_sentences(get_haystack(essay).first_words(units))
-        context = insert_at_depths(sentences, statements, rng.sample(DEPTHS, 2))
+        context = insert_at_depths(sentences, statements, rng.sample(DEPTHS, len(statements)))
     else:
         lines = [NOISE_LINE] * units
-        for index, statement in zip(sorted(rng.sample(range(units), 2), reverse=True), statements,
-                                    strict=True):
+        for index, statement in zip(sorted(rng.sample(range(units), len(statements)), reverse=True),
+                                    statements, strict=True):
             lines.insert(index, statement)
         context = "\n".join(lines)
     template = templates.single_answer(templates.NIAH_TEMPLATE)
@@ -79,6 +92,7 @@ class NonLiteralNiah(StringMatchTask):
         seed: int,
         *,
         haystack: str = "essay",
+        distractors: int = 3,
         max_new_tokens: int = templates.NIAH_MAX_NEW,
         chat: bool | None = None,
     ) -> list[Sample]:
@@ -87,8 +101,8 @@ class NonLiteralNiah(StringMatchTask):
             get_haystack(haystack)  # fail early, with the haystack's own message
         return build_samples(
             self.name,
-            lambda units, rng, _: nonliteral_draft(units, rng, kind, haystack),
+            lambda units, rng, _: nonliteral_draft(units, rng, kind, haystack, distractors),
             tokenizer, length, n, seed,
-            max_new_tokens=max_new_tokens, metric="all", min_units=2, max_units=length,
-            chat=chat, cache_key=(haystack,),
+            max_new_tokens=max_new_tokens, metric="all", min_units=2 * (distractors + 1),
+            max_units=length, chat=chat, cache_key=(haystack, distractors),
         )
