@@ -20,7 +20,8 @@ def test_a_plan_runs_mrcr_and_nonliteral_needles_on_the_reference_model(tmp_path
         "target_length": 1024,
         "methods": ["none"],
         "evaluate": {"tasks": ["mrcr", "nolima"], "lengths": [512, 1024], "samples": 2,
-                     "options": {"max_new_tokens": 24, "nolima_2": {"haystack": "pydoc"},
+                     "options": {"max_new_tokens": 24,
+                                 "nolima_2": {"haystack": "pydoc"},
                                  "mrcr": {"answer_words": 8}}},
     })
     run_dir = tmp_path / "run"

@@ -56,8 +56,9 @@ def nonliteral_draft(units: int, rng: random.Random, haystack: str, essay: str,
         context = insert_at_depths(sentences, statements, rng.sample(DEPTHS, len(statements)))
     else:
         lines = [NOISE_LINE] * units
-        for index, statement in zip(sorted(rng.sample(range(units), len(statements)), reverse=True),
-                                    statements, strict=True):
+        # Slots drawn with replacement: several statements may share one gap between lines.
+        slots = sorted((rng.randrange(units + 1) for _ in statements), reverse=True)
+        for index, statement in zip(slots, statements, strict=True):
             lines.insert(index, statement)
         context = "\n".join(lines)
     template = templates.single_answer(templates.NIAH_TEMPLATE)
@@ -103,6 +104,6 @@ class NonLiteralNiah(StringMatchTask):
             self.name,
             lambda units, rng, _: nonliteral_draft(units, rng, kind, haystack, distractors),
             tokenizer, length, n, seed,
-            max_new_tokens=max_new_tokens, metric="all", min_units=2 * (distractors + 1),
+            max_new_tokens=max_new_tokens, metric="all", min_units=1,
             max_units=length, chat=chat, cache_key=(haystack, distractors),
         )
