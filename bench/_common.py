@@ -15,9 +15,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_child(script: str, *args: str, timeout: float = 3600) -> dict:
+class ChildFailed(Exception):
+    """A benchmark child process exited with an error; the message is its stderr's tail."""
+
+
+def try_child(script: str, *args: str, timeout: float = 3600) -> dict:
     """Run `script --child ARGS` in a fresh interpreter; its last stdout line is a JSON dict.
-    `spawned` (wall clock at launch) lets the child count process start-up and imports."""
+    `spawned` (wall clock at launch) lets the child count process start-up and imports.
+    Raises ChildFailed when the child fails."""
     env = {**os.environ, "BENCH_SPAWNED": repr(time.time())}
     out = subprocess.run(
         [sys.executable, script, "--child", *args],
@@ -28,8 +33,16 @@ def run_child(script: str, *args: str, timeout: float = 3600) -> dict:
         cwd=REPO,
     )
     if out.returncode != 0:
-        raise SystemExit(f"child {args} failed:\n{out.stderr[-3000:]}")
+        raise ChildFailed(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_child(script: str, *args: str, timeout: float = 3600) -> dict:
+    """`try_child`, ending the benchmark when the child fails."""
+    try:
+        return try_child(script, *args, timeout=timeout)
+    except ChildFailed as failed:
+        raise SystemExit(f"child {args} failed:\n{failed}") from None
 
 
 def since_spawn() -> float:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Render a comparison run as one self-contained HTML page (+ CSV, Markdown)."),
     "demo": ("demo", "Compare none/pi/ntk/yarn/longrope2 on the built-in reference model and report."),
     "reference": ("reference", "Build or train the built-in reference model."),
+    "reproduce": ("reproduce", "Write the plan that would reproduce a published row (RULER tables)."),
 }
 
 

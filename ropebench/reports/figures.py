@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from ropebench.reports import tables
+from ropebench.reports import published, tables
 from ropebench.reports.results import RunResults
 from ropebench.reports.tables import method_order
 
@@ -53,9 +53,11 @@ def _colors(results: RunResults) -> dict[str, tuple]:
 
 
 def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
-               log_y: bool = False, ylim: tuple[float, float] | None = None) -> str | None:
+               log_y: bool = False, ylim: tuple[float, float] | None = None,
+               references: list[tuple[str, dict[int, float]]] = ()) -> str | None:
     """One line per method over context length with its 95% interval as a band (the companion
-    `L low` / `L high` columns of a `tables.wide` frame), the pretrained window marked."""
+    `L low` / `L high` columns of a `tables.wide` frame), the pretrained window marked;
+    `references`: (label, {length: value}) lines drawn dashed (published numbers)."""
     if table.empty:
         return None
     lengths = [c for c in table.columns if isinstance(c, str) and c.isdigit()]
@@ -75,11 +77,16 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
         ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, low, strict=True)],
                                   [max(0.0, hi - y) for y, hi in zip(ys, high, strict=True)]],
                     fmt="none", ecolor=colors.get(method), capsize=3, linewidth=1)
+    for label, values in references:
+        xs = sorted(values)
+        ax.plot(xs, [values[x] for x in xs], linestyle="--", marker="x", color="black",
+                linewidth=1, label=label)
     window = results.spec.get("window")
     if window:
         ax.axvline(window, color="grey", linestyle=":", label=f"window {window}")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([int(c) for c in lengths], lengths)
+    ticks = sorted({int(c) for c in lengths} | {x for _, values in references for x in values})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     if log_y:
         _log_y(ax)
     if ylim is not None:
@@ -98,7 +105,8 @@ def section_figure(results: RunResults, section: tables.Section, stats: pd.DataF
     if section.kind == "group":
         table = tables.group_mean_table(results.rows, section, methods)
         return _by_length(table, results, title=f"{section.title} score vs length (95% intervals)",
-                          ylabel="score (0-100)", ylim=(-2, 102))
+                          ylabel="score (0-100)", ylim=(-2, 102),
+                          references=published.figure_lines(results, section.key))
     if section.kind != "by_length" or stats[stats["task"] == section.key]["length"].nunique() < 2:
         return None
     table = tables.by_length_table(stats, section.key, methods)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ropebench.reports import figures, retention, tables
+from ropebench.reports import figures, published, retention, tables
 from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.results import RunResults
 
@@ -192,6 +192,7 @@ def render_html(results: RunResults, *, threshold: float | None = None) -> str:
         "plan": json.dumps(results.plan, indent=2, default=str),
         "environment": json.dumps(results.environment, indent=2, default=str),
         "pending": [m.label for m in results.methods if not m.complete],
+        "published": published.views(results),
     }
     return env.get_template("report.html.j2").render(**context)
 

@@ -31,7 +31,13 @@ from ropebench.stats import (
 )
 from ropebench.tasks import GROUPS, Task, get_task
 from ropebench.tasks.registry import TASKS
-from ropebench.tasks.ruler.aggregate import default_threshold, effective_length, wavg_dec, wavg_inc
+from ropebench.tasks.ruler.aggregate import (
+    default_threshold,
+    effective_length,
+    relative_effective_length,
+    wavg_dec,
+    wavg_inc,
+)
 
 COMPANIONS = (" low", " high", " n", " tokens", " best", " tied")
 SUBTASK_KEY = "lm_eval_task"  # a subtasks task's rows name their sub-task in this metadata key
@@ -406,6 +412,8 @@ def summary_scores(results: RunResults, threshold: float | None = None) -> tuple
                 per = {m: _per_length(table.loc[m]) for m in methods if m in table.index}
                 summary[f"{prefix}effective length"] = [
                     effective_length(per[m], threshold) if m in per else None for m in methods]
+                summary[f"{prefix}NoLiMa effective length"] = [
+                    relative_effective_length(per[m]) if m in per else None for m in methods]
                 summary[f"{prefix}wAvg(inc)"] = [wavg_inc(per[m]) if m in per else None for m in methods]
                 summary[f"{prefix}wAvg(dec)"] = [wavg_dec(per[m]) if m in per else None for m in methods]
             summary[f"{section.abbrev} tasks"] = [group_coverage(rows, m, section.key) for m in methods]

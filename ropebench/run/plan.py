@@ -39,7 +39,8 @@ from ropebench.registry import did_you_mean
 from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS, field_names, parse_settings
 
 BASELINE = "none"
-PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out")
+PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out",
+             "published")
 METHOD_KEYS = ("method", "label", "params", "search", "train", "factors")
 EVALUATE_KEYS = ("tasks", "lengths", "samples", "seed", "options")
 
@@ -77,6 +78,7 @@ class Plan:
     evaluate: EvalPlan
     name: str = "comparison"
     out: str | None = None
+    published: tuple[str, ...] = ()  # published rows the report sets beside this run
 
     def method(self, label: str) -> MethodPlan:
         return next(m for m in self.methods if m.label == label)
@@ -140,9 +142,27 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
         evaluate=_evaluate(raw["evaluate"], f"{source}: evaluate"),
         name=str(raw.get("name") or "comparison"),
         out=None if raw.get("out") is None else str(raw["out"]),
+        published=_published(raw.get("published"), source),
     )
     validate(plan, source=source)
     return plan
+
+
+def _published(value: Any, source: str) -> tuple[str, ...]:
+    """Names of published rows (`ropebench.run.published`), each checked."""
+    from ropebench.run.published import get_published
+
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RopebenchError(f"{source}: `published` must be a name or a list of published rows")
+    for name in names:
+        try:
+            get_published(name)
+        except RopebenchError as err:
+            raise RopebenchError(f"{source}: {err}") from None
+    return tuple(names)
 
 
 def validate(plan: Plan, *, source: str = "plan") -> None:

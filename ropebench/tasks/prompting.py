@@ -198,6 +198,8 @@ def build_samples(
     whole_units_first: bool = False,
     linear_from: int | None = None,
     redraw: bool = True,
+    search_builder: Builder | None = None,
+    search_extra_tokens: int = 0,
 ) -> list[Sample]:
     """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index).
 
@@ -207,6 +209,10 @@ def build_samples(
     `linear_fit` from that count instead) or "tight" (see the module doc). `redraw=False` (reference
     fill): the search's probes, and each sample's step-downs, replay one draw of the generator, so
     only the unit count changes. `count_bos`: count the BOS token in the budget.
+    `search_builder` (reference fill): the search estimates its rate and draws its probes from
+    this builder instead, adding `search_extra_tokens` to every probe: RULER's vt searches with
+    the task text alone and counts its one-shot example as a constant, so the example's tokens
+    do not inflate the tokens per noise line (and so shrink the search's upper bound).
     """
     check_choice("fill", fill, FILLS)
     reference = fill == "reference"
@@ -220,7 +226,8 @@ def build_samples(
     budget = length - max_new_tokens
     # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that draw one
     # sample at a time with fresh seeds (training data) reuse it.
-    key = (task, length, max_new_tokens, chat, cache_key, fill, step, count_bos)
+    key = (task, length, max_new_tokens, chat, cache_key, fill, step, count_bos,
+           search_extra_tokens)
     cache = _FIT_CACHE.setdefault(tokenizer, {})
     stream = None
     if reference:
@@ -234,15 +241,16 @@ def build_samples(
                 return min(max(units, min_units), max_units)
 
             first_draw = stream.getstate()
+            probe_builder = search_builder or builder
 
             def probe_tokens(units: int) -> int:
                 if not redraw:
                     stream.setstate(first_draw)
-                return tokens(builder(clamp(units), stream, 0))
+                return tokens(probe_builder(clamp(units), stream, 0)) + search_extra_tokens
 
             def per_unit() -> float:
                 units = clamp(estimate_units or step)
-                return max(tokens(builder(units, stream, 0)), 1) / units
+                return max(tokens(probe_builder(units, stream, 0)), 1) / units
 
             if linear_from is None:
                 found = reference_fit(lambda units: probe_tokens(units) <= budget, per_unit, step,

@@ -24,7 +24,8 @@ RULER_TASKS = (
     "qa_1",
     "qa_2",
 )
-GROUPS: dict[str, tuple[str, ...]] = {"ruler": RULER_TASKS}
+NOLIMA_TASKS = ("nolima_1", "nolima_2")
+GROUPS: dict[str, tuple[str, ...]] = {"ruler": RULER_TASKS, "nolima": NOLIMA_TASKS}
 
 
 def _check_task(obj: Any) -> Task:
@@ -38,7 +39,9 @@ def _check_task(obj: Any) -> Task:
 
 def _builtin_tasks() -> None:
     from ropebench.tasks.grid import NeedleGrid
+    from ropebench.tasks.mrcr import MRCR
     from ropebench.tasks.needle_ppl import NeedlePPLDepthsTask, NeedlePPLTask
+    from ropebench.tasks.nolima import NonLiteralNiah
     from ropebench.tasks.passkey import Passkey
     from ropebench.tasks.ppl import PerplexityTask
     from ropebench.tasks.ruler.cwe import RulerCWE
@@ -56,6 +59,7 @@ def _builtin_tasks() -> None:
         RulerQA("qa_1", "squad"),
         RulerQA("qa_2", "hotpotqa"),
     ]
+    tasks += [NonLiteralNiah("nolima_1", "noise"), NonLiteralNiah("nolima_2", "essay"), MRCR()]
     tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), NeedlePPLDepthsTask(),
               ShortTasks()]
     for task in tasks:

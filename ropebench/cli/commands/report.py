@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None,
                         help="RULER score (0-100) a length must beat to count towards the effective "
                              "length (default: 0.9 x the original model's score at its own window)")
+    parser.add_argument("--published", action="append", default=[], metavar="NAME",
+                        help="a published row (ropebench/data/published) to draw beside the run "
+                             "and compare with it where the model and lengths match; repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,13 +33,17 @@ def run(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise RopebenchError(f"RUN_DIR {run_dir} is not a folder; give the --out folder of compare")
     _check_inputs(run_dir)
+    from ropebench.run.published import get_published
+
+    for name in args.published:
+        get_published(name)  # an unknown row: one line, before anything is written
     if args.out is not None and Path(args.out).is_dir():
         raise RopebenchError(f"--out {args.out} is a folder; give an HTML file name, e.g. {args.out}/report.html")
     folder = run_dir if args.out is None else Path(args.out).parent
     # The lock makes `folder` a guarded root: no write below it passes through a link (`tables`).
     with FolderLock(folder, "--out", name=".ropebench-report.lock"):
         html = write_report(Path(args.run_dir), None if args.out is None else Path(args.out),
-                            threshold=args.threshold)
+                            threshold=args.threshold, published=tuple(args.published))
     print(f"CSV tables: {html.parent / 'tables'}")
     print(f"Markdown summary: {html.parent / 'summary.md'}")
     print(f"Report: {html}")

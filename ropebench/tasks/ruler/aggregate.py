@@ -93,3 +93,15 @@ def effective_length(per_length: Mapping[int, float], threshold: float = LLAMA2_
         elif rule == "reference":
             break
     return passing
+
+
+NOLIMA_RATIO = 0.85  # NoLiMa: a length counts while its score keeps 85% of the short-context score
+
+
+def relative_effective_length(per_length: Mapping[int, float], ratio: float = NOLIMA_RATIO) -> int | None:
+    """NoLiMa's effective length: walking up from the shortest length (the model's own
+    short-context score, the base), the last length before the first whose score falls below
+    `ratio` x the base; None when there are no scores or the base is 0."""
+    if not per_length or per_length[min(per_length)] <= 0:
+        return None
+    return effective_length(per_length, ratio * per_length[min(per_length)])

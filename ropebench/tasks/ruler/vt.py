@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import Draft, build_samples, check_choice
+from ropebench.tasks.prompting import Draft, build_samples, check_choice, count_tokens
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 
@@ -57,8 +57,8 @@ def draw_chain(units: int, rng: random.Random, letters: int, value: str | None =
     return Chain(units, positions, tuple(names), value)
 
 
-def render(chain: Chain, layout: str, example: str = "") -> Draft:
-    """The prompt: (solved example,) noise lines with the chain's statements in order."""
+def render(chain: Chain, layout: str) -> Draft:
+    """The prompt: noise lines with the chain's statements in order."""
     names = chain.names
     statements = [f"VAR {names[0]} = {chain.value}"] + [
         f"VAR {names[j + 1]} = VAR {names[j]} " for j in range(HOPS)
@@ -75,7 +75,7 @@ def render(chain: Chain, layout: str, example: str = "") -> Draft:
         context = " ".join(lines).replace(". \n", ".\n")
     text = templates.VT_TEMPLATE.format(context=context, query=chain.value)
     return Draft(
-        text=example + "\n\n" + text if example else text,
+        text=text,
         answer_prefix=templates.VT_ANSWER_PREFIX.format(num_v=HOPS + 1, query=chain.value),
         references=list(names),
         answer=" ".join(names),
@@ -128,21 +128,29 @@ class RulerVT(RulerTask):
             )
             fitted = drawn[-1]  # the last draw is the one that was kept
 
-        def builder(units: int, rng: random.Random, _: int) -> Draft:
-            shot = ""
-            if fitted is not None:
-                chain = fitted.renamed(rng) if reference_example else draw_chain(fitted.units, rng, 3)
-                shot = render_example(render(chain, layout))
-            draft = render(draw_chain(units, rng, 5), layout, example=shot)
+        def task_only(units: int, rng: random.Random, _: int) -> Draft:
+            draft = render(draw_chain(units, rng, 5), layout)
             draft.metadata["layout"] = layout
-            if fitted is not None:
-                draft.metadata["example"] = example
             return draft
 
+        def builder(units: int, rng: random.Random, index: int) -> Draft:
+            draft = task_only(units, rng, index)
+            if fitted is None:
+                return draft
+            # As the reference: the task's chain is drawn first, then the example's names.
+            chain = fitted.renamed(rng) if reference_example else draw_chain(fitted.units, rng, 3)
+            shot = render_example(render(chain, layout))
+            return replace(draft, text=shot + "\n\n" + draft.text,
+                           metadata={**draft.metadata, "example": example})
+
+        # The reference searches with the task text alone (so the tokens per noise line are the
+        # task's) and adds the example's tokens, with the newline that follows it, to each probe.
+        example_tokens = 0 if fitted is None else count_tokens(
+            tokenizer, render_example(render(fitted, layout)) + "\n")
         return build_samples(
             self.name, builder, tokenizer, length, n, seed,
             max_new_tokens=max_new_tokens, metric="all", min_units=HOPS + 1, max_units=length,
             chat=chat, cache_key=(example_length, layout, example), fill=fill,
             step=10 if length >= 4096 else 5,  # RULER: 10 noise lines (5 below 4K)
-            count_bos=count_bos,
+            count_bos=count_bos, search_builder=task_only, search_extra_tokens=example_tokens,
         )
