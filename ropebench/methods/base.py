@@ -95,6 +95,10 @@ class Extender(ABC):
     config_class: ClassVar[type[ExtenderConfig]] = ExtenderConfig
     search_settings_class: ClassVar[type[SearchSettings] | None] = None
     description: ClassVar[str] = ""
+    # Where the method runs: ropebench's hf backend, the vllm backend, and any engine that loads
+    # the vanilla HF export (`extend`). Attention methods run on hf only, and say where else.
+    engines: ClassVar[tuple[str, ...]] = ("hf", "vllm", "export")
+    runs_elsewhere: ClassVar[str] = ""
 
     def __init__(self, config: ExtenderConfig | None = None):
         self.config = config if config is not None else self.config_class()

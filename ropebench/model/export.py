@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ropebench.errors import RopebenchError
 from ropebench.model.patch import apply_scaling
+from ropebench.rope.attention import engine_refusal
 from ropebench.rope.scaling import RopeScaling
 
 SCALING_FILE = "ropebench_scaling.json"
@@ -25,6 +26,8 @@ def save_extended(model, tokenizer, scaling: RopeScaling, out_dir: str | Path) -
     temporary directory and moved in one by one, so an interrupted save never leaves a truncated
     file; other files already in `out_dir` (training logs) are kept.
     """
+    if scaling.extra.get("attention"):  # no config field expresses an attention method
+        raise RopebenchError(engine_refusal(scaling.extra["attention"], "vanilla transformers"))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RopebenchError(f"{out_dir} is a file; choose a directory for --out")

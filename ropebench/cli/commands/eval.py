@@ -160,6 +160,11 @@ def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, An
     if name == "vllm":
         import os
 
+        from ropebench.rope.attention import engine_refusal
+
+        if scaling is not None and scaling.extra.get("attention"):
+            raise RopebenchError(engine_refusal(scaling.extra["attention"], "vLLM"))
+
         from ropebench.backends.vllm import VLLMBackend, export_for_vllm
         from ropebench.run.distributed import gpu_slice
 

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.export import save_extended
     from ropebench.model.load import load_config_dict, load_model
     from ropebench.model.patch import spec_of
+    from ropebench.rope.attention import engine_refusal
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         scaling = extender.rescale(spec, args.target_length)
+    if scaling.extra.get("attention"):
+        raise RopebenchError(engine_refusal(scaling.extra["attention"], "vanilla transformers"))
 
     dtype = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or "float32"))
     model, tokenizer = load_model(
