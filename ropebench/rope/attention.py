@@ -109,5 +109,5 @@ def engine_refusal(settings: dict, engine: str) -> str:
     return (
         f"{method} changes attention itself, which {engine} cannot run from a model config; "
         f"run it on ropebench's hf backend (eval/run without --backend vllm), or elsewhere: "
-        f"{RUNS_ELSEWHERE.get(method, 'its authors code')}"
+        f"{RUNS_ELSEWHERE.get(method, 'its authors' code')}"
     )
