@@ -3,7 +3,6 @@ independent per-pair reference, the KV-cache path, composition with YaRN, and re
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from helpers import tiny_llama, tiny_tokenizer

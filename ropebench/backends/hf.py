@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.backends.hf_engine import ENGINES, greedy_completions
+from ropebench.model.attention import attention_settings
 from ropebench.model.identity import (
     chat_template_fingerprint,
     tokenizer_fingerprint,
     weights_fingerprint,
 )
-from ropebench.model.attention import attention_settings
 from ropebench.model.mixed import install_mixed_rotary
 from ropebench.model.patch import apply_scaling
 from ropebench.rope.scaling import RopeScaling

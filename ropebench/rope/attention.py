@@ -106,8 +106,9 @@ RUNS_ELSEWHERE = {
 def engine_refusal(settings: dict, engine: str) -> str:
     """One line: `engine` cannot run this attention method, and where it does run."""
     method = settings.get("method", "?")
+    elsewhere = RUNS_ELSEWHERE.get(method, "its authors' code")
     return (
         f"{method} changes attention itself, which {engine} cannot run from a model config; "
         f"run it on ropebench's hf backend (eval/run without --backend vllm), or elsewhere: "
-        f"{RUNS_ELSEWHERE.get(method, 'its authors' code')}"
+        f"{elsewhere}"
     )
