@@ -208,8 +208,9 @@ def test_cached_decode_steps_equal_a_full_recompute(golden, method):
     torch.testing.assert_close(torch.stack(steps), full[50:], atol=3e-5, rtol=0)
 
 
+@pytest.mark.parametrize("engine", ["fast", "hf"])
 @pytest.mark.parametrize("method", sorted(SETTINGS))
-def test_generation_through_the_hf_backend_matches_greedy_recompute(method, one_thread):
+def test_generation_through_the_hf_backend_matches_greedy_recompute(method, engine, one_thread):
     from ropebench.backends.hf import HFBackend
 
     model, tokenizer = tiny_llama(window=32, seed=3), tiny_tokenizer()
@@ -220,7 +221,7 @@ def test_generation_through_the_hf_backend_matches_greedy_recompute(method, one_
     assert backend.identity["attention"]["method"] == method
     gen = torch.Generator().manual_seed(5)
     prompts = [torch.randint(3, 384, (n,), generator=gen).tolist() for n in (70, 45)]
-    done = backend.generate(prompts, 12, engine="fast")  # left-padded batch, cached decode
+    done = backend.generate(prompts, 12, engine=engine)  # left-padded batch, cached decode
     for prompt, completion in zip(prompts, done, strict=True):
         tokens = list(prompt)
         with torch.no_grad():

@@ -108,18 +108,16 @@ def view_attention_forward(
 def _positions(
     position_ids: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """True positions of the queries (B, Tq) and keys (B, Tk). Queries are the last Tq keys and a
-    row's positions run on by one (a left-padded row's padding gets negative, masked positions)."""
+    """True positions of the queries (B, Tq) and keys (B, Tk), counted back from the last query:
+    queries are the last Tq keys and a row's positions run on by one. Left padding (whatever
+    positions it was given) gets negative positions, which the mask hides."""
     if position_ids is None:
         raise RopebenchError("the attention methods need the model to pass position_ids to its "
                              "attention function (transformers 5 Llama-family models do)")
-    q_pos = position_ids.to(query.device).expand(query.shape[0], -1)  # (B, Tq)
-    if q_pos.shape[1] > 1 and not bool((q_pos.diff(dim=1) == 1).all()):
-        raise RopebenchError("the attention methods need consecutive positions in each row; "
-                             "packed rows (positions restarting inside a row) are not supported")
-    tk = key.shape[2]
-    back = torch.arange(tk - 1, -1, -1, device=query.device)  # (Tk,) distance from the last key
-    return q_pos, q_pos[:, -1:] - back  # (B, Tq), (B, Tk)
+    last = position_ids.to(query.device)[:, -1:].expand(query.shape[0], 1)  # (B, 1)
+    back = torch.arange(key.shape[2] - 1, -1, -1, device=query.device)  # (Tk,) keys after each
+    k_pos = last - back  # (B, Tk)
+    return k_pos[:, -query.shape[2]:], k_pos
 
 
 def _allowed(mask: torch.Tensor | None, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
