@@ -115,6 +115,14 @@ def test_matches_the_authors_reference_implementation(golden, method, numbers):
     assert (vanilla[list(GOLDEN_POSITIONS), :6] - expected).abs().max() > 0.5  # a real difference
 
 
+@pytest.mark.parametrize("method", sorted(SETTINGS))
+def test_query_blocks_give_the_same_logits(golden, method, monkeypatch):
+    model, ids, _ = golden
+    whole = _logits(model, ids, SETTINGS[method])  # one block of 512 queries
+    monkeypatch.setattr("ropebench.model.attention.QUERY_BLOCK", 7)
+    torch.testing.assert_close(_logits(model, ids, SETTINGS[method]), whole, atol=1e-6, rtol=0)
+
+
 # -- an independent per-pair reference, straight from the papers' definitions -------------------
 
 

@@ -83,22 +83,23 @@ def view_attention_forward(
     key = key.repeat_interleave(groups, dim=1)  # (B, H, Tk, D)
     value = value.repeat_interleave(groups, dim=1)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    allowed = _allowed(attention_mask, q_pos, k_pos)  # (B, 1, Tq, Tk)
-    views = attention_views(settings, q_pos, k_pos)
-    views = [view for view in views if bool(view.use.any())]
-    keys = [_rotate(key, view.key - k_pos, inv_freq) for view in views]  # each (B, H, Tk, D)
+    keys: dict[int, torch.Tensor] = {}  # view index -> keys at its positions (B, H, Tk, D)
     out = []
     for start in range(0, query.shape[2], QUERY_BLOCK):
         block = slice(start, start + QUERY_BLOCK)
-        scores = torch.zeros((), device=query.device)  # (B, H, tq, Tk) float32 once a view scores this block
-        for view, rotated_key in zip(views, keys, strict=True):
-            use = view.use[:, None, block]  # (B, 1, tq, Tk)
+        scores = torch.zeros((), device=query.device)  # -> (B, H, tq, Tk) float32
+        # A view's key positions depend on the keys only, so each view's keys rotate once.
+        for index, view in enumerate(attention_views(settings, q_pos[:, block], k_pos)):
+            use = view.use[:, None]  # (B, 1, tq, Tk)
             if not bool(use.any()):
                 continue
-            q = _rotate(query[:, :, block], view.query[:, block] - q_pos[:, block], inv_freq)
-            s = (q @ rotated_key.transpose(-1, -2)).float() * scaling
+            if index not in keys:
+                keys[index] = _rotate(key, view.key - k_pos, inv_freq)
+            q = _rotate(query[:, :, block], view.query - q_pos[:, block], inv_freq)
+            s = (q @ keys[index].transpose(-1, -2)).float() * scaling
             scores = torch.where(use, s, scores)
-        scores = scores.masked_fill(~allowed[:, :, block], torch.finfo(scores.dtype).min)
+        allowed = _allowed(attention_mask, q_pos[:, block], k_pos, block)  # (B, 1, tq, Tk)
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         probs = torch.softmax(scores, dim=-1).to(value.dtype)
         probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
         out.append(probs @ value)  # (B, H, tq, D)
@@ -120,14 +121,17 @@ def _positions(
     return k_pos[:, -query.shape[2]:], k_pos
 
 
-def _allowed(mask: torch.Tensor | None, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-    """Pairs a query may attend to: causal by position, and the model's mask when it gave one."""
-    causal = (k_pos[:, None, :] <= q_pos[:, :, None])[:, None]  # (B, 1, Tq, Tk)
+def _allowed(
+    mask: torch.Tensor | None, q_pos: torch.Tensor, k_pos: torch.Tensor, block: slice
+) -> torch.Tensor:
+    """Pairs a block of queries may attend to: causal by position, and the model's mask (rows
+    `block`) when it gave one. -> (B, 1, tq, Tk) bool."""
+    causal = (k_pos[:, None, :] <= q_pos[:, :, None])[:, None]  # (B, 1, tq, Tk)
     if mask is None:
         return causal
     if mask.dtype != torch.bool:  # an additive mask: 0 where allowed
         mask = mask == 0
-    return causal & mask[..., -k_pos.shape[1]:]
+    return causal & mask[:, :, block, -k_pos.shape[1]:]
 
 
 def _rotate(x: torch.Tensor, shift: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
