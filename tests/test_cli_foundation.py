@@ -245,7 +245,7 @@ def bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "unknown method": (
             [*extend, "--method", "rope-magic", "--target-length", "128"],
-            "unknown method 'rope-magic'; known methods: dynamic-ntk, llama3, longrope, longrope2",
+            "unknown method 'rope-magic'; known methods: dca, dynamic-ntk, llama3, longrope, longrope2",
         ),
         "target inside window": (
             [*extend, "--method", "yarn", "--target-length", "32"],

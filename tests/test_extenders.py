@@ -89,7 +89,7 @@ def test_overrides_are_cast_to_field_types():
 @pytest.mark.parametrize(
     "name, overrides, message",
     [
-        ("nope", None, "unknown method 'nope' .did you mean none or longrope..; known methods: dynamic-ntk, llama3"),
+        ("nope", None, "unknown method 'nope' .did you mean none or longrope..; known methods: dca, dynamic-ntk, llama3"),
         ("yarn", {"alpha": "1"}, "unknown yarn setting 'alpha'.*beta_fast"),
         ("yarn", {"beta_fast": "fast"}, "beta_fast='fast' is not a number"),
         ("longrope", {"long_factor": "1,x"}, "long_factor='x' is not a number"),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
 from ropebench.backends.hf_engine import ENGINES, greedy_completions
+from ropebench.model.attention import attention_settings
 from ropebench.model.identity import (
     chat_template_fingerprint,
     tokenizer_fingerprint,
@@ -61,7 +62,7 @@ class HFBackend(Backend):
     @property
     def identity(self) -> dict[str, Any]:
         """The model's name, the content hashes of its weights and tokenizer (chat template
-        included), and its RoPE as patched now."""
+        included), and its RoPE and attention method as patched now."""
         if self._content is None:  # hashed once: the weights do not change under a backend
             self._content = {
                 "weights_sha256": weights_fingerprint(self.model),
@@ -69,8 +70,11 @@ class HFBackend(Backend):
                 "chat_template_sha256": chat_template_fingerprint(self.tokenizer),
             }
         params = getattr(self.model.config, "rope_parameters", None)
-        return {**self._identity, **self._content, "rope_parameters": params,
-                "max_position_embeddings": getattr(self.model.config, "max_position_embeddings", None)}
+        identity = {**self._identity, **self._content, "rope_parameters": params,
+                    "max_position_embeddings": getattr(self.model.config, "max_position_embeddings",
+                                                       None)}
+        attention = attention_settings(self.model)
+        return identity if attention is None else {**identity, "attention": attention}
 
     @property
     def max_length(self) -> int:

@@ -4,6 +4,7 @@ Importing this package registers every built-in method.
 """
 
 from ropebench.methods import (  # noqa: F401  (each module registers its extenders)
+    attention,
     llama3,
     longrope,
     longrope2,

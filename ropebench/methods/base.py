@@ -106,6 +106,10 @@ class Extender(ABC):
     search_settings_class: ClassVar[type[SearchSettings] | None] = None
     description: ClassVar[str] = ""
     trainable: ClassVar[bool] = True  # False: an inference-time method that training refuses
+    # Where the method runs: ropebench's hf backend, the vllm backend, and any engine that loads
+    # the vanilla HF export (`extend`). Attention methods run on hf only, and say where else.
+    engines: ClassVar[tuple[str, ...]] = ("hf", "vllm", "export")
+    runs_elsewhere: ClassVar[str] = ""
 
     def __init__(self, config: ExtenderConfig | None = None):
         self.config = config if config is not None else self.config_class()

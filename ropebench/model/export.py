@@ -11,6 +11,7 @@ from ropebench.errors import RopebenchError
 from ropebench.io import check_no_links, write_text_atomic
 from ropebench.model.patch import apply_scaling
 from ropebench.outdir import staging_folder
+from ropebench.rope.attention import engine_refusal
 from ropebench.rope.scaling import RopeScaling
 
 SCALING_FILE = "ropebench_scaling.json"
@@ -27,6 +28,8 @@ def save_extended(model, tokenizer, scaling: RopeScaling, out_dir: str | Path) -
     truncated file (a killed save's staging folder is removed by the next one); other files
     already in `out_dir` (training logs) are kept. The caller holds `out_dir`'s lock.
     """
+    if scaling.extra.get("attention"):  # no config field expresses an attention method
+        raise RopebenchError(engine_refusal(scaling.extra["attention"], "vanilla transformers"))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RopebenchError(f"{out_dir} is a file; choose a directory for --out")

@@ -14,6 +14,7 @@ import torch
 
 from ropebench.errors import RopebenchError
 from ropebench.rope.layout import scaled_parameters
+from ropebench.model.attention import install_attention
 from ropebench.rope.scaling import RopeScaling
 from ropebench.rope.spec import PRETRAINED_KEY, RopeSpec
 
@@ -27,7 +28,8 @@ def spec_of(model) -> RopeSpec:
 
 
 def apply_scaling(model, scaling: RopeScaling) -> None:
-    """Patch `model` in place: new `rope_parameters`, `max_position_embeddings`, rotary module.
+    """Patch `model` in place: new `rope_parameters`, `max_position_embeddings`, rotary module,
+    and the attention method the scaling carries (`extra["attention"]`; none undoes one).
 
     The rotary inverse frequencies are float32 whatever the model dtype (a bf16 inv_freq gives
     angle errors of ~100 rad at position 100K).
@@ -51,6 +53,7 @@ def apply_scaling(model, scaling: RopeScaling) -> None:
         config.original_max_position_embeddings = spec.window
     setattr(config, PRETRAINED_KEY, dataclasses.asdict(spec))
     _rebuild_rotary_modules(model)
+    install_attention(model, scaling.extra.get("attention"))
 
 
 def hf_parameters_for(spec: RopeSpec, scaling: RopeScaling) -> dict[str, Any]:

@@ -187,9 +187,14 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
         if m.method not in known:
             raise RopebenchError(f"{where}: unknown method {m.method!r}; known: {', '.join(sorted(known))}")
         try:
-            get_extender(m.method, m.params)
+            extender = get_extender(m.method, m.params)
+            if "export" not in extender.engines:  # attention methods: settings checked on the model
+                extender.rescale(spec, plan.target_length)
         except RopebenchError as err:
             raise RopebenchError(f"{where}: params: {err}") from err
+        if m.train is not None and "export" not in extender.engines:
+            raise RopebenchError(f"{where}: {m.method} is training-free and its model cannot be "
+                                 "saved as a HF directory; drop its train section")
         if m.search is not None:
             _check_settings(m.search, search_settings_class(m.method), f"{where}: search")
         if m.train is not None:

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.patch import spec_of
     from ropebench.outdir import claim_output
     from ropebench.rope.layout import layer_groups, long_range_parameters
+    from ropebench.rope.attention import engine_refusal
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     else:
         scaling = extender.rescale(spec, args.target_length)
+    if scaling.extra.get("attention"):
+        raise RopebenchError(engine_refusal(scaling.extra["attention"], "vanilla transformers"))
 
     claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
     dtype_name = str(config.get("dtype") or config.get("torch_dtype") or "float32")

@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "extenders": {
-                        name: {"description": cls.description, "plugin": name in plugins}
+                        name: {"description": cls.description, "plugin": name in plugins,
+                               "engines": list(cls.engines), "elsewhere": cls.runs_elsewhere}
                         for name, cls in extenders.items()
                     },
                     "tasks": {name: task.description for name, task in tasks.items()},
@@ -35,11 +36,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    print("Extenders (--method):")
+    print("Extenders (--method), with the engines each runs on "
+          "(hf: ropebench's hf backend, vllm: the vllm backend, export: `extend`'s HF directory):")
     width = max(map(len, extenders))
     for name, cls in sorted(extenders.items()):
         origin = " [plugin]" if name in plugins else ""
-        print(f"  {name:<{width}}  {cls.description}{origin}")
+        engines = ",".join(cls.engines)
+        print(f"  {name:<{width}}  [{engines}] {cls.description}{origin}")
+        if cls.runs_elsewhere:
+            print(f"  {'':<{width}}  also: {cls.runs_elsewhere}")
     print("\nTasks (--tasks):")
     width = max(map(len, [*tasks, *GROUPS]))
     for name, task in tasks.items():

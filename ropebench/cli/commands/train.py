@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     settings = parse_settings(TrainSettings, overrides.train, where="train")
     # With --factors the method's settings still choose its training layout (params.mixed).
     extender = get_extender(args.method, overrides.params)
+    if "export" not in extender.engines:
+        raise RopebenchError(f"{args.method} is a training-free attention method and its model "
+                             "cannot be saved as a HF directory; evaluate it with `ropebench eval`")
     if args.out.exists() and not args.out.is_dir():
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the trained model")
     if not 1 <= args.target_length <= MAX_TOKENS:
