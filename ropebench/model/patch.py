@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from ropebench.errors import RopebenchError
-from ropebench.rope.layout import scaled_parameters
 from ropebench.model.attention import install_attention
+from ropebench.rope.layout import scaled_parameters
 from ropebench.rope.scaling import RopeScaling
 from ropebench.rope.spec import PRETRAINED_KEY, RopeSpec
 

@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.model.load import load_config_dict, load_model, resolve_model_path
     from ropebench.model.patch import spec_of
     from ropebench.outdir import claim_output
-    from ropebench.rope.layout import layer_groups, long_range_parameters
     from ropebench.rope.attention import engine_refusal
+    from ropebench.rope.layout import layer_groups, long_range_parameters
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import spec_from_config_dict
     from ropebench.run.overrides import parse_set
