@@ -124,3 +124,14 @@ def test_packaged_demo_plan_is_valid(tmp_path):
     steps = {m.train["steps"] for m in plan.methods if m.train is not None}
     assert len(steps) == 1 and plan.method("none").train is None  # the same training for all
     assert plan.target_length == 4096 and max(plan.evaluate.lengths) == 4096
+
+
+def test_plan_wide_training_skips_training_free_methods(model_dir):
+    """The plan's `train:` reaches methods that can train; an attention method is evaluated as it
+    is (like the baseline), and a `train:` written on it is refused."""
+    plan = plan_from_dict(_plan(model_dir, methods=["yarn", "dca"]))
+    yarn, dca = plan.methods[1:]
+    assert yarn.train == {"steps": 3, "lr": 1e-3}
+    assert dca.train is None
+    with pytest.raises(RopebenchError, match="dca is training-free"):
+        plan_from_dict(_plan(model_dir, methods=[{"method": "dca", "train": {"steps": 2}}]))

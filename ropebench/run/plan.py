@@ -245,6 +245,14 @@ def searches(method: str) -> bool:
     return cls is not None and cls.search is not Extender.search
 
 
+def trainable(method: str) -> bool:
+    """False for a method that changes attention at inference only (training refuses it)."""
+    from ropebench.methods import available_extenders
+
+    cls = available_extenders().get(method)
+    return cls is None or getattr(cls, "trainable", True)
+
+
 def _method(entry: Any, where: str, search_defaults: dict, train_defaults: dict,
             has_train: bool) -> MethodPlan:
     if isinstance(entry, str):
@@ -264,7 +272,9 @@ def _method(entry: Any, where: str, search_defaults: dict, train_defaults: dict,
                 f"{where}: the baseline `{BASELINE}` is the original model as it is, so it takes "
                 f"no {given[0]}:; remove it, or name the method that should get it")
     default_search = factors is None and searches(method)
-    default_train = has_train and method != BASELINE
+    # The plan-wide `train:` reaches every method that can train; a training-free method (an
+    # attention method) is evaluated as it is, as the baseline is.
+    default_train = has_train and method != BASELINE and trainable(method)
     return MethodPlan(
         label=check_label(str(entry.get("label") or method), where),
         method=method,
