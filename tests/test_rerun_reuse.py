@@ -221,6 +221,10 @@ def test_an_eval_stage_without_rows_is_never_cached(model_dir, tmp_path, capsys)
     assert main(["compare", str(plan_file), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "produced no rows" in err and "skipping passkey at 16" in err
+    # A report of a run without rows is one line, not a traceback.
+    assert main(["report", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no result rows yet" in err and "\n" not in err
 
 
 def test_an_empty_stage_marked_done_by_an_older_release_runs_again(model_dir, tmp_path):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ropebench.errors import RopebenchError
+
 
 def write_report(run_dir: Path, out: Path | None = None, *, threshold: float | None = None,
                  published: tuple[str, ...] = ()) -> Path:
@@ -17,6 +19,9 @@ def write_report(run_dir: Path, out: Path | None = None, *, threshold: float | N
     from ropebench.reports.results import load_run
 
     results = load_run(run_dir)
+    if results.rows.empty:  # every stage pending or skipped: nothing to tabulate yet
+        raise RopebenchError(f"{run_dir} holds no result rows yet (no stage has finished with rows); "
+                             "run `ropebench compare` (or `eval`) to completion, then report")
     if published:
         names = [*(results.plan.get("published") or []), *published]
         results.plan = {**results.plan, "published": list(dict.fromkeys(names))}
