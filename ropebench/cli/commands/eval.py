@@ -196,13 +196,13 @@ def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, An
         import importlib.util
         import os
 
-        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:
-            raise RopebenchError("--backend vllm needs the vllm package, which is not installed: "
-                                 "pip install vllm (on a CUDA machine), or use --backend hf")
         from ropebench.rope.attention import engine_refusal
 
         if scaling is not None and scaling.extra.get("attention"):
             raise RopebenchError(engine_refusal(scaling.extra["attention"], "vLLM"))
+        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:
+            raise RopebenchError("--backend vllm needs the vllm package, which is not installed: "
+                                 "pip install vllm (on a CUDA machine), or use --backend hf")
 
         from ropebench.backends.vllm import VLLMBackend, export_for_vllm
         from ropebench.run.distributed import gpu_slice
