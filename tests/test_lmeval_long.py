@@ -139,11 +139,18 @@ def test_a_compare_plan_reports_lm_eval_tasks_by_length(tmp_path):
                      "options": {"lmeval_long": {"tasks": TASKS, "data": str(data)}}},
     }))
     run = tmp_path / "run"
-    done = _cli("compare", str(plan), "--out", str(run), "--no-progress", cwd=tmp_path)
+    done = _cli("compare", str(plan), "--out", str(run), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    summaries = list(run.rglob("summary.csv"))
-    assert summaries, sorted(p.name for p in run.rglob("*"))
+    _check_cells(pd.concat(pd.read_csv(p) for p in run.rglob("summary.csv")), 2)
+    done = _cli("report", str(run), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = pd.read_csv(run / "tables" / "cells.csv")
+    _check_cells(cells.rename(columns={"low": "ci_low", "high": "ci_high"}), 2)
+    table = pd.read_csv(run / "tables" / "lmeval_long.csv").set_index("method")
     html = (run / "report.html").read_text()
     for name in TASKS.split(","):
-        assert name in html
-    return summaries
+        for length in (512, 1024):
+            column = f"{name} @ {length}"
+            assert {column, f"{column} low", f"{column} high", f"{column} n"} <= set(table)
+            assert table.loc["none", f"{column} n"] == 2
+            assert column in html
