@@ -100,6 +100,16 @@ def test_bad_data_exits_2_in_one_line_before_weights_load(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and "not a babilong record" in done.stderr
 
 
+def test_a_length_below_every_bucket_exits_2_before_weights_load(tmp_path):
+    data = build_data(tmp_path / "data")
+    (data / "babilong" / "0k" / "qa1.jsonl").unlink()
+    done = _cli("eval", "reference", "--tasks", "lmeval_long", "--lengths", "512,1024",
+                "--set", f"lmeval_long.data={data}", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "no length bucket of at most 512" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _check_cells(summary: pd.DataFrame, n: int) -> None:
     cells = summary[summary["task"] == "lmeval_long"]
     got = {(s, int(length)): int(k) for s, length, k in

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def _installed_config(task: str) -> dict[str, Any]:
     from lm_eval.tasks._yaml_loader import load_yaml
 
     try:
-        return load_yaml(_yaml_path(task))
+        with warnings.catch_warnings():  # fuzzywuzzy warns about its pure-python matcher
+            warnings.simplefilter("ignore")
+            return load_yaml(_yaml_path(task))
     except ImportError as error:
         raise RopebenchError(f"lm-eval's {task} cannot load: {str(error).splitlines()[0]}") from None
 
@@ -175,6 +178,14 @@ class LmevalLong(MeasuredTask):
             check_data(data, name)
             _installed_config(name)
         return parsed
+
+    def check_lengths(self, lengths: list[int], options: dict[str, Any]) -> None:
+        merged = {**vars(LmevalLongOptions()), **options}
+        data = Path(merged["data"]).expanduser()
+        for name in [t for t in str(merged["tasks"]).split(",") if t]:
+            if family(name) == "babilong":
+                for length in lengths:
+                    babilong_bucket(data, name, length)
 
     def measure(self, backend: Backend, length: int, *, samples: int, seed: int,
                 options: dict[str, Any]) -> list[Row]:
