@@ -30,7 +30,7 @@ def build_data(root: Path, n: int = 3) -> Path:
     """BABILong qa1 in buckets 0k and 1k (RMT-team/babilong-1k-samples fields) and LongBench
     hotpotqa (LongBench fields), a few records each."""
     filler = "The sky was grey and the streets were quiet that morning. "
-    for bucket, pad in (("0k", 0), ("1k", 40)):
+    for bucket, pad in (("0k", 0), ("1k", 30)):
         records = []
         for i in range(n):
             who, where = PEOPLE[i % 4], PLACES[(i + 1) % 4]
@@ -133,6 +133,9 @@ def test_eval_runs_two_lm_eval_tasks_at_two_lengths(tmp_path):
     assert buckets == {(512, "babilong_qa1"): "0k", (1024, "babilong_qa1"): "1k",
                        (512, "longbench_hotpotqa"): "middle",
                        (1024, "longbench_hotpotqa"): "middle"}
+    babi = {r["length"]: r["input_tokens"] for r in rows
+            if r["metadata"]["lm_eval_task"] == "babilong_qa1"}
+    assert babi[512] < babi[1024] <= 1024  # the 1k bucket's longer haystack, whole
     # LongBench prompts are cut to the length; the context here is longer than 512 tokens
     hotpot = [r for r in rows if r["metadata"]["lm_eval_task"] == "longbench_hotpotqa"]
     assert max(r["input_tokens"] for r in hotpot if r["length"] == 512) <= 514
@@ -164,3 +167,13 @@ def test_a_compare_plan_reports_lm_eval_tasks_by_length(tmp_path):
             assert {column, f"{column} low", f"{column} high", f"{column} n"} <= set(table)
             assert table.loc["none", f"{column} n"] == 2
             assert column in html
+
+
+def test_a_rewritten_data_folder_changes_the_rows_inputs(tmp_path):
+    from ropebench.run.evaluate import option_files
+
+    data = build_data(tmp_path / "data")
+    before = option_files({"data": str(data)})
+    path = data / "longbench" / "hotpotqa.jsonl"
+    path.write_text(path.read_text().replace("Paris", "Rome"))
+    assert before["data_files"] and option_files({"data": str(data)}) != before

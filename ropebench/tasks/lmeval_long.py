@@ -50,9 +50,9 @@ def _yaml_path(task: str) -> Path:
     import lm_eval.tasks
 
     root = Path(lm_eval.tasks.__file__).parent
-    folder = "babilong" if task.startswith("babilong") else "longbench"
-    return root / folder / f"{task.removeprefix('longbench_')}.yaml" if folder == "longbench" \
-        else root / folder / f"{task}.yaml"
+    if task.startswith("babilong"):
+        return root / "babilong" / f"{task}.yaml"
+    return root / "longbench" / f"{task.removeprefix('longbench_')}.yaml"
 
 
 def _installed_config(task: str) -> dict[str, Any]:
