@@ -317,8 +317,12 @@ def group_tasks_table(stats: pd.DataFrame, section: Section, method: str) -> pd.
 
 
 def subtask_table(stats: pd.DataFrame, task: str, methods: list[str]) -> pd.DataFrame:
-    """method x sub-task score, with interval and n (prompt tokens are not known there)."""
-    return wide(stats[stats["task"] == task], "method", "subtask", methods, tokens=False)
+    """method x sub-task score, with interval and n (prompt tokens are not known there); a task
+    run at each length gets one column per (sub-task, length)."""
+    sub = stats[stats["task"] == task]
+    if (sub["length"] > 0).any():
+        sub = sub.assign(subtask=sub["subtask"] + " @ " + sub["length"].astype(str))
+    return wide(sub, "method", "subtask", methods, tokens=False)
 
 
 # ---------------------------------------------------------------- the summary

@@ -25,6 +25,7 @@ from typing import Any
 
 from ropebench.backends.base import Backend
 from ropebench.errors import RopebenchError
+from ropebench.content import files_sha256
 from ropebench.io import (
     FolderLock,
     JsonlWriter,
@@ -129,7 +130,13 @@ def option_files(options: dict[str, Any]) -> dict[str, Any]:
 
     value = options.get("haystack")
     files = haystack_identity(value) if isinstance(value, str) else None
-    return {} if files is None else {"haystack_files": files}
+    found = {} if files is None else {"haystack_files": files}
+    data = options.get("data")
+    if isinstance(data, str) and data and Path(data).expanduser().is_dir():
+        folder = Path(data).expanduser()
+        found["data_files"] = files_sha256(
+            (str(p.relative_to(folder)), p) for p in sorted(folder.rglob("*")) if p.is_file())
+    return found
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
@@ -352,13 +359,21 @@ def summarize(rows: list[dict[str, Any]]):
         return pd.DataFrame(columns=columns)
     if "input_tokens" not in frame:
         frame["input_tokens"] = float("nan")
+    # A task running several lm-eval tasks (`lmeval_long`) gets one line per sub-task.
+    frame["subtask"] = [(m or {}).get("lm_eval_task", "") if isinstance(m, dict) else ""
+                        for m in frame.get("metadata", [None] * len(frame))]
+    split = bool(frame["subtask"].astype(bool).any())
+    if split:
+        columns.insert(3, "subtask")
     out = []
-    for (method, task, length), group in frame.groupby(["method", "task", "length"], sort=False):
+    for (method, task, length, subtask), group in frame.groupby(
+            ["method", "task", "length", "subtask"], sort=False):
         scores = group["score"].astype(float).tolist()
         low, high = interval(scores)
         scale = 100.0 if get_task(task).unit == "fraction" else 1.0
         out.append({
-            "method": method, "task": task, "length": length, "n": len(scores),
+            "method": method, "task": task, "length": length, "subtask": subtask,
+            "n": len(scores),
             "score": round(scale * sum(scores) / len(scores), 4),
             "ci_low": round(scale * low, 4), "ci_high": round(scale * high, 4),
             "prompt_tokens": round(float(pd.to_numeric(group["input_tokens"]).mean()), 1),

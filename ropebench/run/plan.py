@@ -217,6 +217,8 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     try:
         names = expand_tasks(plan.evaluate.tasks)
         resolved = resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
+        for name in names:
+            get_task(name).check_lengths(list(plan.evaluate.lengths), resolved[name])
     except RopebenchError as err:
         raise RopebenchError(f"{source}: evaluate: {err}") from err
     check_folder_template(resolve_model_path(plan.model), resolved)

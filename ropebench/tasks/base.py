@@ -139,6 +139,10 @@ class Task:
         each under the option's own name in its metadata, so a report can show the choices."""
         return ()
 
+    def check_lengths(self, lengths: list[int], options: dict[str, Any]) -> None:
+        """Raise a RopebenchError, before any weights load, for a length the task cannot give
+        with these options (e.g. a length below every bucket of a bucketed benchmark)."""
+
     def parse_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """`values` checked against `Options` (known keys, types, bounds), cast; only the keys
         given are returned, so the task's own defaults apply to the others."""

@@ -39,6 +39,7 @@ def _check_task(obj: Any) -> Task:
 
 def _builtin_tasks() -> None:
     from ropebench.tasks.grid import NeedleGrid
+    from ropebench.tasks.lmeval_long import LmevalLong
     from ropebench.tasks.mrcr import MRCR
     from ropebench.tasks.needle_ppl import NeedlePPLDepthsTask, NeedlePPLTask
     from ropebench.tasks.nolima import NonLiteralNiah
@@ -61,7 +62,7 @@ def _builtin_tasks() -> None:
     ]
     tasks += [NonLiteralNiah("nolima_1", "noise"), NonLiteralNiah("nolima_2", "essay"), MRCR()]
     tasks += [NeedleGrid(), PerplexityTask(), Passkey(), NeedlePPLTask(), NeedlePPLDepthsTask(),
-              ShortTasks()]
+              ShortTasks(), LmevalLong()]
     for task in tasks:
         TASKS.add(task.name, task)
 

@@ -61,14 +61,31 @@ def run_lm_eval(
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """lm-eval's per-task metrics for the backend's model: {task: {metric,filter: value}}."""
+    configs = project_task_configs()
+    results = lm_eval_results(backend, [configs.get(name, name) for name in tasks],
+                              max_length=max_length, limit=limit, batch_size=batch_size, seed=seed,
+                              log_samples=False)
+    return {name: metrics for name, metrics in results["results"].items()}
+
+
+def lm_eval_results(
+    backend: Backend,
+    tasks: list[str | dict[str, Any]],
+    *,
+    max_length: int,
+    limit: int | None = None,
+    batch_size: int = 1,
+    seed: int = 0,
+    log_samples: bool = True,
+) -> dict[str, Any]:
+    """lm-eval's whole answer for task names or configs, per-sample records under "samples"."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     lm = backend.lm_eval_model(max_length, batch_size)
-    configs = project_task_configs()
-    results = simple_evaluate(
+    return simple_evaluate(
         model=lm,
-        tasks=[configs.get(name, name) for name in tasks],
+        tasks=tasks,
         task_manager=TaskManager(),
         limit=limit,
         bootstrap_iters=0,
@@ -76,8 +93,8 @@ def run_lm_eval(
         numpy_random_seed=seed,
         torch_random_seed=seed,
         fewshot_random_seed=seed,
+        log_samples=log_samples,
     )
-    return {name: metrics for name, metrics in results["results"].items()}
 
 
 @dataclass

@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
     resolved = resolve_options(overrides.options, [get_task(name) for name in tasks])
+    for name in tasks:
+        get_task(name).check_lengths(lengths, resolved[name])
     default_batch = GenerationOptions().batch_size
     batch = max(options.get("batch_size", default_batch) for options in resolved.values())
     analytic = args.factors is None and args.method not in (None, "none")
