@@ -41,7 +41,7 @@ def build_data(root: Path, n: int = 3) -> Path:
     records = []
     for i in range(n):
         context = (f"Passage 1:\n{PEOPLE[i % 4]} was born in Paris. " + filler * 60
-                   + f"Passage 2:\nParis is the capital of France.")
+                   + "Passage 2:\nParis is the capital of France.")
         records.append({"context": context, "question": f"Where was {PEOPLE[i % 4]} born?",
                         "answers": ["Paris"], "all_classes": None, "length": len(context.split()),
                         "_id": str(i)})
@@ -113,7 +113,7 @@ def test_a_length_below_every_bucket_exits_2_before_weights_load(tmp_path):
 def _check_cells(summary: pd.DataFrame, n: int) -> None:
     cells = summary[summary["task"] == "lmeval_long"]
     got = {(s, int(length)): int(k) for s, length, k in
-           zip(cells["subtask"], cells["length"], cells["n"])}
+           zip(cells["subtask"], cells["length"], cells["n"], strict=True)}
     assert got == {(t, length): n for t in TASKS.split(",") for length in (512, 1024)}
     assert cells["score"].between(0, 100).all()
     assert (cells["ci_low"] <= cells["score"]).all() and (cells["score"] <= cells["ci_high"]).all()

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ropebench.backends.base import Backend
-from ropebench.errors import RopebenchError
 from ropebench.content import files_sha256
+from ropebench.errors import RopebenchError
 from ropebench.io import (
     FolderLock,
     JsonlWriter,
