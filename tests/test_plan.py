@@ -119,8 +119,7 @@ def test_packaged_demo_plan_is_valid(tmp_path):
 
     tiny_llama(window=512).config.save_pretrained(tmp_path)
     plan = load_plan(demo_plan_path(), {"model": str(tmp_path)})
-    assert [m.label for m in plan.methods] == ["none", "pi", "ntk", "yarn", "longrope2", "dca"]
-    assert plan.method("dca").train is None  # training-free: evaluated as it is
+    assert [m.label for m in plan.methods] == ["none", "pi", "ntk", "yarn", "longrope2"]
     assert plan.method("longrope2").search is not None and plan.method("yarn").search is None
     steps = {m.train["steps"] for m in plan.methods if m.train is not None}
     assert len(steps) == 1 and plan.method("none").train is None  # the same training for all

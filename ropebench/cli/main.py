@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Fine-tune a model at the target length with an extender's RoPE."),
     "compare": ("compare", "Run a comparison plan: search -> train -> evaluate for every method."),
     "report": ("report", "Render a comparison run as one self-contained HTML page (+ CSV, Markdown)."),
-    "demo": ("demo", "Compare none/pi/ntk/yarn/longrope2/dca on the built-in reference model and report."),
+    "demo": ("demo", "Compare none/pi/ntk/yarn/longrope2 on the built-in reference model and report."),
     "reference": ("reference", "Build or train the built-in reference model."),
     "reproduce": ("reproduce", "Write the plan that would reproduce a published row (RULER tables)."),
 }
