@@ -8,19 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.cli.main import main
 
-WINDOW = 32
-
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    tiny_llama(window=WINDOW).save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
+def model_dir(model_dir32) -> Path:
+    return model_dir32
 
 
 def _variant(model_dir: Path, tmp: Path, name: str, edit) -> str:

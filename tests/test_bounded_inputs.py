@@ -11,32 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench import bounded
 from ropebench.cli.main import main
 from ropebench.errors import RopebenchError
 
-WINDOW = 32
-
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    tiny_llama(window=WINDOW).save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Loading weights fails the test: every refusal here must come before it."""
-    import ropebench.model.load as load
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("weights were loaded")
-
-    monkeypatch.setattr(load, "load_model", refuse)
+def model_dir(model_dir32) -> Path:
+    return model_dir32
 
 
 @pytest.fixture

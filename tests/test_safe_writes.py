@@ -13,21 +13,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench import io as rio
 from ropebench.cli.main import main
 from ropebench.errors import RopebenchError
 
-WINDOW = 32
-
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    tiny_llama(window=WINDOW).save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
+def model_dir(model_dir32) -> Path:
+    return model_dir32
 
 
 def _cli(argv: list[str], capsys) -> tuple[int, list[str]]:
