@@ -188,88 +188,116 @@ def _coerce(raw: Any, annotation: Any, name: str, meta: Mapping[str, Any]) -> An
 
 
 def _cast(raw: Any, annotation: Any, name: str) -> Any:
+    """`raw` as a value of `annotation`, or the one-line error that says what to give."""
     origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _cast(raw, arg, name)
-            except RopebenchError as err:
-                errors.append(str(err))
-        raise RopebenchError(errors[0] if errors else f"{name}={raw!r} has no valid type")
+        return _cast_union(raw, typing.get_args(annotation), name)
     if dataclasses.is_dataclass(annotation):
-        if isinstance(raw, annotation):
-            return raw
-        if not isinstance(raw, Mapping):
-            raise RopebenchError(f"{name} must be a mapping of settings, got {raw!r}")
-        return parse_settings(annotation, raw, where=name)
+        return _cast_dataclass(raw, annotation, name)
     if origin in (tuple, list):
-        items = _split_list(raw, name)
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            kinds = [args[0]] * len(items)
-        elif origin is tuple and args:
-            if len(items) != len(args):
-                raise RopebenchError(f"{name} takes {len(args)} values, got {len(items)}")
-            kinds = list(args)
-        else:
-            kinds = [args[0] if args else Any] * len(items)
-        cast = [_cast(item, kind, name) for item, kind in zip(items, kinds, strict=True)]
-        return tuple(cast) if origin is tuple else cast
+        return _cast_sequence(raw, origin, typing.get_args(annotation), name)
     if origin is dict or annotation is dict:
         if not isinstance(raw, Mapping):
             raise RopebenchError(f"{name} must be a mapping, got {raw!r}")
         return dict(raw)
-    if annotation is bool:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in _TRUE + _FALSE:
-            return raw.lower() in _TRUE
-        raise RopebenchError(f"{name}={raw!r} is not a boolean; write true or false")
-    if annotation is int:
-        if isinstance(raw, bool):
-            raise RopebenchError(f"{name}={raw!r} is not a whole number")
-        if isinstance(raw, int):
-            return raw
-        if isinstance(raw, float):
-            if raw.is_integer():
-                return int(raw)
-            raise RopebenchError(f"{name}={raw} is not a whole number; give an integer")
-        if isinstance(raw, str):
-            try:
-                return int(raw)
-            except ValueError:
-                pass
-            try:
-                number = float(raw)
-            except ValueError:
-                number = math.nan
-            if math.isfinite(number) and number.is_integer():
-                return int(number)
-        raise RopebenchError(f"{name}={raw!r} is not a whole number; give an integer")
-    if annotation is float:
-        if isinstance(raw, bool):
-            raise RopebenchError(f"{name}={raw!r} is not a number")
-        if isinstance(raw, int | float):
+    scalar = _SCALARS.get(annotation)
+    return raw if scalar is None else scalar(raw, name)
+
+
+def _cast_union(raw: Any, args: tuple[Any, ...], name: str) -> Any:
+    """None (or the text none / null) where the union allows it, else the first member type
+    that takes the value; the first member's error when none does."""
+    if type(None) in args and (raw is None or (isinstance(raw, str)
+                                               and raw.lower() in ("none", "null"))):
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _cast(raw, arg, name)
+        except RopebenchError as err:
+            errors.append(str(err))
+    raise RopebenchError(errors[0] if errors else f"{name}={raw!r} has no valid type")
+
+
+def _cast_dataclass(raw: Any, annotation: type, name: str) -> Any:
+    if isinstance(raw, annotation):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise RopebenchError(f"{name} must be a mapping of settings, got {raw!r}")
+    return parse_settings(annotation, raw, where=name)
+
+
+def _cast_sequence(raw: Any, origin: type, args: tuple[Any, ...], name: str) -> Any:
+    """A list or tuple, each item cast to its type: `tuple[T, ...]`, `tuple[A, B]` (exactly
+    that many values) or `list[T]`."""
+    items = _split_list(raw, name)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        kinds = [args[0]] * len(items)
+    elif origin is tuple and args:
+        if len(items) != len(args):
+            raise RopebenchError(f"{name} takes {len(args)} values, got {len(items)}")
+        kinds = list(args)
+    else:
+        kinds = [args[0] if args else Any] * len(items)
+    cast = [_cast(item, kind, name) for item, kind in zip(items, kinds, strict=True)]
+    return tuple(cast) if origin is tuple else cast
+
+
+def _cast_bool(raw: Any, name: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in _TRUE + _FALSE:
+        return raw.lower() in _TRUE
+    raise RopebenchError(f"{name}={raw!r} is not a boolean; write true or false")
+
+
+def _cast_int(raw: Any, name: str) -> int:
+    """A whole number: an int, a float or text without a fractional part ("1e3" is 1000)."""
+    if isinstance(raw, bool):
+        raise RopebenchError(f"{name}={raw!r} is not a whole number")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and not raw.is_integer():
+        raise RopebenchError(f"{name}={raw} is not a whole number; give an integer")
+    if isinstance(raw, str):
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    try:
+        number = float(raw) if isinstance(raw, str | float) else math.nan
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number) and number.is_integer():
+        return int(number)
+    raise RopebenchError(f"{name}={raw!r} is not a whole number; give an integer")
+
+
+def _cast_float(raw: Any, name: str) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
             return float(raw)
-        if isinstance(raw, str):
-            try:
-                return float(raw)
-            except ValueError:
-                pass
-        raise RopebenchError(f"{name}={raw!r} is not a number; give e.g. {name.split('.')[-1]}=2.5")
-    if annotation is str:
-        if isinstance(raw, str):
-            return raw
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return str(raw)
-        raise RopebenchError(f"{name}={raw!r} is not text")
-    return raw
+        except ValueError:
+            pass
+    if isinstance(raw, bool):
+        raise RopebenchError(f"{name}={raw!r} is not a number")
+    raise RopebenchError(f"{name}={raw!r} is not a number; give e.g. {name.split('.')[-1]}=2.5")
+
+
+def _cast_str(raw: Any, name: str) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise RopebenchError(f"{name}={raw!r} is not text")
+
+
+# Scalar annotations and their casts; any other annotation (Any, a class) takes the value as given.
+_SCALARS = {bool: _cast_bool, int: _cast_int, float: _cast_float, str: _cast_str}
 
 
 def _split_list(raw: Any, name: str) -> list[Any]:
