@@ -159,6 +159,14 @@ def check_bounds(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise RopebenchError(f"{name}={value} must be greater than {above}")
 
 
+def check_choices(instance: Any, where: str) -> None:
+    """Every field of a dataclass instance that declares choices holds one of them (for
+    instances built in code, which `parse_settings` never saw)."""
+    for f in dataclasses.fields(instance):
+        if f.metadata.get("choices") is not None:
+            check_bounds(f"{where}.{f.name}", getattr(instance, f.name), {"choices": f.metadata["choices"]})
+
+
 def validate(instance: Any, where: str) -> None:
     """Check every field of a dataclass instance against its declared bounds (recursively)."""
     for f in dataclasses.fields(instance):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropebench.backends.base import Backend
-from ropebench.settings import parse_settings, setting
+from ropebench.settings import field_names, parse_settings, setting
 
 
 @dataclass
@@ -64,6 +64,22 @@ class GenerationOptions:
     stop_when_settled: bool = True  # end a row once its score can no longer change
 
 
+@dataclass(frozen=True)
+class TaskOptions:
+    """One task's options, parsed once (`Task.read_options`) and handed along from there.
+
+    `values` is an instance of the task's `options_class()`: every field cast and checked, the
+    task's defaults filled in. `given` names the keys the user set: only those enter a run's
+    fingerprints, so an option left at its default keeps the keys runs had before it existed.
+    """
+
+    values: Any
+    given: tuple[str, ...] = ()
+
+    def given_values(self) -> dict[str, Any]:
+        return {key: getattr(self.values, key) for key in self.given}
+
+
 def _implied_bounds(name: str, annotation: Any) -> dict[str, Any]:
     """Bounds of a generative task's option, from its `samples` parameter: counts and sizes
     (whole numbers) are never negative, and a task generates at least one token."""
@@ -96,8 +112,9 @@ class Task:
       or "" (no per-document values);
     - `abbrev`: the task's short name in summary columns (default: its name);
     - `stop_at_newline`: generation stops at the first newline (passkey);
-    - `Options`: the dataclass of its options (generative tasks: the keyword-only parameters of
-      `samples`, derived automatically); unknown option keys are an error.
+    - `Options`: the dataclass of its options, with types, bounds and choices (`settings.setting`);
+      a generative task without one has the keyword-only parameters of `samples`, derived
+      automatically. Unknown option keys are an error.
     """
 
     name: str = ""
@@ -144,10 +161,15 @@ class Task:
         with these options (e.g. a length below every bucket of a bucketed benchmark)."""
 
     def parse_options(self, values: dict[str, Any]) -> dict[str, Any]:
-        """`values` checked against `Options` (known keys, types, bounds), cast; only the keys
-        given are returned, so the task's own defaults apply to the others."""
+        """`values` checked against `Options` (known keys, types, bounds, choices), cast; only
+        the keys given are returned. A task may check more here (files an option names)."""
         parsed = parse_settings(self.options_class(), values, where=f"{self.name} option")
         return {key: getattr(parsed, key) for key in values}
+
+    def read_options(self, values: dict[str, Any]) -> TaskOptions:
+        """The user's `values` for this task, parsed once into its options dataclass."""
+        given = self.parse_options(values)
+        return TaskOptions(self.options_class()(**given), tuple(given))
 
 
 class GenerativeTask(Task):
@@ -160,31 +182,46 @@ class GenerativeTask(Task):
     def cost_hint(self, samples: int, options: dict[str, Any]) -> float:
         new_tokens = options.get("max_new_tokens")
         if new_tokens is None:
-            new_tokens = inspect.signature(type(self).samples).parameters["max_new_tokens"].default
+            new_tokens = getattr(self.options_class()(), "max_new_tokens", 0)
         return samples * (1.0 + int(new_tokens) * self.decode_step_forwards)
 
-    def prompt_options(self) -> tuple[str, ...]:
-        """The keyword-only parameters of `samples`."""
-        params = inspect.signature(type(self).samples).parameters.values()
-        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-    def options_class(self) -> type:
-        """The keyword-only parameters of `samples` plus `GenerationOptions`, as one dataclass."""
+    def prompt_options_class(self) -> type:
+        """The dataclass of the options that shape prompts: `Options` where the task declares
+        one, else the keyword-only parameters of `samples` (their bounds implied)."""
         cls = type(self)
-        if "_options_dataclass" not in cls.__dict__:
+        if self.Options is not NoOptions:
+            return self.Options
+        if "_derived_options" not in cls.__dict__:
             hints = typing.get_type_hints(cls.samples)
             params = inspect.signature(cls.samples).parameters.values()
             fields = [(p.name, hints.get(p.name, Any),
                        dataclasses.field(default=p.default, metadata=_implied_bounds(
                            p.name, hints.get(p.name, Any))))
                       for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            cls._derived_options = dataclasses.make_dataclass(f"{cls.__name__}Prompts", fields)
+        return cls._derived_options
+
+    def prompt_options(self) -> tuple[str, ...]:
+        return tuple(field_names(self.prompt_options_class()))
+
+    def options_class(self) -> type:
+        """The prompt options and `GenerationOptions`, as one dataclass."""
+        cls = type(self)
+        if "_options_dataclass" not in cls.__dict__:
             cls._options_dataclass = dataclasses.make_dataclass(
-                f"{cls.__name__}Options", fields, bases=(GenerationOptions,)
-            )
+                f"{cls.__name__}Options", [],
+                bases=(self.prompt_options_class(), GenerationOptions))
         return cls._options_dataclass
 
     def samples(self, tokenizer, length: int, n: int, seed: int, **options: Any) -> list[Sample]:
+        """`n` samples at `length` tokens, deterministic in `seed`; `options`: prompt options."""
         raise NotImplementedError
+
+    def make_samples(self, tokenizer, length: int, n: int, seed: int, options: Any) -> list[Sample]:
+        """The samples for parsed options (an instance of `options_class()`), through the
+        keyword options of `samples`."""
+        return self.samples(tokenizer, length, n, seed,
+                            **{key: getattr(options, key) for key in self.prompt_options()})
 
     def score(self, sample: Sample, prediction: str) -> float:
         raise NotImplementedError

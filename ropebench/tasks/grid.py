@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import Sample
+from ropebench.settings import setting
 from ropebench.tasks.haystacks import get_haystack, split_sentences
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, Layout
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.niah import insert_at_depths
 from ropebench.tasks.ruler.scoring import StringMatchTask
 from ropebench.tasks.ruler.words import random_key
+from ropebench.tasks.synthetic import PromptOptions
 
 MAX_NEW = 32
 
@@ -57,53 +59,34 @@ def grid_draft(units: int, rng: random.Random, *, depth: float, haystack: str) -
     )
 
 
+@dataclass
+class GridOptions(PromptOptions):
+    max_new_tokens: int = setting(MAX_NEW, min=1)
+    depths: list[float] | int = setting(11, min=0)  # a count (spaced by depth_spacing) or a list
+    depth_spacing: str = setting("linear", choices=("linear", "sigmoid"))
+    haystack: str = "essay"
+
+
 class NeedleGrid(StringMatchTask):
     name = "niah"
     title = "Needle in a haystack"
     abbrev = "NIAH"
     report = "depth_grid"
+    description = (
+        "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
+    )
+    Options = GridOptions
 
     def cost_hint(self, samples: int, options: dict) -> float:
         depths = options.get("depths", 11)  # one prompt per depth and sample
         return super().cost_hint(samples, options) * (depths if isinstance(depths, int) else len(depths))
-    description = (
-        "Needle-in-a-haystack grid: n samples per depth (options: depths, depth_spacing, haystack)"
-    )
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        depths: list[float] | int = 11,
-        depth_spacing: str = "linear",
-        haystack: str = "essay",
-        max_new_tokens: int = MAX_NEW,
-        chat: bool | None = None,
-    ) -> list[Sample]:
-        """`n` samples per depth; sample k at depth j has index j * n + k."""
-        depth_list = grid_depths(depths, depth_spacing) if isinstance(depths, int) else list(depths)
-        get_haystack(haystack)  # fail early, with the haystack's own message
-        out: list[Sample] = []
-        for j, depth in enumerate(depth_list):
-            for sample in build_samples(
-                self.name,
-                lambda units, rng, _, depth=depth: grid_draft(
-                    units, rng, depth=depth, haystack=haystack
-                ),
-                tokenizer,
-                length,
-                n,
-                seed,
-                max_new_tokens=max_new_tokens,
-                metric="all",
-                min_units=1,
-                max_units=length,
-                chat=chat,
-                cache_key=(haystack,),
-            ):
-                sample.index = j * n + sample.index
-                out.append(sample)
-        return out
+    def layouts(self, tokenizer, length: int, n: int, seed: int, options: GridOptions) -> list[Layout]:
+        """One layout per depth: sample k at depth j has index j * n + k."""
+        depths = options.depths
+        depth_list = grid_depths(depths, options.depth_spacing) if isinstance(depths, int) else list(depths)
+        get_haystack(options.haystack)  # fail early, with the haystack's own message
+        return [Layout(lambda units, rng, _, depth=depth: grid_draft(
+                           units, rng, depth=depth, haystack=options.haystack),
+                       min_units=1, max_units=length, cache_key=(options.haystack,))
+                for depth in depth_list]

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.settings import setting
+from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import get_haystack
-from ropebench.tasks.prompting import Draft, build_samples, uses_chat
+from ropebench.tasks.prompting import Draft, Layout, uses_chat
+from ropebench.tasks.synthetic import PromptOptions, SyntheticTask
 
 FORMS = ("poem", "short story", "riddle", "blog post", "letter", "song", "speech", "review")
 TOPICS = ("the sea", "a lighthouse", "autumn", "tax law", "bread", "a clock", "the moon",
@@ -89,38 +92,32 @@ def mrcr_draft(units: int, rng: random.Random, words: list[str], *, needles: int
                            "exchanges": units})
 
 
-class MRCR(GenerativeTask):
+@dataclass
+class MrcrOptions(PromptOptions):
+    max_new_tokens: int = setting(128, min=1)
+    needles: int = setting(2, min=1)  # exchanges that make the asked request
+    answer_words: int = setting(25, min=1)  # words of each answer's passage
+    haystack: str = "pydoc"  # the text answers are cut from
+
+
+class MRCR(SyntheticTask):
     name = "mrcr"
     title = "Multi-round coreference (MRCR, %)"
     abbrev = "mrcr"
     description = ("MRCR (after OpenAI-MRCR): the k-th of several identical requests in a "
                    "conversation, answered with a random prefix; prefix rule + similarity ratio")
+    Options = MrcrOptions
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        needles: int = 2,
-        answer_words: int = 25,
-        haystack: str = "pydoc",
-        max_new_tokens: int = 128,
-        chat: bool | None = None,
-    ) -> list[Sample]:
-        if needles < 1 or answer_words < 1:
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: MrcrOptions) -> Layout:
+        if options.needles < 1 or options.answer_words < 1:
             raise RopebenchError("mrcr needs needles >= 1 and answer_words >= 1; raise the option")
-        chat = uses_chat(tokenizer, chat)
-        words = get_haystack(haystack).words
-        return build_samples(
-            self.name,
-            lambda units, rng, _: mrcr_draft(units, rng, words, needles=needles,
-                                             answer_words=answer_words, chat=chat),
-            tokenizer, length, n, seed,
-            max_new_tokens=max_new_tokens, metric="mrcr", min_units=needles,
-            max_units=max(needles, length), chat=chat,
-            cache_key=(needles, answer_words, haystack),
+        chat = uses_chat(tokenizer, options.chat)
+        words = get_haystack(options.haystack).words
+        return Layout(
+            lambda units, rng, _: mrcr_draft(units, rng, words, needles=options.needles,
+                                             answer_words=options.answer_words, chat=chat),
+            min_units=options.needles, max_units=max(options.needles, length), metric="mrcr",
+            cache_key=(options.needles, options.answer_words, options.haystack),
         )
 
     def score(self, sample: Sample, prediction: str) -> float:

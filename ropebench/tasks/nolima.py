@@ -15,14 +15,16 @@ above 85% of the model's own score at the shortest length) beside RULER's.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
-from ropebench.tasks.base import Sample
+from ropebench.settings import setting
 from ropebench.tasks.haystacks import NOISE_LINE, get_haystack, split_sentences
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, Layout
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.niah import DEPTHS, insert_at_depths, random_atom
 from ropebench.tasks.ruler.scoring import StringMatchTask
 from ropebench.tasks.ruler.words import random_key
+from ropebench.tasks.synthetic import PromptOptions
 
 NEEDLE = "{place} guards the code {value}."
 BRIDGE = "The {key} was taken to {place}."
@@ -72,12 +74,20 @@ def nonliteral_draft(units: int, rng: random.Random, haystack: str, essay: str,
     )
 
 
+@dataclass
+class NolimaOptions(PromptOptions):
+    max_new_tokens: int = setting(templates.NIAH_MAX_NEW, min=1)
+    haystack: str = "essay"  # nolima_2's text: a haystack name or a folder
+    distractors: int = setting(3, min=0)  # other key -> place -> code chains in the text
+
+
 class NonLiteralNiah(StringMatchTask):
     """A single needle reached through one associative hop (see the module doc)."""
 
     group = "nolima"
     group_title = "NIAH, non-literal"
     report = "group"
+    Options = NolimaOptions
 
     def __init__(self, name: str, haystack: str) -> None:
         self.name = name
@@ -85,25 +95,11 @@ class NonLiteralNiah(StringMatchTask):
         self.description = (f"non-literal needle (NoLiMa-style) in a {haystack} haystack: the "
                             "question and the needle share no content word; one hop in the text")
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        haystack: str = "essay",
-        distractors: int = 3,
-        max_new_tokens: int = templates.NIAH_MAX_NEW,
-        chat: bool | None = None,
-    ) -> list[Sample]:
-        kind = self.haystack_kind
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: NolimaOptions) -> Layout:
+        kind, haystack = self.haystack_kind, options.haystack
         if kind == "essay":
             get_haystack(haystack)  # fail early, with the haystack's own message
-        return build_samples(
-            self.name,
-            lambda units, rng, _: nonliteral_draft(units, rng, kind, haystack, distractors),
-            tokenizer, length, n, seed,
-            max_new_tokens=max_new_tokens, metric="all", min_units=1,
-            max_units=length, chat=chat, cache_key=(haystack, distractors),
+        return Layout(
+            lambda units, rng, _: nonliteral_draft(units, rng, kind, haystack, options.distractors),
+            min_units=1, max_units=length, cache_key=(haystack, options.distractors),
         )

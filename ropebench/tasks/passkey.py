@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.settings import setting
+from ropebench.tasks.base import Sample
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import Draft, build_samples, uses_chat
+from ropebench.tasks.prompting import Draft, Layout, uses_chat
+from ropebench.tasks.synthetic import PromptOptions, SyntheticTask
 
 # Benchmark text of the passkey test (landmark attention / YaRN `passkey.py`).
 DESCRIPTION = (
@@ -50,36 +53,22 @@ def first_integer(prediction: str) -> str | None:
     return match.group(0) if match else None
 
 
-class Passkey(GenerativeTask):
+@dataclass
+class PasskeyOptions(PromptOptions):
+    max_new_tokens: int = setting(MAX_NEW, min=1)
+
+
+class Passkey(SyntheticTask):
     name = "passkey"
     title = "Passkey retrieval (%)"
     stop_at_newline = True
     description = "Passkey retrieval (YaRN / landmark style): a 1..50000 key hidden in noise"
+    Options = PasskeyOptions
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        max_new_tokens: int = MAX_NEW,
-        chat: bool | None = None,
-    ) -> list[Sample]:
-        chat = uses_chat(tokenizer, chat)
-        return build_samples(
-            self.name,
-            lambda units, rng, _: passkey_draft(units, rng, chat),
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="passkey",
-            min_units=0,
-            max_units=32 * length,
-            chat=chat,
-        )
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: PasskeyOptions) -> Layout:
+        chat = uses_chat(tokenizer, options.chat)
+        return Layout(lambda units, rng, _: passkey_draft(units, rng, chat), min_units=0,
+                      max_units=32 * length, metric="passkey")
 
     def score(self, sample: Sample, prediction: str) -> float:
         """1 when the first integer of the answer is the key."""

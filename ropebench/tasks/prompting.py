@@ -94,13 +94,6 @@ def check_chat_template(tokenizer, chat: bool | None = None) -> None:
 FILLS = ("reference", "tight")
 
 
-def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
-    """An enumerated option's value, or an error naming the choices."""
-    if value not in choices:
-        raise RopebenchError(f"option {option}={value!r} is not one of {', '.join(choices)}")
-    return value
-
-
 def count_tokens(tokenizer, text: str, *, bos: bool = False) -> int:
     """Tokens of `text` as the model sees them; BOS excluded unless `bos` (then counted once,
     whether the text already starts with it or the tokenizer adds it)."""
@@ -176,154 +169,199 @@ def linear_fit(fits: Callable[[int], bool], start: int, step: int, hi: int) -> i
 MAX_REDRAWS = 200
 
 
-def build_samples(
-    task: str,
-    builder: Builder,
-    tokenizer,
-    length: int,
-    n: int,
-    seed: int,
-    *,
-    max_new_tokens: int,
-    metric: str,
-    min_units: int,
-    max_units: int,
-    chat: bool | None = None,
-    cache_key: Hashable = (),
-    fill: str = "tight",
-    step: int = 1,
-    estimate_units: int | None = None,
-    count_bos: bool = False,
-    search_factor: int = 3,
-    whole_units_first: bool = False,
-    linear_from: int | None = None,
-    redraw: bool = True,
-    search_builder: Builder | None = None,
-    search_extra_tokens: int = 0,
-) -> list[Sample]:
-    """`n` samples of `task` at `length` tokens, deterministic in (seed, task, length, index).
+@dataclass(frozen=True)
+class Budget:
+    """What one prompt may spend: `length` tokens hold the prompt (chat wrapper and answer prefix
+    included) and `max_new_tokens`. `fill`: "reference" or "tight" (see the module doc);
+    `count_bos`: the BOS token counts against the budget."""
 
-    `fill`: "reference" (RULER's search and step-down by `step` units; the search estimates
-    tokens per unit from `estimate_units` units, default `step`; `search_factor` and
-    `whole_units_first` shape its upper bound, see `reference_fit`; with `linear_from` it is
-    `linear_fit` from that count instead) or "tight" (see the module doc). `redraw=False` (reference
-    fill): the search's probes, and each sample's step-downs, replay one draw of the generator, so
-    only the unit count changes. `count_bos`: count the BOS token in the budget.
-    `search_builder` (reference fill): the search estimates its rate and draws its probes from
-    this builder instead, adding `search_extra_tokens` to every probe: RULER's vt searches with
-    the task text alone and counts its one-shot example as a constant, so the example's tokens
-    do not inflate the tokens per noise line (and so shrink the search's upper bound).
-    """
-    check_choice("fill", fill, FILLS)
-    reference = fill == "reference"
-    chat = uses_chat(tokenizer, chat)
-    step = max(1, step)
+    length: int
+    max_new_tokens: int
+    chat: bool
+    fill: str = "tight"
+    count_bos: bool = False
 
-    def tokens(draft: Draft) -> int:
-        text = wrap(tokenizer, draft.text, chat, draft.turns) + draft.answer_prefix
-        return count_tokens(tokenizer, text, bos=count_bos)
+    def __post_init__(self) -> None:
+        if self.fill not in FILLS:
+            raise RopebenchError(f"fill={self.fill!r} is not one of {', '.join(FILLS)}")
 
-    budget = length - max_new_tokens
-    # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that draw one
-    # sample at a time with fresh seeds (training data) reuse it.
-    key = (task, length, max_new_tokens, chat, cache_key, fill, step, count_bos,
-           search_extra_tokens)
-    cache = _FIT_CACHE.setdefault(tokenizer, {})
-    stream = None
-    if reference:
-        # RULER draws the search's probes and then every sample from one generator seeded with
-        # the run seed, so the fit (and where the stream stands after it) depends on the seed.
+    @property
+    def prompt_tokens(self) -> int:
+        return self.length - self.max_new_tokens
+
+
+@dataclass(frozen=True)
+class ReferenceSearch:
+    """How RULER's own generator of a task sizes it (the reference fill; see `reference_fit`)."""
+
+    estimate_units: int | None = None  # units of the draw that estimates tokens per unit (a step)
+    factor: int = 3  # the search's upper bound: `factor` x the units the length holds
+    whole_units_first: bool = False  # `int(length // per_unit) * factor`: RULER's cwe bound
+    linear_from: int | None = None  # RULER's fwe: `linear_fit` up from this many units instead
+    redraw: bool = True  # False: probes and a sample's step-downs replay one draw (size changes)
+    # Draws the probes instead of the task's builder, each counted `extra_tokens` more: RULER's vt
+    # searches with the task text alone and counts its one-shot example as a constant, so the
+    # example's tokens do not inflate the tokens per noise line.
+    builder: Builder | None = None
+    extra_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a task's prompts grow: `builder` drafts one with a number of haystack units, between
+    `min_units` and `max_units`; the reference fill steps down `step` units at a time and sizes
+    the haystack as `search` says. `cache_key`: whatever else shapes the drafts (options)."""
+
+    builder: Builder
+    min_units: int
+    max_units: int
+    metric: str = "all"
+    step: int = 1
+    cache_key: Hashable = ()
+    search: ReferenceSearch = ReferenceSearch()
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"a layout steps by at least one unit, not {self.step}")
+
+
+def build_samples(task: str, tokenizer, n: int, seed: int, budget: Budget,
+                  layout: Layout) -> list[Sample]:
+    """`n` samples of `task` fitted to `budget`, deterministic in (seed, task, length, index)."""
+    fitting = _Fitting(task, tokenizer, budget, layout)
+    if budget.fill == "reference":
+        units, stream = fitting.reference_units(seed)
+    else:
+        units, stream = fitting.tight_units(), None
+    return [fitting.sample(index, *fitting.fitted_draft(units, seed, stream, index))
+            for index in range(n)]
+
+
+@dataclass(frozen=True)
+class _Fitting:
+    """One task's prompts against one budget: the size search and each sample's fit."""
+
+    task: str
+    tokenizer: Any
+    budget: Budget
+    layout: Layout
+
+    def tokens(self, draft: Draft) -> int:
+        text = wrap(self.tokenizer, draft.text, self.budget.chat, draft.turns) + draft.answer_prefix
+        return count_tokens(self.tokenizer, text, bos=self.budget.count_bos)
+
+    def clamp(self, units: int) -> int:
+        return min(max(units, self.layout.min_units), self.layout.max_units)
+
+    def cache(self) -> tuple[dict, tuple]:
+        """This tokenizer's fits, and the key of this one: the fit depends on the tokenizer and
+        the prompt shape, not on the seed, so callers that draw one sample at a time with fresh
+        seeds (training data) reuse it."""
+        b, layout = self.budget, self.layout
+        key = (self.task, b.length, b.max_new_tokens, b.chat, layout.cache_key, b.fill,
+               layout.step, b.count_bos, layout.search.extra_tokens)
+        return _FIT_CACHE.setdefault(self.tokenizer, {}), key
+
+    def tight_units(self) -> int:
+        """The largest unit count whose one fixed draw fits the budget."""
+        cache, key = self.cache()
+        if key not in cache:
+
+            def fits(units: int) -> bool:
+                draft = self.layout.builder(units, sample_rng(0, self.task, self.budget.length, -1), 0)
+                return self.tokens(draft) <= self.budget.prompt_tokens
+
+            if not fits(self.layout.min_units):
+                raise RopebenchError(
+                    f"{self.task} does not fit in {self.budget.length} tokens (prompt + "
+                    f"{self.budget.max_new_tokens} new tokens); use a longer length or a smaller "
+                    "max_new_tokens option")
+            cache[key] = largest_fitting(fits, self.layout.min_units, self.layout.max_units)
+        return cache[key]
+
+    def reference_units(self, seed: int) -> tuple[int, random.Random]:
+        """RULER's size, and the stream the samples draw from. RULER draws the search's probes
+        and then every sample from one generator seeded with the run seed, so the fit (and where
+        the stream stands after it) depends on the seed."""
+        cache, key = self.cache()
         key += (seed,)
         if key not in cache:
             stream = random.Random(seed)
-
-            def clamp(units: int) -> int:
-                return min(max(units, min_units), max_units)
-
-            first_draw = stream.getstate()
-            probe_builder = search_builder or builder
-
-            def probe_tokens(units: int) -> int:
-                if not redraw:
-                    stream.setstate(first_draw)
-                return tokens(probe_builder(clamp(units), stream, 0)) + search_extra_tokens
-
-            def per_unit() -> float:
-                units = clamp(estimate_units or step)
-                return max(tokens(probe_builder(units, stream, 0)), 1) / units
-
-            if linear_from is None:
-                found = reference_fit(lambda units: probe_tokens(units) <= budget, per_unit, step,
-                                      length, search_factor, whole_units_first)
-            else:
-                # RULER's fwe stops at the first probe that reaches the budget, not past it.
-                found = linear_fit(lambda units: probe_tokens(units) < budget,
-                                   clamp(linear_from), step, max_units)
+            found = self.reference_search(stream)
             # No probe fit: RULER draws every sample at one step and redraws until a draw fits
             # (cwe at 4096 with a small-vocabulary tokenizer, where few do), so no error here.
-            fitted = clamp(step if found is None else found)
-            cache[key] = (fitted, stream.getstate())
-        fitted, state = cache[key]
+            cache[key] = (self.clamp(self.layout.step if found is None else found),
+                          stream.getstate())
+        units, state = cache[key]
         stream = random.Random()
         stream.setstate(state)
-    else:
-        # The fit depends on the tokenizer and the prompt shape, not on the seed: callers that
-        # draw one sample at a time with fresh seeds (training data) reuse it.
-        if key not in cache:
+        return units, stream
 
-            def probe(units: int) -> bool:
-                return tokens(builder(units, sample_rng(0, task, length, -1), 0)) <= budget
+    def reference_search(self, stream: random.Random) -> int | None:
+        """`reference_fit` (or RULER's fwe `linear_fit`) with probes drawn from `stream`."""
+        search, layout, limit = self.layout.search, self.layout, self.budget.prompt_tokens
+        first_draw = stream.getstate()
+        builder = search.builder or layout.builder
 
-            if not probe(min_units):
-                raise RopebenchError(
-                    f"{task} does not fit in {length} tokens (prompt + {max_new_tokens} new "
-                    "tokens); use a longer length or a smaller max_new_tokens option"
-                )
-            cache[key] = largest_fitting(probe, min_units, max_units)
-        fitted = cache[key]
+        def probe_tokens(units: int) -> int:
+            if not search.redraw:
+                stream.setstate(first_draw)
+            return self.tokens(builder(self.clamp(units), stream, 0)) + search.extra_tokens
 
-    samples = []
-    for index in range(n):
-        units = fitted
+        def per_unit() -> float:
+            units = self.clamp(search.estimate_units or layout.step)
+            return max(self.tokens(builder(units, stream, 0)), 1) / units
+
+        if search.linear_from is None:
+            return reference_fit(lambda units: probe_tokens(units) <= limit, per_unit, layout.step,
+                                 self.budget.length, search.factor, search.whole_units_first)
+        # RULER's fwe stops at the first probe that reaches the budget, not past it.
+        return linear_fit(lambda units: probe_tokens(units) < limit,
+                          self.clamp(search.linear_from), layout.step, layout.max_units)
+
+    def fitted_draft(self, units: int, seed: int, stream: random.Random | None,
+                     index: int) -> tuple[Draft, int, int]:
+        """Sample `index` drawn at `units`, smaller while it overflows: (draft, units, tokens)."""
+        reference = stream is not None
+        replay = stream.getstate() if reference and not self.layout.search.redraw else None
         redraws = 0
-        replay = stream.getstate() if stream is not None and not redraw else None
         while True:
             if replay is not None:
                 stream.setstate(replay)
-            rng = stream if reference else sample_rng(seed, task, length, index)
-            draft = builder(units, rng, index)
-            n_tokens = tokens(draft)
-            if n_tokens <= budget:
-                break
-            if reference and units > step and units > min_units:
-                # RULER: one whole step smaller while above one step, a fresh draw each time
-                # (unless `redraw` is off).
-                units = max(min_units, units - step)
-            elif reference and redraw and redraws < MAX_REDRAWS:
-                redraws += 1  # RULER redraws at this size until a draw fits
-            elif units == min_units:
-                break
-            else:
-                units = max(min_units, units - max(1, units // 50))
-        if n_tokens > budget:
-            raise RopebenchError(
-                f"{task} sample {index} does not fit in {length} tokens (needs "
-                f"{n_tokens + max_new_tokens} with {max_new_tokens} new tokens); use a longer "
-                "length or a smaller max_new_tokens option"
-            )
-        samples.append(
-            Sample(
-                task=task,
-                length=length,
-                index=index,
-                prompt=wrap(tokenizer, draft.text, chat, draft.turns),
-                answer_prefix=draft.answer_prefix,
-                references=draft.references,
-                answer=draft.answer,
-                max_new_tokens=max_new_tokens,
-                metric=metric,
-                metadata={**draft.metadata, "units": units, "input_tokens": n_tokens,
-                          "fill": fill, "count_bos": count_bos},
-            )
+            rng = stream if reference else sample_rng(seed, self.task, self.budget.length, index)
+            draft = self.layout.builder(units, rng, index)
+            n_tokens = self.tokens(draft)
+            if n_tokens <= self.budget.prompt_tokens:
+                return draft, units, n_tokens
+            smaller = self.smaller(units, reference, redraws)
+            if smaller is None:
+                raise RopebenchError(
+                    f"{self.task} sample {index} does not fit in {self.budget.length} tokens "
+                    f"(needs {n_tokens + self.budget.max_new_tokens} with "
+                    f"{self.budget.max_new_tokens} new tokens); use a longer length or a smaller "
+                    "max_new_tokens option")
+            units, redraws = smaller
+
+    def smaller(self, units: int, reference: bool, redraws: int) -> tuple[int, int] | None:
+        """The next try after a draw of `units` overflowed, as (units, redraws); None: give up."""
+        layout = self.layout
+        if reference and units > layout.step and units > layout.min_units:
+            # RULER: one whole step smaller while above one step, a fresh draw each time (unless
+            # `redraw` is off).
+            return max(layout.min_units, units - layout.step), redraws
+        if reference and layout.search.redraw and redraws < MAX_REDRAWS:
+            return units, redraws + 1  # RULER redraws at this size until a draw fits
+        if units == layout.min_units:
+            return None
+        return max(layout.min_units, units - max(1, units // 50)), redraws
+
+    def sample(self, index: int, draft: Draft, units: int, n_tokens: int) -> Sample:
+        b = self.budget
+        return Sample(
+            task=self.task, length=b.length, index=index,
+            prompt=wrap(self.tokenizer, draft.text, b.chat, draft.turns),
+            answer_prefix=draft.answer_prefix, references=draft.references, answer=draft.answer,
+            max_new_tokens=b.max_new_tokens, metric=self.layout.metric,
+            metadata={**draft.metadata, "units": units, "input_tokens": n_tokens,
+                      "fill": b.fill, "count_bos": b.count_bos},
         )
-    return samples

@@ -14,13 +14,16 @@ The reference's choices, each an option:
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from ropebench.errors import RopebenchError
+from ropebench.settings import setting
 from ropebench.tasks.base import Sample
-from ropebench.tasks.prompting import Draft, build_samples, check_choice, uses_chat
+from ropebench.tasks.prompting import Draft, Layout, ReferenceSearch, uses_chat
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import POSITIONS, cwe_vocabulary, english_words, shuffle
+from ropebench.tasks.synthetic import RulerOptions
 
 COMMON = 10
 WORD_LISTS = ("reference", "wonderwords")
@@ -89,57 +92,39 @@ def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int, fixed_
     )
 
 
+@dataclass
+class CweOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.CWE_MAX_NEW, min=1)
+    shots: int = setting(1, min=0)  # solved examples before the task
+    words: str = setting("reference", choices=WORD_LISTS)
+    positions: str = setting("reference", choices=POSITIONS)
+    example_turn: str = setting("separate", choices=EXAMPLE_TURNS)
+
+
 class RulerCWE(RulerTask):
     name = "cwe"
     description = "RULER common words extraction: the 10 most frequent words of a numbered list"
+    Options = CweOptions
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        max_new_tokens: int = templates.CWE_MAX_NEW,
-        shots: int = 1,
-        chat: bool | None = None,
-        fill: str = "reference",
-        count_bos: bool = False,
-        words: str = "reference",
-        positions: str = "reference",
-        example_turn: str = "separate",
-    ) -> list[Sample]:
-        check_choice("words", words, WORD_LISTS)
-        check_choice("positions", positions, POSITIONS)
-        check_choice("example_turn", example_turn, EXAMPLE_TURNS)
-        chat = uses_chat(tokenizer, chat)
-        separate = chat and example_turn == "separate"
-        fixed_seed = seed if positions == "reference" else None
-        vocab_size = len(cwe_vocabulary())
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: CweOptions) -> Layout:
+        separate = uses_chat(tokenizer, options.chat) and options.example_turn == "separate"
+        fixed_seed = seed if options.positions == "reference" else None
         most = max(length, ESTIMATE_WORDS)
-        samples = build_samples(
-            self.name,
-            lambda units, rng, _: cwe_draft(units, rng, length=length, shots=shots,
+        # Never more words than tokens, but room for the search's estimate at any length.
+        if options.words == "wonderwords":
+            most = min(most, len(cwe_vocabulary()))
+        return Layout(
+            lambda units, rng, _: cwe_draft(units, rng, length=length, shots=options.shots,
                                             fixed_seed=fixed_seed, separate=separate),
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="all",
-            min_units=COMMON,
-            # Never more words than tokens, but room for the search's estimate at any length.
-            max_units=min(most, vocab_size) if words == "wonderwords" else most,
-            chat=chat,
-            cache_key=(shots, positions, separate, words),
-            fill=fill,
-            step=10,  # RULER: 10 words
-            estimate_units=ESTIMATE_WORDS,
-            search_factor=2,
-            whole_units_first=True,
-            count_bos=count_bos,
+            min_units=COMMON, max_units=most, step=10,  # RULER: 10 words
+            cache_key=(options.shots, options.positions, separate, options.words),
+            search=ReferenceSearch(estimate_units=ESTIMATE_WORDS, factor=2, whole_units_first=True),
         )
-        if words == "wonderwords" and any(s.metadata["units"] >= vocab_size for s in samples):
+
+    def make_samples(self, tokenizer, length: int, n: int, seed: int, options: CweOptions) -> list[Sample]:
+        samples = super().make_samples(tokenizer, length, n, seed, options)
+        vocab_size = len(cwe_vocabulary())
+        if options.words == "wonderwords" and any(s.metadata["units"] >= vocab_size for s in samples):
             raise RopebenchError(
                 f"cwe at {length} tokens needs more than wonderwords' {vocab_size} words; use "
                 "words=reference (the larger English list) or a shorter length"

@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 import random
 import string
+from dataclasses import dataclass
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import Sample
-from ropebench.tasks.prompting import Draft, build_samples, check_choice
+from ropebench.settings import setting
+from ropebench.tasks.prompting import Draft, Layout, ReferenceSearch
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import POSITIONS, shuffle
+from ropebench.tasks.synthetic import FillOptions
 
 ALPHA = 2.0
 ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
@@ -59,47 +61,29 @@ def fwe_draft(units: int, rng: random.Random, *, vocab_size: int,
     )
 
 
+@dataclass
+class FweOptions(FillOptions):
+    max_new_tokens: int = setting(templates.FWE_MAX_NEW, min=1)
+    positions: str = setting("reference", choices=POSITIONS)
+
+
 class RulerFWE(RulerTask):
     name = "fwe"
     description = "RULER frequent words extraction: the 3 most frequent coded words (Zipf, alpha 2)"
+    Options = FweOptions
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        max_new_tokens: int = templates.FWE_MAX_NEW,
-        chat: bool | None = None,
-        positions: str = "reference",
-        fill: str = "reference",
-    ) -> list[Sample]:
-        check_choice("positions", positions, POSITIONS)
-        fixed_seed = seed if positions == "reference" else None
-        budget = length - max_new_tokens
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: FweOptions) -> Layout:
+        fixed_seed = seed if options.positions == "reference" else None
+        budget = length - options.max_new_tokens
         vocab_size = budget // 50  # RULER: budget L = length - 50, vocab L // 50
         if vocab_size < 5:
             raise RopebenchError(
-                f"fwe needs at least {5 * 50 + max_new_tokens} tokens; got {length}"
+                f"fwe needs at least {5 * 50 + options.max_new_tokens} tokens; got {length}"
             )
-        return build_samples(
-            self.name,
+        return Layout(
             lambda units, rng, _: fwe_draft(units, rng, vocab_size=vocab_size,
                                             fixed_seed=fixed_seed),
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="all",
-            min_units=MIN_WORDS,
-            max_units=2 * length,
-            chat=chat,
-            cache_key=(positions,),
-            fill=fill,
+            min_units=MIN_WORDS, max_units=2 * length, cache_key=(options.positions,),
             step=budget // 32,  # RULER: L // 32 words, L the budget as above
-            linear_from=budget // WORD_LETTERS,
-            redraw=False,
+            search=ReferenceSearch(linear_from=budget // WORD_LETTERS, redraw=False),
         )
-

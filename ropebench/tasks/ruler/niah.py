@@ -6,12 +6,13 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from ropebench.tasks.base import Sample
+from ropebench.settings import setting
 from ropebench.tasks.haystacks import NOISE_LINE, get_haystack, split_sentences
-from ropebench.tasks.prompting import Draft, build_samples
+from ropebench.tasks.prompting import Draft, Layout
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import random_key
+from ropebench.tasks.synthetic import RulerOptions
 
 # Needle depths in percent: round(linspace(0, 100, 40)).
 DEPTHS = tuple(round(100 * i / 39) for i in range(40))
@@ -137,46 +138,27 @@ def step_units(haystack: str, length: int) -> int:
     return 25 if length >= 4096 else 5
 
 
+@dataclass
+class NiahOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.NIAH_MAX_NEW, min=1)
+    haystack: str = "essay"  # replaces the essay haystack: a haystack name or a folder
+
+
 class RulerNiah(RulerTask):
     """A RULER niah task. Option `haystack` replaces the essay haystack (e.g. `pydoc`, a folder)."""
+
+    Options = NiahOptions
 
     def __init__(self, name: str, config: NiahConfig) -> None:
         self.name = name
         self.config = config
         self.description = f"RULER {name}: {config.haystack} haystack, {config.type_needle_k} -> {config.type_needle_v}"
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        haystack: str = "essay",
-        max_new_tokens: int = templates.NIAH_MAX_NEW,
-        chat: bool | None = None,
-        fill: str = "reference",
-        count_bos: bool = False,
-    ) -> list[Sample]:
-        essay = haystack if self.config.haystack == "essay" else "essay"
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: NiahOptions) -> Layout:
+        essay = options.haystack if self.config.haystack == "essay" else "essay"
         if self.config.haystack == "essay":
             get_haystack(essay)  # fail early, with the haystack's own message
-        return build_samples(
-            self.name,
-            lambda units, rng, _: niah_draft(self.config, units, rng, essay,
-                                             seed if fill == "reference" else None),
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="all",
-            min_units=self.config.num_needles,
-            max_units=length,
-            chat=chat,
-            cache_key=(essay,),
-            fill=fill,
-            step=step_units(self.config.haystack, length),
-            count_bos=count_bos,
-        )
-
+        needle_seed = seed if options.fill == "reference" else None
+        return Layout(lambda units, rng, _: niah_draft(self.config, units, rng, essay, needle_seed),
+                      min_units=self.config.num_needles, max_units=length,
+                      step=step_units(self.config.haystack, length), cache_key=(essay,))

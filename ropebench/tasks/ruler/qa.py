@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.base import Sample
+from ropebench.settings import setting
 from ropebench.tasks.haystacks import cache_dir
-from ropebench.tasks.prompting import Draft, build_samples, check_choice
+from ropebench.tasks.prompting import Draft, Layout
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
+from ropebench.tasks.synthetic import RulerOptions
 
 SOURCES = {
     "squad": (
@@ -162,56 +163,39 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int,
     )
 
 
+@dataclass
+class QaOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.QA_MAX_NEW, min=1)
+    # "reference": documents shuffled with a generator seeded by the run seed, as RULER does;
+    # "uniform": a fresh shuffle per sample.
+    gold: str = setting("reference", choices=("reference", "uniform"))
+    squad_path: str | None = None
+    hotpotqa_path: str | None = None
+
+
 class RulerQA(RulerTask):
     """qa_1 (SQuAD v2) or qa_2 (HotpotQA); option `squad_path` / `hotpotqa_path`: a local file."""
+
+    Options = QaOptions
 
     def __init__(self, name: str, source: str) -> None:
         self.name = name
         self.source = source
         self.description = f"RULER {name}: {source} question over gold + distractor documents"
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        max_new_tokens: int = templates.QA_MAX_NEW,
-        chat: bool | None = None,
-        fill: str = "reference",
-        gold: str = "reference",
-        count_bos: bool = False,
-        squad_path: str | None = None,
-        hotpotqa_path: str | None = None,
-    ) -> list[Sample]:
-        """`gold`: "reference" (documents shuffled with a generator seeded by the run seed, as
-        RULER does) or "uniform" (a fresh shuffle per sample)."""
-        check_choice("gold", gold, ("reference", "uniform"))
-        path = squad_path if self.source == "squad" else hotpotqa_path
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: QaOptions) -> Layout:
+        path = options.squad_path if self.source == "squad" else options.hotpotqa_path
         dataset = load_qa(self.source, str(path) if path else None)
         questions = min(len(dataset.questions), MAX_QUESTIONS)
         if n > questions:
             raise RopebenchError(
                 f"{self.name} has {questions} questions; ask for at most that many samples"
             )
-        min_docs = max(len(q.gold) for q in dataset.questions[:n])
-        return build_samples(
-            self.name,
-            lambda units, rng, index: qa_draft(dataset, units, rng, index,
-                                               seed if gold == "reference" else None),
-            tokenizer,
-            length,
-            n,
-            seed,
-            max_new_tokens=max_new_tokens,
-            metric="part",
-            min_units=min_docs,
-            max_units=len(dataset.documents),
-            chat=chat,
-            cache_key=(str(path), gold),
-            fill=fill,
+        shuffle_seed = seed if options.gold == "reference" else None
+        return Layout(
+            lambda units, rng, index: qa_draft(dataset, units, rng, index, shuffle_seed),
+            min_units=max(len(q.gold) for q in dataset.questions[:n]),
+            max_units=len(dataset.documents), metric="part",
             step=10,  # RULER: 10 documents
-            count_bos=count_bos,
+            cache_key=(str(path), options.gold),
         )
-

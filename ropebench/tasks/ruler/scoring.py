@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ropebench.tasks.base import GenerativeTask, Sample
+from ropebench.tasks.base import Sample
+from ropebench.tasks.synthetic import SyntheticTask
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -32,7 +33,7 @@ def string_match_part(prediction: str, references: Sequence[str]) -> float:
 METRICS = {"all": string_match_all, "part": string_match_part}
 
 
-class StringMatchTask(GenerativeTask):
+class StringMatchTask(SyntheticTask):
     """A task scored by RULER's string match, as named by each sample's `metric`."""
 
     def score(self, sample: Sample, prediction: str) -> float:

@@ -15,11 +15,19 @@ import random
 import string
 from dataclasses import dataclass, replace
 
-from ropebench.tasks.base import Sample
+from ropebench.settings import setting
 from ropebench.tasks.haystacks import NOISE_LINE
-from ropebench.tasks.prompting import Draft, build_samples, check_choice, count_tokens
+from ropebench.tasks.prompting import (
+    Budget,
+    Draft,
+    Layout,
+    ReferenceSearch,
+    build_samples,
+    count_tokens,
+)
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
+from ropebench.tasks.synthetic import RulerOptions
 
 HOPS = 4  # one chain of 5 variables
 EXAMPLE_LENGTH = 500  # RULER builds its one-shot example at 500 tokens, with 3-letter names
@@ -88,45 +96,22 @@ def render_example(draft: Draft) -> str:
     return draft.text + draft.answer_prefix + " " + " ".join(draft.references)
 
 
+@dataclass
+class VtOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.VT_MAX_NEW, min=1)
+    example_length: int = setting(EXAMPLE_LENGTH, min=0)  # tokens of the one-shot example (0: none)
+    layout: str = setting("reference", choices=LAYOUTS)
+    example: str = setting("reference", choices=EXAMPLES)
+
+
 class RulerVT(RulerTask):
     name = "vt"
     description = "RULER variable tracking: one chain of 5 assignments (4 hops) in noise, one-shot"
+    Options = VtOptions
 
-    def samples(
-        self,
-        tokenizer,
-        length: int,
-        n: int,
-        seed: int,
-        *,
-        max_new_tokens: int = templates.VT_MAX_NEW,
-        example_length: int = EXAMPLE_LENGTH,
-        layout: str = "reference",
-        example: str = "reference",
-        chat: bool | None = None,
-        fill: str = "reference",
-        count_bos: bool = False,
-    ) -> list[Sample]:
-        check_choice("layout", layout, LAYOUTS)
-        check_choice("example", example, EXAMPLES)
-        reference_example = example == "reference"
-        # The example is fitted once at `example_length` tokens, no chat wrapper; the reference
-        # counts no generated tokens for it and fits it with the value 12345.
-        fitted: Chain | None = None
-        if example_length > 0:
-            drawn: list[Chain] = []
-
-            def example_builder(units: int, rng: random.Random, _: int) -> Draft:
-                drawn.append(draw_chain(units, rng, 3, EXAMPLE_VALUE if reference_example else None))
-                return render(drawn[-1], layout)
-
-            build_samples(
-                "vt_example", example_builder, tokenizer, example_length, 1, seed,
-                max_new_tokens=0 if reference_example else max_new_tokens, metric="all",
-                min_units=HOPS + 1, max_units=example_length, chat=False,
-                cache_key=(layout, example), fill=fill, step=5, count_bos=count_bos,
-            )
-            fitted = drawn[-1]  # the last draw is the one that was kept
+    def layout(self, tokenizer, length: int, n: int, seed: int, options: VtOptions) -> Layout:
+        fitted = self.example_chain(tokenizer, seed, options)
+        layout, example = options.layout, options.example
 
         def task_only(units: int, rng: random.Random, _: int) -> Draft:
             draft = render(draw_chain(units, rng, 5), layout)
@@ -138,7 +123,7 @@ class RulerVT(RulerTask):
             if fitted is None:
                 return draft
             # As the reference: the task's chain is drawn first, then the example's names.
-            chain = fitted.renamed(rng) if reference_example else draw_chain(fitted.units, rng, 3)
+            chain = fitted.renamed(rng) if example == "reference" else draw_chain(fitted.units, rng, 3)
             shot = render_example(render(chain, layout))
             return replace(draft, text=shot + "\n\n" + draft.text,
                            metadata={**draft.metadata, "example": example})
@@ -147,10 +132,27 @@ class RulerVT(RulerTask):
         # task's) and adds the example's tokens, with the newline that follows it, to each probe.
         example_tokens = 0 if fitted is None else count_tokens(
             tokenizer, render_example(render(fitted, layout)) + "\n")
-        return build_samples(
-            self.name, builder, tokenizer, length, n, seed,
-            max_new_tokens=max_new_tokens, metric="all", min_units=HOPS + 1, max_units=length,
-            chat=chat, cache_key=(example_length, layout, example), fill=fill,
-            step=10 if length >= 4096 else 5,  # RULER: 10 noise lines (5 below 4K)
-            count_bos=count_bos, search_builder=task_only, search_extra_tokens=example_tokens,
-        )
+        return Layout(builder, min_units=HOPS + 1, max_units=length,
+                      step=10 if length >= 4096 else 5,  # RULER: 10 noise lines (5 below 4K)
+                      cache_key=(options.example_length, layout, example),
+                      search=ReferenceSearch(builder=task_only, extra_tokens=example_tokens))
+
+    def example_chain(self, tokenizer, seed: int, options: VtOptions) -> Chain | None:
+        """The one-shot example's chain, fitted once at `example_length` tokens without a chat
+        wrapper; the reference counts no generated tokens for it and fits it with the value
+        12345. None without an example."""
+        if options.example_length <= 0:
+            return None
+        reference = options.example == "reference"
+        drawn: list[Chain] = []
+
+        def example_builder(units: int, rng: random.Random, _: int) -> Draft:
+            drawn.append(draw_chain(units, rng, 3, EXAMPLE_VALUE if reference else None))
+            return render(drawn[-1], options.layout)
+
+        budget = Budget(options.example_length, 0 if reference else options.max_new_tokens,
+                        chat=False, fill=options.fill, count_bos=options.count_bos)
+        build_samples("vt_example", tokenizer, 1, seed, budget,
+                      Layout(example_builder, min_units=HOPS + 1, max_units=options.example_length,
+                             step=5, cache_key=(options.layout, options.example)))
+        return drawn[-1]  # the last draw is the one that was kept
