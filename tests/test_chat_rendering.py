@@ -37,11 +37,9 @@ def tokenizers():
 
 
 def _samples(task, tokenizer, chat):
-    from ropebench.run.evaluate import task_options
-
     # The tight fill draws each sample from its own generator, so the chat and plain builds hold
     # the same needles (the reference fill shares one stream with the token-count search).
-    options = task_options({**OPTIONS, "fill": "tight"}, task.name)
+    options = {k: v for k, v in {**OPTIONS, "fill": "tight"}.items() if k in task.prompt_options()}
     return task.samples(tokenizer, 2048, 1, 0, chat=chat, max_new_tokens=16, **options)
 
 

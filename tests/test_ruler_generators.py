@@ -10,7 +10,6 @@ import pytest
 from helpers import tiny_tokenizer
 
 from ropebench.errors import RopebenchError
-from ropebench.run.evaluate import task_options
 from ropebench.tasks import get_task
 from ropebench.tasks.haystacks import NOISE_LINE
 from ropebench.tasks.prompting import count_tokens, largest_fitting, linear_fit, reference_fit
@@ -32,6 +31,11 @@ NIAH = [
     "niah_multiquery",
 ]
 OFFLINE = [*NIAH, "vt", "cwe", "fwe"]
+
+
+def task_options(options: dict, name: str) -> dict:
+    """The options of `options` that task `name` takes."""
+    return {k: v for k, v in options.items() if k in get_task(name).prompt_options()}
 
 
 

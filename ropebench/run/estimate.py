@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-from ropebench.run.evaluate import resolve_options
 from ropebench.run.runner import ComparisonRunner, settings_of
 from ropebench.tasks import get_task
 
@@ -37,7 +36,6 @@ def pending_forwards(runner: ComparisonRunner) -> float:
         return 0.0
     plan = runner.plan
     e = plan.evaluate
-    options = resolve_options(dict(e.options), [get_task(task) for task in runner.graph[0].evals])
     forwards = 0.0
     for ms in runner.graph:
         m = ms.method
@@ -51,7 +49,7 @@ def pending_forwards(runner: ComparisonRunner) -> float:
             if stage.key not in pending:
                 continue
             spec = get_task(task)
-            work = spec.cost_hint(e.samples, options[task])
+            work = spec.cost_hint(e.samples, e.task_options[task].given_values())
             if spec.per_length:
                 work *= sum((length / plan.target_length) ** LENGTH_EXPONENT for length in e.lengths)
             forwards += work

@@ -15,7 +15,6 @@ convention), raw values for perplexities.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import sys
@@ -38,7 +37,13 @@ from ropebench.registry import did_you_mean
 from ropebench.run.distributed import barrier, broadcast_from_zero, gather_to_zero
 from ropebench.settings import differences, field_names
 from ropebench.tasks import Row, expand_tasks, get_task
-from ropebench.tasks.base import GenerationOptions, GenerativeTask, MeasuredTask, Task
+from ropebench.tasks.base import (
+    GenerationOptions,
+    GenerativeTask,
+    MeasuredTask,
+    Task,
+    TaskOptions,
+)
 from ropebench.tasks.prompting import encode
 from ropebench.tasks.registry import TASKS
 
@@ -66,11 +71,12 @@ def read_rows(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dict[str, Any]]:
-    """Each task's options from `options`: shared keys (`--set tasks.key=value`) go to every task
-    that knows them, and a nested mapping under a task's name (`--set ppl.stride=256`) to that
-    task alone. A key no selected task knows, a task-scoped key its task does not know, or a scope
-    that names no task is an error; values are cast and checked against each task's `Options`."""
+def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, TaskOptions]:
+    """Each task's options from `options`, parsed once: shared keys (`--set tasks.key=value`) go
+    to every task that knows them, and a nested mapping under a task's name (`--set
+    ppl.stride=256`) to that task alone. A key no selected task knows, a task-scoped key its task
+    does not know, or a scope that names no task is an error; values are cast and checked
+    against each task's `Options` (types, bounds, choices)."""
     by_name = {task.name: task for task in tasks}
     shared = {k: v for k, v in options.items() if not isinstance(v, dict)}
     scoped = {k: v for k, v in options.items() if isinstance(v, dict)}
@@ -92,7 +98,7 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
                 f"{', '.join(everywhere) or 'none'}"
             )
     return {
-        task.name: task.parse_options(
+        task.name: task.read_options(
             {**{k: v for k, v in shared.items() if k in known[task.name]},
              **scoped.get(task.name, {})}
         )
@@ -100,13 +106,13 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, dic
     }
 
 
-def task_options(options: dict[str, Any], task: str) -> dict[str, Any]:
-    """The options one task sees: the shared keys it knows and its own mapping (checked whole by
-    `resolve_options` when a run starts)."""
-    spec = get_task(task)
-    known = set(field_names(spec.options_class()))
-    shared = {k: v for k, v in options.items() if not isinstance(v, dict) and k in known}
-    return spec.parse_options({**shared, **options.get(task, {})})
+def parsed_options(options: dict[str, Any] | None, tasks: list[Task]) -> dict[str, TaskOptions]:
+    """`options` as `resolve_options` gives them: the user's mapping is parsed here; each task's
+    `TaskOptions`, already parsed where the plan or command line was read, pass as they are."""
+    given = dict(options or {})
+    if given and all(isinstance(value, TaskOptions) for value in given.values()):
+        return {task.name: given.get(task.name) or task.read_options({}) for task in tasks}
+    return resolve_options(given, tasks)
 
 
 def row_inputs(backend: Backend, *, method: str, task: str, length: int, samples: int | None,
@@ -215,11 +221,10 @@ def _read_fingerprints(out_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _generative(task, backend, length, method, samples, seed, opts, writer, bar) -> None:
-    loop = {f.name for f in dataclasses.fields(GenerationOptions)}
-    gen_opts = {k: opts.pop(k) for k in list(opts) if k in loop}
+def _generative(task, backend, length, method, samples, seed, options: TaskOptions, writer,
+                bar) -> None:
     try:
-        built = task.samples(backend.tokenizer, length, samples, seed, **opts)
+        built = task.make_samples(backend.tokenizer, length, samples, seed, options.values)
     except RopebenchError as err:
         bar.write(f"skipping {task.name} at {length}: {err}", file=sys.stderr)
         bar.update(samples)
@@ -229,50 +234,42 @@ def _generative(task, backend, length, method, samples, seed, opts, writer, bar)
     todo = [s for s in built if not (writer.is_done(method, task.name, length, s.index)
                                      or writer.adopt(method, task.name, length, s.index))]
     bar.update(len(built) - len(todo))
-    if not todo:
-        return
     # Prompts of a task at one length share max_new_tokens; generate one batch per call, so each
     # batch's rows are on disk as soon as it ends and an interruption loses only the batch it cut.
-    chunk = max(1, gen_opts.get("batch_size", GenerationOptions().batch_size))
-    early = gen_opts.pop("stop_when_settled", True)
-    stop_at_newline = gen_opts.pop("stop_at_newline", None)
-    if stop_at_newline is None:
-        stop_at_newline = task.stop_at_newline
+    chunk = max(1, options.values.batch_size)
     rank, size = backend.rank, backend.world_size
     # Data parallel: each rank takes every size-th sample of a chunk of size x chunk samples;
     # rank 0 gathers the rows and writes them in sample order.
     for start in range(0, len(todo), chunk * size):
         part = todo[start : start + chunk * size]
-        mine = part[rank::size]
-        rows = []
-        if mine:
-            # A row may stop once its score is final; its prediction then ends there.
-            settled = (lambda i, text, mine=mine: task.settled(mine[i], text)) if early else None
-            completions = backend.generate(
-                [encode(backend.tokenizer, s.input_text) for s in mine],
-                mine[0].max_new_tokens,
-                stop_at_newline=stop_at_newline,
-                settled=settled,
-                **gen_opts,
-            )
-            for sample, completion in zip(mine, completions, strict=True):
-                rows.append(
-                    Row(
-                        task=task.name,
-                        length=length,
-                        method=method,
-                        score=task.score(sample, completion.text),
-                        prediction=completion.text,
-                        references=sample.references,
-                        input_tokens=completion.input_tokens,
-                        seconds=round(completion.seconds, 4),
-                        index=sample.index,
-                        metadata=sample.metadata,
-                    )
-                )
+        rows = _completed_rows(task, backend, method, length, part[rank::size], options)
         for row in _in_sample_order(gather_to_zero(rows, size), size):
             writer.write(row)
         bar.update(len(part))
+
+
+def _completed_rows(task, backend, method: str, length: int, mine: list,
+                    options: TaskOptions) -> list[Row]:
+    """One batch of samples generated and scored."""
+    if not mine:
+        return []
+    values = options.values
+    stop_at_newline = task.stop_at_newline if values.stop_at_newline is None else values.stop_at_newline
+    # A row may stop once its score is final; its prediction then ends there.
+    settled = (lambda i, text: task.settled(mine[i], text)) if values.stop_when_settled else None
+    # The engine's own options reach it only where the user gave them (its defaults apply).
+    engine = {k: v for k, v in options.given_values().items() if k in SPEED_ONLY}
+    completions = backend.generate(
+        [encode(backend.tokenizer, s.input_text) for s in mine], mine[0].max_new_tokens,
+        stop_at_newline=stop_at_newline, settled=settled, **engine,
+    )
+    return [
+        Row(task=task.name, length=length, method=method,
+            score=task.score(sample, completion.text), prediction=completion.text,
+            references=sample.references, input_tokens=completion.input_tokens,
+            seconds=round(completion.seconds, 4), index=sample.index, metadata=sample.metadata)
+        for sample, completion in zip(mine, completions, strict=True)
+    ]
 
 
 def _in_sample_order(gathered, size: int) -> list[Row]:
@@ -397,72 +394,91 @@ def run_evaluation(
 ):
     """Evaluate `backend` on every task x length; returns this run's rows as a DataFrame.
 
-    `identity`: inputs the backend cannot tell (the method's scaling and settings, a factors
-    file's content); it goes into every row's fingerprint. `reuse`: other result folders whose
-    rows are copied in instead of computed where their fingerprint is this run's."""
+    `options`: the user's task options, or each task's `TaskOptions` already parsed
+    (`resolve_options`). `identity`: inputs the backend cannot tell (the method's scaling and
+    settings, a factors file's content); it goes into every row's fingerprint. `reuse`: other
+    result folders whose rows are copied in instead of computed where their fingerprint is this
+    run's."""
     import pandas as pd
-    from tqdm.auto import tqdm
 
     if samples < 1:
         raise RopebenchError(f"--samples must be at least 1, got {samples}")
     if not lengths or min(lengths) < 1:
         raise RopebenchError(f"lengths must be positive integers, got {lengths}")
-    names = expand_tasks(tasks)
-    resolved = resolve_options(dict(options or {}), [get_task(name) for name in names])
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RopebenchError(f"--out {out_dir} is a file; give a folder for the results")
-    rank, size = backend.rank, backend.world_size
+    names = expand_tasks(tasks)
+    resolved = parsed_options(options, [get_task(name) for name in names])
+    plan = [(task, length) for task in map(get_task, names)
+            for length in (lengths if task.per_length else [0])]
+    expected, inputs = _fingerprints(backend, method, plan, samples, seed, resolved, identity)
+    lock = FolderLock(out_dir, "--out") if backend.rank == 0 else contextlib.nullcontext()
+    with lock:
+        writer = _writer(backend, out_dir, expected, inputs, reuse)
+        try:
+            _evaluate_plan(backend, plan, method=method, samples=samples, seed=seed,
+                           options=resolved, writer=writer, progress=progress)
+        finally:
+            # Also when interrupted: the summary covers every row written so far.
+            if backend.rank == 0:
+                write_text_atomic(out_dir / SUMMARY_FILE,
+                                  summarize(read_rows(out_dir)).to_csv(index=False))
+    barrier(backend.world_size)
+    wanted = {(task.name, length) for task, length in plan}
+    return pd.DataFrame([r for r in read_rows(out_dir)
+                         if r["method"] == method and (r["task"], r["length"]) in wanted])
 
-    plan = []
-    for name in names:
-        task = get_task(name)
-        plan += [(task, length) for length in (lengths if task.per_length else [0])]
+
+def _fingerprints(backend: Backend, method: str, plan: list[tuple[Task, int]], samples: int,
+                  seed: int, options: dict[str, TaskOptions], identity: dict[str, Any] | None
+                  ) -> tuple[dict[tuple[str, str, int], str], dict[str, dict[str, Any]]]:
+    """The fingerprint each (method, task, length) is computed with, and each one's inputs."""
     expected, inputs = {}, {}
     for task, length in plan:
         described = row_inputs(backend, method=method, task=task.name, length=length,
                                # a generative task's sample i does not depend on how many are
                                # asked for; a measured task's one row averages all of them
                                samples=None if isinstance(task, GenerativeTask) else samples,
-                               seed=seed, options=resolved[task.name],
+                               seed=seed, options=options[task.name].given_values(),
                                extra=identity)
         expected[(method, task.name, length)] = fingerprint(described)
         inputs[expected[(method, task.name, length)]] = described
+    return expected, inputs
+
+
+def _writer(backend: Backend, out_dir: Path, expected: dict[tuple[str, str, int], str],
+            inputs: dict[str, dict[str, Any]], reuse: list[Path] | None):
+    """Rank 0's `RowWriter`; on the other ranks a view of what rank 0 finds done (only rank 0
+    writes)."""
+    rank, size = backend.rank, backend.world_size
+    reusable = reusable_rows(list(reuse or []), expected) if rank == 0 else {}
+    writer = RowWriter(out_dir, expected, inputs, say=lambda line: print(line, file=sys.stderr),
+                       reusable=reusable) if rank == 0 else None
+    if size > 1:
+        done, reusable = broadcast_from_zero(
+            (writer.done, reusable) if writer is not None else None, size)
+        return writer if writer is not None else _DoneView(done, reusable)
+    return writer
+
+
+def _evaluate_plan(backend: Backend, plan: list[tuple[Task, int]], *, method: str, samples: int,
+                   seed: int, options: dict[str, TaskOptions], writer, progress: bool) -> None:
+    """Every (task, length) of `plan`, in order, with one progress bar."""
+    from tqdm.auto import tqdm
+
     total = sum(samples if isinstance(task, GenerativeTask) else 1 for task, _ in plan)
-    progress = progress and rank == 0
-    lock = FolderLock(out_dir, "--out") if rank == 0 else contextlib.nullcontext()
-    with lock:
-        reusable = reusable_rows(list(reuse or []), expected) if rank == 0 else {}
-        writer = RowWriter(out_dir, expected, inputs, say=lambda line: print(line, file=sys.stderr),
-                           reusable=reusable) if rank == 0 else None
-        if size > 1:  # every rank skips what rank 0 finds done; only rank 0 writes
-            done, reusable = broadcast_from_zero(
-                (writer.done, reusable) if writer is not None else None, size)
-            writer = writer if writer is not None else _DoneView(done, reusable)
-        try:
-            with tqdm(total=total, desc=f"eval {method}", unit="sample",
-                      disable=not progress) as bar:
-                units = 0  # measured (task, length) units, dealt out whole across ranks
-                for task, length in plan:
-                    bar.set_postfix_str(f"{task.name} @ {length}")
-                    if not isinstance(task, GenerativeTask | MeasuredTask):
-                        raise RopebenchError(
-                            f"task {task.name!r} is neither generative nor measured")
-                    opts = dict(resolved[task.name])
-                    if isinstance(task, GenerativeTask):
-                        _generative(task, backend, length, method, samples, seed, opts, writer,
-                                    bar)
-                    else:
-                        _measured(task, backend, length, method, samples, seed, opts, writer,
-                                  bar, units)
-                        units += 1
-        finally:
-            # Also when interrupted: the summary covers every row written so far.
-            if rank == 0:
-                write_text_atomic(out_dir / SUMMARY_FILE,
-                                  summarize(read_rows(out_dir)).to_csv(index=False))
-    barrier(size)
-    rows = read_rows(out_dir)
-    wanted = {(task.name, length) for task, length in plan}
-    mine = [r for r in rows if r["method"] == method and (r["task"], r["length"]) in wanted]
-    return pd.DataFrame(mine)
+    with tqdm(total=total, desc=f"eval {method}", unit="sample",
+              disable=not (progress and backend.rank == 0)) as bar:
+        units = 0  # measured (task, length) units, dealt out whole across ranks
+        for task, length in plan:
+            bar.set_postfix_str(f"{task.name} @ {length}")
+            if isinstance(task, GenerativeTask):
+                _generative(task, backend, length, method, samples, seed, options[task.name],
+                            writer, bar)
+            elif isinstance(task, MeasuredTask):
+                _measured(task, backend, length, method, samples, seed,
+                          options[task.name].given_values(), writer, bar, units)
+                units += 1
+            else:
+                raise RopebenchError(f"task {task.name!r} is neither generative nor measured")

@@ -30,13 +30,17 @@ On the command line, `--set SECTION.KEY=VALUE` names the same keys (`train.steps
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ropebench.errors import RopebenchError
 from ropebench.registry import did_you_mean
 from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS, field_names, parse_settings
+
+if TYPE_CHECKING:
+    from ropebench.tasks.base import TaskOptions
 
 BASELINE = "none"
 PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out",
@@ -68,6 +72,14 @@ class EvalPlan:
     samples: int = 4
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def task_options(self) -> dict[str, TaskOptions]:
+        """Each task's options, parsed once (first by `validate`, before anything loads)."""
+        from ropebench.run.evaluate import resolve_options
+        from ropebench.tasks import expand_tasks, get_task
+
+        return resolve_options(dict(self.options), [get_task(n) for n in expand_tasks(self.tasks)])
 
 
 @dataclass(frozen=True)
@@ -170,8 +182,7 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     from ropebench.methods import available_extenders, get_extender
     from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.rope.spec import RopeSpec
-    from ropebench.run.evaluate import resolve_options
-    from ropebench.tasks import expand_tasks, get_task
+    from ropebench.tasks import get_task
     from ropebench.tasks.chat_check import check_folder_template
     from ropebench.training.trainer import TrainSettings, check_arms
 
@@ -215,10 +226,9 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
             except RopebenchError as err:
                 raise RopebenchError(f"{where}: {err}") from err
     try:
-        names = expand_tasks(plan.evaluate.tasks)
-        resolved = resolve_options(dict(plan.evaluate.options), [get_task(name) for name in names])
-        for name in names:
-            get_task(name).check_lengths(list(plan.evaluate.lengths), resolved[name])
+        resolved = plan.evaluate.task_options
+        for name, options in resolved.items():
+            get_task(name).check_lengths(list(plan.evaluate.lengths), options.given_values())
     except RopebenchError as err:
         raise RopebenchError(f"{source}: evaluate: {err}") from err
     check_folder_template(resolve_model_path(plan.model), resolved)

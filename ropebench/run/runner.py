@@ -212,7 +212,7 @@ class ComparisonRunner:
                 "trainable_parameters": result.trainable_parameters}
 
     def _evaluate(self, ms: MethodStages, task: str, folder: Path) -> dict[str, Any]:
-        from ropebench.run.evaluate import run_evaluation, task_options
+        from ropebench.run.evaluate import run_evaluation
 
         scaling = self._load_scaling(ms)
         source = self.plan.model if ms.train is None else str(self.store.path(ms.train) / "model")
@@ -221,7 +221,7 @@ class ComparisonRunner:
         backend = self._backend(model, tokenizer, source)
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
-                              out_dir=folder, options=task_options(e.options, task),
+                              out_dir=folder, options={task: e.task_options[task]},
                               progress=self.progress, identity={"scaling": scaling.to_dict()},
                               reuse=self.store.family(ms.evals[task]))
         return {"rows": len(rows)}

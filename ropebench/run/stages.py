@@ -215,11 +215,12 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
 
 def eval_stage(plan: Plan, label: str, upstream: str, task: str) -> Stage:
     """The evaluation of one task; engine-only options (batch size, engine) stay out of its key."""
-    from ropebench.run.evaluate import SPEED_ONLY, option_files, task_options
+    from ropebench.run.evaluate import SPEED_ONLY, option_files
 
     e = plan.evaluate
     # Only the options this task sees: another task's option leaves it cached.
-    options = {k: v for k, v in task_options(e.options, task).items() if k not in SPEED_ONLY}
+    given = e.task_options[task].given_values()
+    options = {k: v for k, v in given.items() if k not in SPEED_ONLY}
     shared = {"version": __version__, "upstream": upstream, "task": task, "seed": e.seed,
               "options": options, **option_files(options)}
     family = Stage("eval", label, {**shared, "label": label}).key

@@ -6,21 +6,21 @@ otherwise stop a run at its first prompt, after the weights loaded, or mid-compa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from ropebench.tasks.base import GenerativeTask
+from ropebench.tasks.base import GenerativeTask, TaskOptions
 from ropebench.tasks.prompting import check_chat_template
 from ropebench.tasks.registry import get_task
 
 
-def check_folder_template(model_dir: str | Path, resolved: dict[str, dict[str, Any]],
+def check_folder_template(model_dir: str | Path, resolved: dict[str, TaskOptions],
                           trust_remote_code: bool = False) -> None:
     """Render one exchange with the folder's tokenizer for every `chat` choice the tasks that
     build prompts make (`resolved`: task name -> options). Only the tokenizer is read, and only
     when the folder ships a template."""
     folder = Path(model_dir)
-    choices = {opts.get("chat") for name, opts in resolved.items()
-               if isinstance(get_task(name), GenerativeTask) and opts.get("chat") is not False}
+    chats = {name: getattr(options.values, "chat", None) for name, options in resolved.items()}
+    choices = {chat for name, chat in chats.items()
+               if isinstance(get_task(name), GenerativeTask) and chat is not False}
     config = folder / "tokenizer_config.json"
     ships = folder.is_dir() and (
         (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file()

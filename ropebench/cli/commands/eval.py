@@ -113,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError(f"--out {args.out} is a file; give a folder for the results")
     resolved = resolve_options(overrides.options, [get_task(name) for name in tasks])
     for name in tasks:
-        get_task(name).check_lengths(lengths, resolved[name])
+        get_task(name).check_lengths(lengths, resolved[name].given_values())
     default_batch = GenerationOptions().batch_size
-    batch = max(options.get("batch_size", default_batch) for options in resolved.values())
+    batch = max(o.given_values().get("batch_size", default_batch) for o in resolved.values())
     analytic = args.factors is None and args.method not in (None, "none")
     if overrides.params and not analytic:
         raise RopebenchError("params.KEY settings configure an analytic --method; give --method "
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         out_dir=args.out,
-        options=overrides.options,
+        options=resolved,
         progress=not args.no_progress,
     )
     getattr(backend, "close", lambda: None)()
