@@ -1,7 +1,8 @@
 """Fit synthetic prompts to a token budget, the way RULER does.
 
-A task supplies a `Builder`: given a number of haystack units (words, lines, documents...), a
-random generator and the sample index, it returns a `Draft`. The budget is RULER's: tokens of the
+A task supplies a `Layout`: a `Builder` (given a number of haystack units (words, lines,
+documents...), a random generator and the sample index, it returns a `Draft`) and the range and
+step of that number. The `Budget` is RULER's: tokens of the
 prompt (chat wrapper and answer prefix included) plus `max_new_tokens` must not exceed the target
 length. Two ways to fill it (the `fill` option of RULER tasks):
 

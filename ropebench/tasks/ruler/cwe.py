@@ -32,6 +32,15 @@ EXAMPLE_TURNS = ("separate", "inline")
 ESTIMATE_WORDS = 4096
 
 
+@dataclass
+class CweOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.CWE_MAX_NEW, min=1)
+    shots: int = setting(1, min=0)  # solved examples before the task
+    words: str = setting("reference", choices=WORD_LISTS)
+    positions: str = setting("reference", choices=POSITIONS)
+    example_turn: str = setting("separate", choices=EXAMPLE_TURNS)
+
+
 def numbered(words: list[str]) -> str:
     return " ".join(f"{i + 1}. {word}" for i, word in enumerate(words))
 
@@ -90,15 +99,6 @@ def cwe_draft(units: int, rng: random.Random, *, length: int, shots: int, fixed_
         metadata=metadata,
         turns=examples if separate else [],
     )
-
-
-@dataclass
-class CweOptions(RulerOptions):
-    max_new_tokens: int = setting(templates.CWE_MAX_NEW, min=1)
-    shots: int = setting(1, min=0)  # solved examples before the task
-    words: str = setting("reference", choices=WORD_LISTS)
-    positions: str = setting("reference", choices=POSITIONS)
-    example_turn: str = setting("separate", choices=EXAMPLE_TURNS)
 
 
 class RulerCWE(RulerTask):

@@ -32,6 +32,12 @@ WORD_LETTERS = 6
 MIN_WORDS = 73
 
 
+@dataclass
+class FweOptions(FillOptions):
+    max_new_tokens: int = setting(templates.FWE_MAX_NEW, min=1)
+    positions: str = setting("reference", choices=POSITIONS)
+
+
 def coded_vocabulary(rng: random.Random, size: int, fixed_seed: int | None) -> list[str]:
     vocab: set[str] = set()
     while len(vocab) < size:
@@ -59,12 +65,6 @@ def fwe_draft(units: int, rng: random.Random, *, vocab_size: int,
         answer=" " + " ".join(answer),
         metadata={"positions": "per_sample" if fixed_seed is None else "reference"},
     )
-
-
-@dataclass
-class FweOptions(FillOptions):
-    max_new_tokens: int = setting(templates.FWE_MAX_NEW, min=1)
-    positions: str = setting("reference", choices=POSITIONS)
 
 
 class RulerFWE(RulerTask):

@@ -18,6 +18,12 @@ from ropebench.tasks.synthetic import RulerOptions
 DEPTHS = tuple(round(100 * i / 39) for i in range(40))
 
 
+@dataclass
+class NiahOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.NIAH_MAX_NEW, min=1)
+    haystack: str = "essay"  # replaces the essay haystack: a haystack name or a folder
+
+
 @dataclass(frozen=True)
 class NiahConfig:
     """One row of RULER's niah table (synthetic.yaml)."""
@@ -136,12 +142,6 @@ def step_units(haystack: str, length: int) -> int:
     if haystack == "essay":
         return 500
     return 25 if length >= 4096 else 5
-
-
-@dataclass
-class NiahOptions(RulerOptions):
-    max_new_tokens: int = setting(templates.NIAH_MAX_NEW, min=1)
-    haystack: str = "essay"  # replaces the essay haystack: a haystack name or a folder
 
 
 class RulerNiah(RulerTask):

@@ -41,6 +41,16 @@ SOURCES = {
 MAX_QUESTIONS = 500  # RULER uses the first 500 questions
 
 
+@dataclass
+class QaOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.QA_MAX_NEW, min=1)
+    # "reference": documents shuffled with a generator seeded by the run seed, as RULER does;
+    # "uniform": a fresh shuffle per sample.
+    gold: str = setting("reference", choices=("reference", "uniform"))
+    squad_path: str | None = None
+    hotpotqa_path: str | None = None
+
+
 @dataclass(frozen=True)
 class Question:
     query: str
@@ -161,16 +171,6 @@ def qa_draft(dataset: QADataset, units: int, rng: random.Random, index: int,
                   "gold_documents": [chosen.index(g) + 1 for g in q.gold if g in chosen],
                   "gold": "uniform" if shuffle_seed is None else "reference"},
     )
-
-
-@dataclass
-class QaOptions(RulerOptions):
-    max_new_tokens: int = setting(templates.QA_MAX_NEW, min=1)
-    # "reference": documents shuffled with a generator seeded by the run seed, as RULER does;
-    # "uniform": a fresh shuffle per sample.
-    gold: str = setting("reference", choices=("reference", "uniform"))
-    squad_path: str | None = None
-    hotpotqa_path: str | None = None
 
 
 class RulerQA(RulerTask):

@@ -36,6 +36,14 @@ LAYOUTS = ("reference", "2024")
 EXAMPLES = ("reference", "fresh")
 
 
+@dataclass
+class VtOptions(RulerOptions):
+    max_new_tokens: int = setting(templates.VT_MAX_NEW, min=1)
+    example_length: int = setting(EXAMPLE_LENGTH, min=0)  # tokens of the one-shot example (0: none)
+    layout: str = setting("reference", choices=LAYOUTS)
+    example: str = setting("reference", choices=EXAMPLES)
+
+
 def variable_names(rng: random.Random, count: int, letters: int) -> list[str]:
     names: list[str] = []
     while len(names) < count:
@@ -94,14 +102,6 @@ def render(chain: Chain, layout: str) -> Draft:
 def render_example(draft: Draft) -> str:
     """The solved one-shot example as RULER writes it: prompt, answer prefix, space, the names."""
     return draft.text + draft.answer_prefix + " " + " ".join(draft.references)
-
-
-@dataclass
-class VtOptions(RulerOptions):
-    max_new_tokens: int = setting(templates.VT_MAX_NEW, min=1)
-    example_length: int = setting(EXAMPLE_LENGTH, min=0)  # tokens of the one-shot example (0: none)
-    layout: str = setting("reference", choices=LAYOUTS)
-    example: str = setting("reference", choices=EXAMPLES)
 
 
 class RulerVT(RulerTask):
