@@ -18,7 +18,8 @@ from ropebench.tasks.prompting import FILLS, Budget, Layout, build_samples, uses
 
 @dataclass
 class PromptOptions:
-    """Options every synthetic task takes; a task redeclares `max_new_tokens` with its default."""
+    """Options every synthetic task takes; a task redeclares `max_new_tokens` with its default.
+    A report lists the choices samples record in the order their task declares them."""
 
     max_new_tokens: int = setting(32, min=1)  # tokens generated per answer
     chat: bool | None = None  # wrap prompts in the chat template (None: when the tokenizer has one)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from ropebench.errors import RopebenchError
 from ropebench.settings import setting
-from ropebench.tasks.prompting import Draft, Layout, ReferenceSearch
+from ropebench.tasks.prompting import FILLS, Draft, Layout, ReferenceSearch
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
 from ropebench.tasks.ruler.words import POSITIONS, shuffle
-from ropebench.tasks.synthetic import FillOptions
+from ropebench.tasks.synthetic import PromptOptions
 
 ALPHA = 2.0
 ZETA_2 = math.pi**2 / 6  # zeta(ALPHA)
@@ -33,9 +33,10 @@ MIN_WORDS = 73
 
 
 @dataclass
-class FweOptions(FillOptions):
+class FweOptions(PromptOptions):
     max_new_tokens: int = setting(templates.FWE_MAX_NEW, min=1)
     positions: str = setting("reference", choices=POSITIONS)
+    fill: str = setting("reference", choices=FILLS)  # fwe counts no BOS option
 
 
 def coded_vocabulary(rng: random.Random, size: int, fixed_seed: int | None) -> list[str]:

@@ -24,7 +24,7 @@ from ropebench.tasks.haystacks import cache_dir
 from ropebench.tasks.prompting import Draft, Layout
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
-from ropebench.tasks.synthetic import RulerOptions
+from ropebench.tasks.synthetic import FillOptions
 
 SOURCES = {
     "squad": (
@@ -42,11 +42,12 @@ MAX_QUESTIONS = 500  # RULER uses the first 500 questions
 
 
 @dataclass
-class QaOptions(RulerOptions):
+class QaOptions(FillOptions):
     max_new_tokens: int = setting(templates.QA_MAX_NEW, min=1)
     # "reference": documents shuffled with a generator seeded by the run seed, as RULER does;
     # "uniform": a fresh shuffle per sample.
     gold: str = setting("reference", choices=("reference", "uniform"))
+    count_bos: bool = False
     squad_path: str | None = None
     hotpotqa_path: str | None = None
 

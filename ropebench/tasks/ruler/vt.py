@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from ropebench.settings import setting
 from ropebench.tasks.haystacks import NOISE_LINE
 from ropebench.tasks.prompting import (
+    FILLS,
     Budget,
     Draft,
     Layout,
@@ -27,7 +28,7 @@ from ropebench.tasks.prompting import (
 )
 from ropebench.tasks.ruler import templates
 from ropebench.tasks.ruler.scoring import RulerTask
-from ropebench.tasks.synthetic import RulerOptions
+from ropebench.tasks.synthetic import PromptOptions
 
 HOPS = 4  # one chain of 5 variables
 EXAMPLE_LENGTH = 500  # RULER builds its one-shot example at 500 tokens, with 3-letter names
@@ -37,11 +38,14 @@ EXAMPLES = ("reference", "fresh")
 
 
 @dataclass
-class VtOptions(RulerOptions):
+class VtOptions(PromptOptions):
+    # Declared in this order, the order a report lists the choices samples record.
     max_new_tokens: int = setting(templates.VT_MAX_NEW, min=1)
     example_length: int = setting(EXAMPLE_LENGTH, min=0)  # tokens of the one-shot example (0: none)
     layout: str = setting("reference", choices=LAYOUTS)
     example: str = setting("reference", choices=EXAMPLES)
+    fill: str = setting("reference", choices=FILLS)
+    count_bos: bool = False
 
 
 def variable_names(rng: random.Random, count: int, letters: int) -> list[str]:
