@@ -185,7 +185,7 @@ CASES = {
     "--target-length huge": (["--method", "pi", "--target-length", str(10**12)], "16777216"),
     "document_tokens 1e12": (["--set", "ppl.document_tokens=1000000000000"], "16777216"),
     "stride 1e12": (["--set", "ppl.stride=1000000000000"], "16777216"),
-    "batch_size huge": (["--set", "tasks.batch_size=100000000000"], "maximum"),
+    "batch_size huge": (["--set", "backend.batch_size=100000000000"], "maximum"),
     "max_new_tokens huge": (["--set", "tasks.max_new_tokens=100000000000"], "maximum"),
 }
 

@@ -180,12 +180,14 @@ def test_rewritten_factor_file_changes_the_scaling_key(models, tmp_path):
 def test_engine_settings_never_change_an_eval_key(models):
     model_id = model_fingerprint(str(models / "a"))
 
-    def keys(**options):
+    def keys(engine=None, **options):
         raw = raw_plan(models / "a")
         raw["evaluate"]["options"].update(options)
+        if engine is not None:
+            raw["backend"] = {"name": "hf", **engine}
         return [s.key for ms in plan_stages(plan_from_dict(raw), model_id) for s in ms.all()]
 
-    assert keys(batch_size=1) == keys() == keys(batch_size=3, engine="hf")
+    assert keys({"batch_size": 1}) == keys() == keys({"batch_size": 3, "engine": "hf"})
     assert keys(max_new_tokens=5) != keys()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_llama, tiny_tokenizer
 
-from ropebench.backends.hf import HFBackend
+from ropebench.backends.hf import HFBackend, HFOptions
 from ropebench.cli.main import main
 from ropebench.run.evaluate import read_rows, run_evaluation
 from ropebench.run.plan import plan_from_dict
@@ -51,11 +51,12 @@ def work(monkeypatch):
     return counts
 
 
-def raw_plan(model_dir: Path, lengths: list[int], samples: int, **options) -> dict:
+def raw_plan(model_dir: Path, lengths: list[int], samples: int, **engine) -> dict:
     return {
         "name": "reuse", "model": str(model_dir), "target_length": 512, "methods": ["none", "pi"],
         "evaluate": {"tasks": ["passkey", "ppl"], "lengths": lengths, "samples": samples,
-                     "options": {"max_new_tokens": 4, **options}},
+                     "options": {"max_new_tokens": 4}},
+        **({"backend": {"name": "hf", **engine}} if engine else {}),
     }
 
 
@@ -138,9 +139,9 @@ def test_an_interrupt_loses_only_the_batch_in_flight(model_dir, tmp_path, monkey
     model, tok = load_model(str(model_dir))
 
     def evaluate(out):
-        return run_evaluation(HFBackend(model, tok), method="none", tasks=["passkey"],
-                              lengths=[256], samples=12, seed=0, out_dir=out, progress=False,
-                              options={"max_new_tokens": 4, "batch_size": 4})
+        return run_evaluation(HFBackend(model, tok, options=HFOptions(batch_size=4)),
+                              method="none", tasks=["passkey"], lengths=[256], samples=12,
+                              seed=0, out_dir=out, progress=False, options={"max_new_tokens": 4})
 
     with monkeypatch.context() as patch:
         interrupt_on_call(patch, 2)
@@ -159,7 +160,7 @@ def test_eval_interrupt_says_what_was_saved(model_dir, tmp_path, monkeypatch, ca
     interrupt_on_call(monkeypatch, call)
     argv = ["eval", str(model_dir), "--tasks", "passkey", "--lengths", "256", "--samples", "12",
             "--out", str(tmp_path / "out"), "--no-progress", "--set", "tasks.max_new_tokens=4",
-            "--set", "tasks.batch_size=4"]
+            "--set", "backend.batch_size=4"]
     assert main(argv) == 130
     assert saved in capsys.readouterr().err
     assert len(read_rows(tmp_path / "out")) == 4 * (call - 1)

@@ -171,7 +171,7 @@ def echo():
 
 def test_a_plugin_tasks_declared_options_are_checked_and_typed(echo):
     assert echo.prompt_options() == ("word", "repeats")
-    assert set(field_names(echo.options_class())) >= {"word", "repeats", "batch_size"}
+    assert set(field_names(echo.options_class())) >= {"word", "repeats", "stop_when_settled"}
     parsed = resolve_options({"toy_echo": {"repeats": "3"}}, [echo])["toy_echo"]
     assert isinstance(parsed, TaskOptions) and parsed.values.repeats == 3
     with pytest.raises(RopebenchError, match="choose from yes, no"):

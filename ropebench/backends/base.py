@@ -7,6 +7,12 @@ A backend owns a model and its tokenizer and answers two kinds of request, alway
 It also carries where it runs in a data-parallel job (`rank`, `world_size`) and what its results
 depend on (`identity`, stored with rows and checkpoints so a changed model never reuses them).
 
+Every command and every plan stage builds its backend the same way: the registry gives the
+class, `parse_options` reads the engine options (`--set backend.KEY=VALUE`, a plan's `backend:`
+section) strictly, and `create` loads the model at a `Place`. A backend states which stages it
+can serve (`serves`): evaluation only, unless it can also change its RoPE in place (a search
+scores candidates that way) or hand over a trainable module.
+
 Third-party backends register through the entry-point group `ropebench.backends`.
 """
 
@@ -14,11 +20,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ropebench.registry import Registry
 from ropebench.rope.scaling import RopeScaling
+from ropebench.settings import parse_settings
+
+STAGES = ("eval", "search", "train")  # what a plan asks of a backend, stage by stage
 
 
 @dataclass
@@ -44,6 +54,33 @@ class SpanNLL:
 Settled = Callable[[int, str], bool]
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """What a backend serves: a model as the user named it (a folder, a hub id, `reference`),
+    the RoPE scaling applied to it (None: as pretrained), and a folder inside the run's output
+    where the backend may write what it serves (an engine that loads from disk exports there)."""
+
+    model: str
+    scaling: RopeScaling | None = None
+    work_dir: Path | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.model}
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a backend runs in a data-parallel job: its rank, the job's size, the torch device
+    for in-process engines, and a barrier (one process writes shared files, the others wait)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: Any = None
+    barrier: Callable[[], None] = field(default=lambda: None, compare=False)
+
+
 class Backend(ABC):
     """An inference engine behind ropebench's tasks.
 
@@ -55,11 +92,43 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
-    # The dataclass of its engine options (`--set backend.KEY=VALUE`); None: it takes none.
+    # The dataclass of its engine options (`--set backend.KEY=VALUE`); None: it takes none. Its
+    # `speed_only` class attribute names the fields that change speed, never a result (they stay
+    # out of every fingerprint).
     options_class: ClassVar[type | None] = None
+    # The plan stages it can serve; a search and training need the HF backend's in-place RoPE.
+    serves: ClassVar[frozenset[str]] = frozenset({"eval"})
+    # True for an engine that starts its own GPU workers (vLLM): its process keeps CUDA untouched.
+    owns_gpus: ClassVar[bool] = False
     tokenizer: Any
     rank: int = 0
     world_size: int = 1
+    # Prompts handed to `generate` at once; the evaluation loop writes rows after each batch.
+    batch_size: int = 8
+
+    @classmethod
+    def parse_options(cls, values: dict[str, Any]) -> Any:
+        """The engine options as `options_class`, every key and value checked (one-line errors)."""
+        from ropebench.errors import RopebenchError
+
+        if cls.options_class is None:
+            if values:
+                raise RopebenchError(f"the {cls.name} backend takes no backend.KEY settings; "
+                                     f"remove backend.{next(iter(values))}")
+            return None
+        return parse_settings(cls.options_class, dict(values), where=f"{cls.name} backend option")
+
+    @classmethod
+    def check_source(cls, scaling: RopeScaling | None) -> None:
+        """Refuse, before any weights load, a scaling or environment this engine cannot serve
+        (every scaling, by default)."""
+        return None
+
+    @classmethod
+    def create(cls, source: ModelSource, options: Any, place: Place) -> Backend:
+        """Load `source` with parsed `options` at `place` (what every command and stage calls)."""
+        raise NotImplementedError(f"the {cls.name} backend cannot be built from a model source; "
+                                  "give it a `create` classmethod")
 
     @property
     @abstractmethod
@@ -89,7 +158,8 @@ class Backend(ABC):
             max_new_tokens: the most tokens generated per prompt.
             stop_at_newline: also stop at (and cut the text at) the first newline.
             settled: an early stop; rows end once it returns True for their text so far.
-            options: engine-specific knobs (batch sizes, engine choice); unknown ones are errors.
+            options: engine-specific knobs of a direct caller; unknown ones are errors (the
+                evaluation loop passes none: a backend's options are set when it is built).
         Returns:
             One `Completion` per prompt.
         """

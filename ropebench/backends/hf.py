@@ -8,13 +8,21 @@ with length x vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
+from ropebench.backends.base import (
+    BACKENDS,
+    Backend,
+    Completion,
+    ModelSource,
+    Place,
+    Settled,
+    SpanNLL,
+)
 from ropebench.backends.hf_engine import ENGINES, greedy_completions
 from ropebench.model.attention import attention_settings
 from ropebench.model.identity import (
@@ -31,10 +39,14 @@ HEAD_CHUNK = 1024  # positions per lm_head call: caps the float32 logits at HEAD
 
 
 @dataclass
-class HFGenerationOptions:
-    batch_size: int = setting(8, min=1)
-    max_batch_tokens: int = setting(65536, min=1)
+class HFOptions:
+    """The HF backend's engine options (`--set backend.KEY=VALUE`, a plan's `backend:`)."""
+
+    batch_size: int = setting(8, min=1)  # rows per decode batch
+    max_batch_tokens: int = setting(65536, min=1)  # KV-cache tokens per batch
     engine: str = setting("fast", choices=ENGINES)  # "hf": `model.generate` (same tokens)
+
+    speed_only: ClassVar[tuple[str, ...]] = ("batch_size", "max_batch_tokens", "engine")
 
 
 def decoder_and_head(model):
@@ -50,14 +62,33 @@ class HFBackend(Backend):
     """A transformers causal LM in this process (float32 on CPU, bf16 on CUDA)."""
 
     name = "hf"
+    options_class = HFOptions
+    serves = frozenset({"eval", "search", "train"})
 
     def __init__(self, model, tokenizer, *, identity: dict[str, Any] | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, options: HFOptions | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.rank, self.world_size = rank, world_size
+        self.options = options or HFOptions()
         self._identity = dict(identity or {"model": getattr(model, "name_or_path", "")})
         self._content: dict[str, Any] | None = None
+
+    @classmethod
+    def create(cls, source: ModelSource, options: HFOptions | None, place: Place) -> HFBackend:
+        """Load `source` on `place.device` and patch its RoPE with the source's scaling."""
+        from ropebench.model.load import load_model
+
+        model, tokenizer = load_model(source.model, device=place.device,
+                                      trust_remote_code=source.trust_remote_code)
+        if source.scaling is not None:
+            apply_scaling(model, source.scaling)
+        return cls(model, tokenizer, identity=source.identity, rank=place.rank,
+                   world_size=place.world_size, options=options)
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.options.batch_size
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -99,7 +130,9 @@ class HFBackend(Backend):
         settled: Settled | None = None,
         **options: Any,
     ) -> list[Completion]:
-        opts = parse_settings(HFGenerationOptions, options, where="generation")
+        given = parse_settings(HFOptions, options, where="generation") if options else None
+        opts = self.options if given is None else replace(
+            self.options, **{k: getattr(given, k) for k in options})
         return greedy_completions(
             self.model, self.tokenizer, prompts, max_new_tokens,
             batch_size=opts.batch_size, max_batch_tokens=opts.max_batch_tokens,

@@ -36,9 +36,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ropebench.backends.base import BACKENDS, Backend, Completion, Settled, SpanNLL
+from ropebench.backends.base import (
+    BACKENDS,
+    Backend,
+    Completion,
+    ModelSource,
+    Place,
+    Settled,
+    SpanNLL,
+)
 from ropebench.errors import RopebenchError
 from ropebench.io import write_json_atomic
 from ropebench.settings import MAX_TOKENS, parse_settings, setting
@@ -57,8 +65,9 @@ _CPU_ENV = {
 
 @dataclass
 class VLLMOptions:
-    """Engine options (`--set backend.KEY=VALUE` on `ropebench eval --backend vllm`)."""
+    """Engine options (`--set backend.KEY=VALUE`, a plan's `backend: {name: vllm, ...}`)."""
 
+    batch_size: int = setting(8, min=1)  # prompts handed to the engine at once
     tensor_parallel_size: int = setting(1, min=1)
     # Data parallelism is ropebench's: launch N processes (torchrun / accelerate launch), each
     # with its own engine; inside one process it must be 1.
@@ -70,6 +79,10 @@ class VLLMOptions:
     max_num_seqs: int = setting(16, min=1)
     max_engines: int = setting(2, min=1)  # engines kept loaded at once (LongRoPE: long + short)
     seed: int = 0
+
+    speed_only: ClassVar[tuple[str, ...]] = (
+        "batch_size", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization",
+        "enforce_eager", "max_num_seqs", "max_engines")
 
 
 @dataclass(frozen=True)
@@ -94,12 +107,13 @@ def _on_cpu() -> bool:
 
 def dynamic_base(config: dict[str, Any], length: int) -> float:
     """transformers' dynamic-NTK base for a forward over `length` tokens (`rope_type: dynamic`)."""
-    params = config["rope_parameters"]
-    window = int(params.get("original_max_position_embeddings") or config["max_position_embeddings"])
-    factor = float(params["factor"])
-    head_dim = int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
-    dim = int(head_dim * float(params.get("partial_rotary_factor", 1.0)))
+    from ropebench.rope.spec import RopeSpec, configured_rope
+
+    params = configured_rope(config)
+    window = int(params.get("original_max_position_embeddings") or params["max_position_embeddings"])
+    dim = RopeSpec.from_config(config).rotary_dim
     seq = max(length, window)
+    factor = float(params["factor"])
     return float(params["rope_theta"]) * ((factor * seq / window) - (factor - 1)) ** (dim / (dim - 2))
 
 
@@ -109,11 +123,14 @@ class VLLMBackend(Backend):
 
     name = "vllm"
     options_class = VLLMOptions
+    owns_gpus = True
 
-    def __init__(self, model_dir: str | Path, tokenizer=None, *, options: dict[str, Any] | None = None,
+    def __init__(self, model_dir: str | Path, tokenizer=None, *,
+                 options: VLLMOptions | dict[str, Any] | None = None,
                  identity: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1) -> None:
         self.model_dir = str(model_dir)
-        self.options = parse_settings(VLLMOptions, dict(options or {}), where="vllm engine option")
+        self.options = (options if isinstance(options, VLLMOptions) else
+                        parse_settings(VLLMOptions, dict(options or {}), where="vllm backend option"))
         self.rank, self.world_size = rank, world_size
         config_file = Path(self.model_dir) / "config.json"
         if not config_file.is_file():
@@ -133,6 +150,38 @@ class VLLMBackend(Backend):
             for key, value in _CPU_ENV.items():
                 os.environ.setdefault(key, value)
 
+    @classmethod
+    def check_source(cls, scaling) -> None:
+        """An attention method (no export) and a machine without vllm are refused up front."""
+        import importlib.util
+        import sys
+
+        from ropebench.rope.attention import engine_refusal
+
+        if scaling is not None and scaling.extra.get("attention"):
+            raise RopebenchError(engine_refusal(scaling.extra["attention"], "vLLM"))
+        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:
+            raise RopebenchError("the vllm backend needs the vllm package, which is not installed: "
+                                 "pip install vllm (on a CUDA machine), or use the hf backend")
+
+    @classmethod
+    def create(cls, source: ModelSource, options: VLLMOptions | None, place: Place) -> VLLMBackend:
+        """Serve `source`: the model folder itself when unscaled, else ropebench's export of the
+        scaled model in `source.work_dir` (written once, by rank 0; reused while it matches)."""
+        export = Path(source.work_dir or ".") / "extended-model"
+        if place.rank == 0:
+            export_for_vllm(source.model, source.scaling, export,
+                            trust_remote_code=source.trust_remote_code)
+        place.barrier()
+        model_dir = export_for_vllm(source.model, source.scaling, export,
+                                    trust_remote_code=source.trust_remote_code)
+        return cls(model_dir, options=options, identity=source.identity, rank=place.rank,
+                   world_size=place.world_size)
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.options.batch_size
+
     # ------------------------------------------------------------------ what results depend on
     @property
     def identity(self) -> dict[str, Any]:
@@ -147,7 +196,10 @@ class VLLMBackend(Backend):
 
     @property
     def params(self) -> dict[str, Any]:
-        return dict(self.config.get("rope_parameters") or {})
+        """The served config's RoPE scaling, as `rope.spec` reads it (legacy keys included)."""
+        from ropebench.rope.spec import configured_rope
+
+        return configured_rope(self.config)
 
     @property
     def max_length(self) -> int:
@@ -159,7 +211,7 @@ class VLLMBackend(Backend):
     def window(self) -> int:
         """The pretrained window: where switching and dynamic RoPE change behaviour."""
         p = self.params
-        return int(p.get("original_max_position_embeddings") or self.config["max_position_embeddings"])
+        return int(p.get("original_max_position_embeddings") or p["max_position_embeddings"])
 
     @property
     def switching(self) -> bool:
@@ -204,7 +256,8 @@ class VLLMBackend(Backend):
 
         opts = self.options
         overrides: dict[str, Any] = {}
-        params = self.params
+        # rope_parameters as transformers 5 writes them (the window is a top-level field).
+        params = {k: v for k, v in self.params.items() if k != "max_position_embeddings"}
         if key.max_model_len > int(self.config["max_position_embeddings"]):
             overrides["max_position_embeddings"] = key.max_model_len
         if params.get("rope_type") == "longrope":

@@ -53,8 +53,8 @@ REPLACED_FILE = "rows.replaced.jsonl"
 FINGERPRINTS_FILE = "fingerprints.json"
 # Raise when a change in ropebench changes the rows of unchanged inputs (scoring, prompts).
 SCORING_VERSION = 2
-# Options that change how fast rows come, never what they are.
-SPEED_ONLY = ("batch_size", "max_batch_tokens", "engine")
+# Engine options, set on the backend (`--set backend.KEY`, a plan's `backend:`), never on tasks.
+ENGINE_KEYS = ("batch_size", "max_batch_tokens", "engine")
 
 
 def read_rows(out_dir: Path) -> list[dict[str, Any]]:
@@ -88,6 +88,11 @@ def resolve_options(options: dict[str, Any], tasks: list[Task]) -> dict[str, Tas
             )
         if name not in by_name:  # a task not run here: checked now, used by the runs that have it
             get_task(name).parse_options(values)
+    for key in [*shared, *(k for values in scoped.values() for k in values)]:
+        if key in ENGINE_KEYS:
+            raise RopebenchError(
+                f"{key} is an engine option, set on the backend: --set backend.{key}=VALUE "
+                f"(in a plan, backend: {{{key}: VALUE}}), not as a task option")
     known = {task.name: set(field_names(task.options_class())) for task in tasks}
     # Generation options may be given for a run that happens to have no generative task.
     everywhere = sorted(set(field_names(GenerationOptions)).union(*known.values()))
@@ -124,7 +129,7 @@ def row_inputs(backend: Backend, *, method: str, task: str, length: int, samples
     return {
         "backend": backend.name, "model": backend_id, "inputs": extra or {}, "method": method,
         "task": task, "length": length, "samples": samples, "seed": seed,
-        "options": {k: v for k, v in sorted(options.items()) if k not in SPEED_ONLY},
+        "options": dict(sorted(options.items())),
         "scoring_version": SCORING_VERSION, **option_files(options),
     }
 
@@ -236,7 +241,7 @@ def _generative(task, backend, length, method, samples, seed, options: TaskOptio
     bar.update(len(built) - len(todo))
     # Prompts of a task at one length share max_new_tokens; generate one batch per call, so each
     # batch's rows are on disk as soon as it ends and an interruption loses only the batch it cut.
-    chunk = max(1, options.values.batch_size)
+    chunk = max(1, backend.batch_size)
     rank, size = backend.rank, backend.world_size
     # Data parallel: each rank takes every size-th sample of a chunk of size x chunk samples;
     # rank 0 gathers the rows and writes them in sample order.
@@ -257,11 +262,9 @@ def _completed_rows(task, backend, method: str, length: int, mine: list,
     stop_at_newline = task.stop_at_newline if values.stop_at_newline is None else values.stop_at_newline
     # A row may stop once its score is final; its prediction then ends there.
     settled = (lambda i, text: task.settled(mine[i], text)) if values.stop_when_settled else None
-    # The engine's own options reach it only where the user gave them (its defaults apply).
-    engine = {k: v for k, v in options.given_values().items() if k in SPEED_ONLY}
     completions = backend.generate(
         [encode(backend.tokenizer, s.input_text) for s in mine], mine[0].max_new_tokens,
-        stop_at_newline=stop_at_newline, settled=settled, **engine,
+        stop_at_newline=stop_at_newline, settled=settled,
     )
     return [
         Row(task=task.name, length=length, method=method,

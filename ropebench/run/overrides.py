@@ -9,7 +9,7 @@ both: `--set train.steps=50` is a plan's `train: {steps: 50}`.
     train.KEY     `TrainSettings`                              `train:`
     TASK.KEY      one task's options, e.g. niah.depths         `evaluate: {options: {TASK: {KEY:}}}`
     tasks.KEY     option KEY of every task that takes it       `evaluate: {options: {KEY:}}`
-    backend.KEY   the `--backend`'s engine options (vllm)      (eval only: plans run on hf)
+    backend.KEY   the backend's engine options                 `backend: {name: NAME, KEY:}`
 
 On a plan (`compare`, `demo`) a setting is written into the plan at that place and the plan's own
 precedence applies: a method's `search:` / `train:` mapping and a task's own option win over the
@@ -52,6 +52,8 @@ class Overrides:
             plan["train"] = dict(self.train)
         if self.options:
             plan["evaluate"] = {"options": dict(self.options)}
+        if self.backend:
+            plan["backend"] = dict(self.backend)
         return plan
 
 

@@ -7,6 +7,7 @@ A plan is a YAML file (or CLI flags) like:
     target_length: 4096
     search: {population: 8, iterations: 3, documents: 2}   # defaults for methods that search
     train: {steps: 40, lr: 1.0e-4, batch_size: 1}          # the same budget for every method
+    backend: {name: vllm, max_model_len: 8192}  # the engine of the evaluation stages (default hf)
     methods:
       - none                    # the baseline: the original model, never trained
       - pi
@@ -22,6 +23,8 @@ Per method, `search:` / `train:` may be `false` (skip the stage), `true` (use th
 or a mapping of settings laid over the plan's defaults. By default a method searches iff its
 extender implements a search, and trains iff the plan has a `train:` section and the method is
 not the baseline. Everything is checked by `load_plan` / `validate` before any model is loaded.
+The `backend:` engine serves the stages it can (`ropebench.run.backends`); searches and training
+run on the HF backend unless the chosen backend says it serves them.
 
 On the command line, `--set SECTION.KEY=VALUE` names the same keys (`train.steps`,
 `search.population`, `niah.depths` for `evaluate.options.niah.depths`; `ropebench.run.overrides`).
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ropebench.errors import RopebenchError
 from ropebench.registry import did_you_mean
+from ropebench.run.backends import BackendChoice, backend_choice
 from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS, field_names, parse_settings
 
 if TYPE_CHECKING:
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 
 BASELINE = "none"
 PLAN_KEYS = ("name", "model", "target_length", "search", "train", "methods", "evaluate", "out",
-             "published")
+             "published", "backend")
 METHOD_KEYS = ("method", "label", "params", "search", "train", "factors")
 EVALUATE_KEYS = ("tasks", "lengths", "samples", "seed", "options")
 
@@ -91,6 +95,7 @@ class Plan:
     name: str = "comparison"
     out: str | None = None
     published: tuple[str, ...] = ()  # published rows the report sets beside this run
+    backend: BackendChoice = field(default_factory=BackendChoice)
 
     def method(self, label: str) -> MethodPlan:
         return next(m for m in self.methods if m.label == label)
@@ -118,6 +123,8 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | None = None) -> Plan
     if not isinstance(raw, dict):
         raise RopebenchError(f"plan {path} must be a YAML mapping with keys {', '.join(PLAN_KEYS)}")
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if isinstance(raw.get("backend"), str):  # `backend: vllm`, so --set backend.KEY merges in
+        raw = {**raw, "backend": {"name": raw["backend"]}}
     return plan_from_dict(merge(raw, given), source=str(path))
 
 
@@ -155,6 +162,7 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
         name=str(raw.get("name") or "comparison"),
         out=None if raw.get("out") is None else str(raw["out"]),
         published=_published(raw.get("published"), source),
+        backend=backend_choice(raw.get("backend"), f"{source}: backend"),
     )
     validate(plan, source=source)
     return plan
@@ -187,6 +195,7 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
     from ropebench.training.trainer import TrainSettings, check_arms
 
     spec = RopeSpec.from_config(load_config_dict(plan.model))
+    plan.backend.backend_class.check_source(None)  # e.g. vllm not installed: say so now
     if plan.target_length <= spec.window:
         raise RopebenchError(
             f"{source}: target_length {plan.target_length} does not extend {plan.model}'s "
@@ -203,6 +212,10 @@ def validate(plan: Plan, *, source: str = "plan") -> None:
                 extender.rescale(spec, plan.target_length)
         except RopebenchError as err:
             raise RopebenchError(f"{where}: params: {err}") from err
+        if "export" not in extender.engines and plan.backend.for_stage("eval").name != "hf":
+            raise RopebenchError(f"{where}: {m.method} changes attention inside the HF model and "
+                                 f"runs on the hf backend only; drop it or remove the plan's "
+                                 f"backend: {plan.backend.name}")
         if m.train is not None and "export" not in extender.engines:
             raise RopebenchError(f"{where}: {m.method} is training-free and its model cannot be "
                                  "saved as a HF directory; drop its train section")

@@ -53,13 +53,13 @@ class ComparisonRunner:
         self.plan = plan
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = world()
-        self.device = None  # set by `run` (joins the process group under torchrun)
         self.store = ArtifactStore(self.run_dir)
         self.log = RunLog(self.run_dir / RUNLOG)
         self.progress = progress
         self.spec = RopeSpec.from_config(load_config_dict(plan.model))
         self.graph = plan_stages(plan, model_fingerprint(plan.model))
-        self._loaded: tuple[str, Any, Any] | None = None  # (stage key, model, tokenizer)
+        self._loaded: tuple[str, Any] | None = None  # (backend and stage key, backend)
+        self._announced: set[str] = set()  # stage kinds said to run on another backend
         self._started = time.perf_counter()
 
     def pending(self) -> list[Stage]:
@@ -73,7 +73,9 @@ class ComparisonRunner:
         from ropebench.io import FolderLock
         from ropebench.run.distributed import process_place
 
-        self.rank, self.world_size, self.device = process_place()
+        # Joins the process group under torchrun; each backend then finds its own device.
+        self.rank, self.world_size, _ = process_place(
+            engine_owns_gpus=self.plan.backend.backend_class.owns_gpus)
         # Only rank 0 writes, so only rank 0 holds the lock (torchrun stops the others if it fails).
         with FolderLock(self.run_dir, "--out") if self.writes else nullcontext():
             return self._run()
@@ -159,37 +161,27 @@ class ComparisonRunner:
         elif m.search is None:
             scaling = extender.rescale(self.spec, self.plan.target_length)
         else:
-            from ropebench.run.distributed import RankScorer
-            from ropebench.search.fitness import make_scorer
+            from ropebench.run.searching import search_scaling
 
-            model, tokenizer = self._model(self.plan.model, None, key="base")
+            backend = self._backend("search", self.plan.model, None, key="base")
             settings = settings_of("search", m.search, m.method)
-            scorer = make_scorer(self._backend(model, tokenizer, self.plan.model),
-                                 self.plan.target_length, settings)
-            if self.world_size > 1:  # candidates dealt across processes; rank 0 checkpoints
-                scorer = RankScorer(scorer, self.rank, self.world_size)
-            scaling = extender.search(self.spec, self.plan.target_length, scorer, settings,
-                                      checkpoint=folder / "search-checkpoint.json")
-            self._spread(scaling, settings, model, tokenizer)
+            scaling = search_scaling(backend, extender, self.spec, self.plan.target_length,
+                                     settings, folder / "search-checkpoint.json")
+            self._say_spread(scaling, settings.documents)
             self._release()  # the search leaves its last candidate patched in
         if self.writes:
             write_json_atomic(folder / "scaling.json", scaling.to_dict())
         return {"provenance": scaling.provenance,
                 "search_evaluations": int(scaling.extra.get("evaluations", 0))}
 
-    def _spread(self, scaling, settings, model, tokenizer) -> None:
+    def _say_spread(self, scaling, documents: int) -> None:
         """Each baseline's fitness over disjoint document sets, beside the search's result."""
-        from ropebench.search.fitness import baseline_spread, spread_lines
+        from ropebench.search.fitness import spread_lines
 
-        baselines = tuple(getattr(settings, "baselines", ()))
-        backend = self._backend(model, tokenizer, self.plan.model)
-        spread = baseline_spread(backend, self.spec, self.plan.target_length, settings, baselines,
-                                 known=scaling.extra.get("baseline_fitness"))
-        scaling.extra["baseline_spread"] = spread
-        best = scaling.extra.get("best_fitness")
+        spread, best = scaling.extra.get("baseline_spread"), scaling.extra.get("best_fitness")
         if spread and best is not None:
             self._status(f"search best {best:.4g}; baselines on disjoint document sets:")
-            for line in spread_lines(spread, settings.documents):
+            for line in spread_lines(spread, documents):
                 self._status(line)
 
     def _train(self, ms: MethodStages, folder: Path) -> dict[str, Any]:
@@ -197,11 +189,11 @@ class ComparisonRunner:
         from ropebench.training.trainer import train_model
 
         scaling = self._load_scaling(ms)
-        model, tokenizer = self._model(self.plan.model, None, key="base")
+        backend = self._backend("train", self.plan.model, None, key="base")
         extender = get_extender(ms.method.method, ms.method.params)
         settings = settings_of("train", ms.method.train, ms.method.method)
-        result = train_model(model, tokenizer, scaling, settings, out_dir=folder / "model",
-                             layout=extender.training_layout())
+        result = train_model(backend.model, backend.tokenizer, scaling, settings,
+                             out_dir=folder / "model", layout=extender.training_layout())
         self._release()  # trained in place: never reuse it as the base model
         losses = {"losses": [list(x) for x in result.losses], "tokens": result.tokens,
                   "seconds": result.seconds}
@@ -215,10 +207,11 @@ class ComparisonRunner:
         from ropebench.run.evaluate import run_evaluation
 
         scaling = self._load_scaling(ms)
+        upstream = ms.train or ms.scaling
         source = self.plan.model if ms.train is None else str(self.store.path(ms.train) / "model")
-        model, tokenizer = self._model(source, scaling, key=(ms.train or ms.scaling).key)
+        backend = self._backend("eval", source, scaling, key=upstream.key,
+                                work_dir=self.run_dir / "exports" / upstream.relpath)
         e = self.plan.evaluate
-        backend = self._backend(model, tokenizer, source)
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
                               out_dir=folder, options={task: e.task_options[task]},
@@ -228,33 +221,36 @@ class ComparisonRunner:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _backend(self, model, tokenizer, source: str):
-        from ropebench.backends.hf import HFBackend
-
-        return HFBackend(model, tokenizer, identity={"model": source}, rank=self.rank,
-                         world_size=self.world_size)
-
     def _load_scaling(self, ms: MethodStages):
         from ropebench.rope.scaling import RopeScaling
 
         path = self.store.path(ms.scaling) / "scaling.json"
         return RopeScaling.from_dict(json.loads(path.read_text()))
 
-    def _model(self, source: str, scaling, *, key: str):
-        """Load (or reuse) a model; with `scaling`, patch its RoPE for evaluation."""
-        if self._loaded is not None and self._loaded[0] == key:
-            return self._loaded[1], self._loaded[2]
-        from ropebench.model.load import load_model
-        from ropebench.model.patch import apply_scaling
+    def _backend(self, kind: str, source: str, scaling, *, key: str, work_dir: Path | None = None):
+        """The backend that serves a `kind` stage, holding `source` with `scaling` applied;
+        reused while consecutive stages ask for the same model (`key`) on the same backend."""
+        from ropebench.backends.base import ModelSource
+        from ropebench.run.backends import open_backend
 
+        choice = self.plan.backend.for_stage(kind)
+        if choice.name != self.plan.backend.name and kind not in self._announced:
+            self._announced.add(kind)
+            self._status(f"{kind} stages run on the {choice.name} backend: the "
+                         f"{self.plan.backend.name} backend does not serve them")
+        key = f"{choice.name}:{key}"
+        if self._loaded is not None and self._loaded[0] == key:
+            return self._loaded[1]
         self._release()
-        model, tokenizer = load_model(source, device=self.device)
-        if scaling is not None:
-            apply_scaling(model, scaling)
-        self._loaded = (key, model, tokenizer)
-        return model, tokenizer
+        backend = open_backend(choice, ModelSource(source, scaling, work_dir=work_dir))
+        self._loaded = (key, backend)
+        return backend
 
     def _release(self) -> None:
+        from ropebench.run.backends import close_backend
+
+        if self._loaded is not None:
+            close_backend(self._loaded[1])
         self._loaded = None
         gc.collect()
 

@@ -197,9 +197,11 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
         if m.factors is not None:
             factors = content_sha256(Path(m.factors), cache)
         rope_params, train_params = split_params(m)
+        searcher = plan.backend.for_stage("search").fingerprint() if m.search else None
         scaling = Stage("scaling", m.label, {
             "version": __version__, "model": model_id, "method": m.method, "params": rope_params,
             "target_length": plan.target_length, "search": resolved_search(m), "factors": factors,
+            **({"backend": searcher} if searcher else {}),
         }, folder=m.method)
         train = None
         if m.train is not None:
@@ -214,15 +216,17 @@ def plan_stages(plan: Plan, model_id: dict[str, Any]) -> list[MethodStages]:
 
 
 def eval_stage(plan: Plan, label: str, upstream: str, task: str) -> Stage:
-    """The evaluation of one task; engine-only options (batch size, engine) stay out of its key."""
-    from ropebench.run.evaluate import SPEED_ONLY, option_files
+    """The evaluation of one task. The backend enters its key only where it is not the HF
+    backend, and then without its speed-only options (batch size, engine workers)."""
+    from ropebench.run.evaluate import option_files
 
     e = plan.evaluate
     # Only the options this task sees: another task's option leaves it cached.
-    given = e.task_options[task].given_values()
-    options = {k: v for k, v in given.items() if k not in SPEED_ONLY}
+    options = e.task_options[task].given_values()
+    backend = plan.backend.for_stage("eval").fingerprint()
     shared = {"version": __version__, "upstream": upstream, "task": task, "seed": e.seed,
-              "options": options, **option_files(options)}
+              "options": options, **option_files(options),
+              **({"backend": backend} if backend else {})}
     family = Stage("eval", label, {**shared, "label": label}).key
     return Stage("eval", f"{label}-{task}",
                  {**shared, "lengths": list(e.lengths), "samples": e.samples}, family=family)

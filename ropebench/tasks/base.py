@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropebench.backends.base import Backend
-from ropebench.settings import field_names, parse_settings, setting
+from ropebench.settings import field_names, parse_settings
 
 
 @dataclass
@@ -57,9 +57,6 @@ class Row:
 # Options every generative task takes: they steer the generation loop, not the samples.
 @dataclass
 class GenerationOptions:
-    batch_size: int = setting(8, min=1)  # rows per decode batch
-    max_batch_tokens: int = setting(65536, min=1)  # KV-cache tokens per batch
-    engine: str = "fast"  # the HF backend's engine: "fast" or "hf" (`model.generate`)
     stop_at_newline: bool | None = None  # None: the task's own rule (passkey stops at a newline)
     stop_when_settled: bool = True  # end a row once its score can no longer change
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from ropebench.cli.commands.arguments import add_set_option
 from ropebench.errors import RopebenchError
-from ropebench.run.overrides import SEARCH, TASK, TASKS, TRAIN
+from ropebench.run.overrides import BACKEND, SEARCH, TASK, TASKS, TRAIN
 
 # A method's params live in its plan entry: there is no plan-wide `params:` to write into.
-TAKES = (SEARCH, TRAIN, TASK, TASKS)
+TAKES = (SEARCH, TRAIN, TASK, TASKS, BACKEND)
 NOTE = ("Each setting is written into the plan at that key, so the plan's precedence holds: a "
         "method's own\nsearch:/train: mapping and a task's own option win over the plan-wide "
         "value.")

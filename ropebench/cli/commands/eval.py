@@ -3,8 +3,8 @@
 Patches the model in memory with the method's RoPE (none: as pretrained), then runs the tasks at
 every length and writes one JSON row per sample to `OUT/rows.jsonl` plus `OUT/summary.csv`.
 Re-running with the same OUT skips the rows already written. Settings are `--set params.KEY=V`
-(the method), `--set TASK.KEY=V` / `tasks.KEY=V` (task options, e.g. niah.depths=4,
-tasks.batch_size=4) and `--set backend.KEY=V` (the vllm engine).
+(the method), `--set TASK.KEY=V` / `tasks.KEY=V` (task options, e.g. niah.depths=4) and
+`--set backend.KEY=V` (the engine's options, e.g. backend.batch_size=4).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from ropebench.cli.commands.arguments import add_set_option
 from ropebench.run.overrides import BACKEND, PARAMS, TASK, TASKS
@@ -51,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--label", default=None, help="method name written in the rows (default: the method)"
     )
     parser.add_argument(
-        "--backend", default="hf", help="inference engine: hf (transformers) or vllm (see docs/engines.md)"
+        "--backend", default="hf",
+        help="inference engine: hf (transformers), vllm, or a plugin's (see docs/engines.md)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--force", action="store_true",
@@ -86,21 +86,23 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.backends.base import ModelSource
     from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
     from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.outdir import claim_output
     from ropebench.rope.spec import RopeSpec
+    from ropebench.run.backends import backend_choice, open_backend
     from ropebench.run.budget import check_fits
     from ropebench.run.evaluate import read_rows, resolve_options, run_evaluation
     from ropebench.run.overrides import parse_set
     from ropebench.run.plan import check_label
     from ropebench.tasks import expand_tasks, get_task
-    from ropebench.tasks.base import GenerationOptions
     from ropebench.tasks.chat_check import check_folder_template
 
     overrides = parse_set(args.overrides, TAKES, "eval")
+    choice = backend_choice({"name": args.backend, **overrides.backend}, "--backend")
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not names:
         raise RopebenchError("--tasks is empty; give e.g. --tasks ruler,passkey (see `ropebench list`)")
@@ -114,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     resolved = resolve_options(overrides.options, [get_task(name) for name in tasks])
     for name in tasks:
         get_task(name).check_lengths(lengths, resolved[name].given_values())
-    default_batch = GenerationOptions().batch_size
-    batch = max(o.given_values().get("batch_size", default_batch) for o in resolved.values())
+    batch = getattr(choice.parsed_options(), "batch_size", 1)
     analytic = args.factors is None and args.method not in (None, "none")
     if overrides.params and not analytic:
         raise RopebenchError("params.KEY settings configure an analytic --method; give --method "
@@ -138,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     check_folder_template(resolve_model_path(args.model), resolved, args.trust_remote_code)
     read_rows(args.out)  # rows another program wrote there fail now, not after the weights load
     label = args.label or (scaling.method if scaling is not None else "none")
-    backend = make_backend(args, scaling, overrides.backend)
+    choice.backend_class.check_source(scaling)
+    backend = open_backend(choice, ModelSource(args.model, scaling, work_dir=args.out,
+                                               trust_remote_code=args.trust_remote_code))
     rows = run_evaluation(
         backend,
         identity={"scaling": scaling.to_dict() if scaling is not None else None},
@@ -182,66 +185,6 @@ def check_numbers(args: argparse.Namespace) -> None:
                                      ("--target-length", args.target_length, 1, MAX_TOKENS)):
         if value is not None and not least <= value <= most:
             raise RopebenchError(f"{flag} must be from {least} to {most}, got {value}")
-
-
-def make_backend(args: argparse.Namespace, scaling, engine_options: dict[str, Any]):
-    """The backend `--backend` names, holding the model with `scaling` applied and the engine
-    options (`--set backend.KEY=VALUE`), placed on this process's device when several processes
-    share the run (torchrun / accelerate launch)."""
-    from ropebench.backends.base import BACKENDS
-    from ropebench.errors import RopebenchError
-    from ropebench.run.distributed import process_place
-
-    name = args.backend or "hf"
-    BACKENDS.get(name)  # an unknown name fails here, before any weights load
-    if name == "vllm":
-        import importlib.util
-        import os
-
-        from ropebench.rope.attention import engine_refusal
-
-        if scaling is not None and scaling.extra.get("attention"):
-            raise RopebenchError(engine_refusal(scaling.extra["attention"], "vLLM"))
-        if "vllm" not in sys.modules and importlib.util.find_spec("vllm") is None:
-            raise RopebenchError("--backend vllm needs the vllm package, which is not installed: "
-                                 "pip install vllm (on a CUDA machine), or use --backend hf")
-
-        from ropebench.backends.vllm import VLLMBackend, export_for_vllm
-        from ropebench.run.distributed import gpu_slice
-
-        # Data parallel: each rank's engine gets its own tensor_parallel_size GPUs.
-        devices = gpu_slice(int(engine_options.get("tensor_parallel_size", 1)))
-        if devices is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = devices
-        rank, world_size, _ = process_place(engine_owns_gpus=True)
-
-        from ropebench.run.distributed import barrier
-
-        export = Path(args.out) / "extended-model"
-        if rank == 0:  # one export; the other ranks then find it in place
-            export_for_vllm(args.model, scaling, export, trust_remote_code=args.trust_remote_code)
-        barrier(world_size)
-        model_dir = export_for_vllm(args.model, scaling, export,
-                                    trust_remote_code=args.trust_remote_code)
-        return VLLMBackend(model_dir, options=engine_options, identity={"model": args.model},
-                           rank=rank, world_size=world_size)
-    if name != "hf":
-        raise RopebenchError(f"`ropebench eval` builds the hf and vllm backends; {name!r} is "
-                             "a plugin backend: construct it and call run_evaluation")
-    if engine_options:
-        raise RopebenchError("the hf backend takes no backend.KEY settings (they are vllm's "
-                             "engine options); its generation options are tasks.KEY, e.g. "
-                             "tasks.batch_size=4")
-    rank, world_size, device = process_place()
-    from ropebench.backends.hf import HFBackend
-    from ropebench.model.load import load_model
-    from ropebench.model.patch import apply_scaling
-
-    model, tokenizer = load_model(args.model, device=device, trust_remote_code=args.trust_remote_code)
-    if scaling is not None:
-        apply_scaling(model, scaling)
-    return HFBackend(model, tokenizer, identity={"model": args.model}, rank=rank,
-                     world_size=world_size)
 
 
 def summary_table(rows) -> str:

@@ -40,20 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropebench.backends.hf import HFBackend
+    from ropebench.backends.base import ModelSource
     from ropebench.errors import RopebenchError
     from ropebench.io import FolderLock, write_json_atomic
     from ropebench.methods import get_extender
     from ropebench.methods.base import SearchSettings
     from ropebench.methods.evolution.ga import search_output
-    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
-    from ropebench.model.patch import spec_of
+    from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.outdir import check_not_model
     from ropebench.rope.math import scale_of
     from ropebench.rope.spec import RopeSpec
-    from ropebench.run.distributed import RankScorer, barrier, process_place, world
+    from ropebench.run.backends import BackendChoice, open_backend
+    from ropebench.run.distributed import world
     from ropebench.run.overrides import parse_set
-    from ropebench.search.fitness import baseline_spread, make_scorer, spread_lines
+    from ropebench.run.searching import search_scaling
+    from ropebench.search.fitness import spread_lines
     from ropebench.settings import MAX_TOKENS, parse_settings
 
     overrides = parse_set(args.overrides, TAKES, "search")
@@ -77,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise RopebenchError(f"--target-length must be from 1 to {MAX_TOKENS}, got "
                              f"{args.target_length}")
     # The target is checked against config.json before any weights load.
-    scale_of(RopeSpec.from_config(load_config_dict(args.model)), args.target_length)
+    spec = RopeSpec.from_config(load_config_dict(args.model))
+    scale_of(spec, args.target_length)
     for path, flag in ((args.out, "--out"), (checkpoint, "--checkpoint")):
         check_not_model(path, resolve_model_path(args.model), flag)
         if path.is_symlink():  # found now, not after the search: it would be written through
             raise RopebenchError(f"{flag} {path} is a symbolic link; ropebench never writes "
                                  "through links: remove it or give another file name")
-    rank, world_size, device = process_place()  # joins the process group under torchrun
     if rank == 0:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -91,21 +92,12 @@ def run(args: argparse.Namespace) -> int:
     lock = (FolderLock(checkpoint.parent, "--out", name=f".{checkpoint.name}.lock") if rank == 0
             else contextlib.nullcontext())
     with lock:
-        model, tokenizer = load_model(args.model, device=device)
-        spec = spec_of(model)
-        backend = HFBackend(model, tokenizer, identity={"model": args.model})
-        scorer = make_scorer(backend, args.target_length, settings)
-        if world_size > 1:
-            scorer = RankScorer(scorer, rank, world_size)
-        scaling = extender.search(spec, args.target_length, scorer, settings,
-                                  checkpoint=checkpoint)
-        barrier(world_size)
+        backend = open_backend(BackendChoice().for_stage("search"), ModelSource(args.model))
+        scaling = search_scaling(backend, extender, spec, args.target_length, settings,
+                                 checkpoint)
         if rank != 0:
             return 0
-        baselines = tuple(getattr(settings, "baselines", ()))
-        spread = baseline_spread(backend, spec, args.target_length, settings, baselines,
-                                 known=scaling.extra.get("baseline_fitness"))
-        scaling.extra["baseline_spread"] = spread
+        spread = scaling.extra["baseline_spread"]
         write_json_atomic(args.out, search_output(scaling))
     history = scaling.extra.get("fitness_history", [])
     if history:

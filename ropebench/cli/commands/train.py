@@ -32,13 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropebench.backends.base import ModelSource
     from ropebench.bounded import check_factors_file
     from ropebench.errors import RopebenchError
     from ropebench.methods import get_extender, load_scaling
-    from ropebench.model.load import load_config_dict, load_model, resolve_model_path
+    from ropebench.model.load import load_config_dict, resolve_model_path
     from ropebench.model.patch import spec_of
     from ropebench.outdir import claim_output
     from ropebench.rope.spec import RopeSpec
+    from ropebench.run.backends import BackendChoice, open_backend
     from ropebench.run.overrides import parse_set
     from ropebench.settings import MAX_TOKENS, parse_settings
     from ropebench.training.data import load_documents
@@ -69,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
         if data.exists() or settings.data.startswith((".", "/", "~")):
             load_documents(settings.data)
     claim_output(args.out, force=args.force, model=resolve_model_path(args.model))
-    model, tokenizer = load_model(args.model)
-    spec = spec_of(model)
+    backend = open_backend(BackendChoice().for_stage("train"), ModelSource(args.model))
+    spec = spec_of(backend.model)
     if args.factors is not None:
         scaling = load_scaling(args.factors, spec, args.target_length, args.method)
     else:
         scaling = extender.rescale(spec, args.target_length)
-    result = train_model(model, tokenizer, scaling, settings, out_dir=args.out,
+    result = train_model(backend.model, backend.tokenizer, scaling, settings, out_dir=args.out,
                          layout=extender.training_layout())
     first, last = result.losses[0][1], result.losses[-1][1]
     print(f"trained {len(result.losses)} steps, {result.tokens} tokens in {result.seconds:.0f} s, "
