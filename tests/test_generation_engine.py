@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import complete, tiny_llama
 
-from ropebench.backends.hf import HFBackend
+from ropebench.backends.hf import HFBackend, HFOptions
 from ropebench.backends.hf_engine import decode_batch, rope_is_static
 from ropebench.methods import get_extender
 from ropebench.model.patch import apply_scaling, spec_of
@@ -84,12 +84,12 @@ def test_reference_model_scores_identical_across_engines(tmp_path):
 
     model, tokenizer = load_model("reference")
     runs = {}
-    for name, options in {
-        "hf": {"engine": "hf", "stop_when_settled": False},
-        "fast": {"engine": "fast", "stop_when_settled": False},
-        "early": {"engine": "fast", "stop_when_settled": True},
+    for name, (engine, options) in {
+        "hf": ("hf", {"stop_when_settled": False}),
+        "fast": ("fast", {"stop_when_settled": False}),
+        "early": ("fast", {"stop_when_settled": True}),
     }.items():
-        frame = run_evaluation(HFBackend(model, tokenizer),
+        frame = run_evaluation(HFBackend(model, tokenizer, options=HFOptions(engine=engine)),
             method="none",
             tasks=["niah_single_1", "passkey"],
             lengths=[512],

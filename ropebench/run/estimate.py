@@ -23,8 +23,9 @@ def estimate_seconds(runner: ComparisonRunner) -> float:
     forwards = pending_forwards(runner)
     if not forwards:
         return 0.0
-    model, _ = runner._model(runner.plan.model, None, key="base")
-    forward = _forward_seconds(model, runner.plan.target_length)
+    # Timed on the HF backend: the one every plan can load (its searches and training run there).
+    backend = runner.base_backend()
+    forward = _forward_seconds(backend.model, runner.plan.target_length)
     runner._release()
     return forwards * forward
 

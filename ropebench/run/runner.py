@@ -163,7 +163,7 @@ class ComparisonRunner:
         else:
             from ropebench.run.searching import search_scaling
 
-            backend = self._backend("search", self.plan.model, None, key="base")
+            backend = self._backend("search", self.plan.model, None, key="base")  # HF unless served
             settings = settings_of("search", m.search, m.method)
             scaling = search_scaling(backend, extender, self.spec, self.plan.target_length,
                                      settings, folder / "search-checkpoint.json")
@@ -189,7 +189,7 @@ class ComparisonRunner:
         from ropebench.training.trainer import train_model
 
         scaling = self._load_scaling(ms)
-        backend = self._backend("train", self.plan.model, None, key="base")
+        backend = self.base_backend()
         extender = get_extender(ms.method.method, ms.method.params)
         settings = settings_of("train", ms.method.train, ms.method.method)
         result = train_model(backend.model, backend.tokenizer, scaling, settings,
@@ -220,6 +220,10 @@ class ComparisonRunner:
         return {"rows": len(rows)}
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def base_backend(self):
+        """The original model on the HF backend (what searches and training start from)."""
+        return self._backend("train", self.plan.model, None, key="base")
 
     def _load_scaling(self, ms: MethodStages):
         from ropebench.rope.scaling import RopeScaling
