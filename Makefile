@@ -41,7 +41,7 @@ $(VLLM_BIN)/.installed: pyproject.toml
 	touch $@
 
 test-vllm: $(VLLM_BIN)/.installed
-	$(VLLM_BIN)/python -m pytest -q -ra tests/test_vllm_backend.py
+	$(VLLM_BIN)/python -m pytest -q -ra tests/test_vllm_backend.py tests/test_vllm_compare.py
 
 lint: setup
 	$(BIN)/ruff check ropebench tests bench

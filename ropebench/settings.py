@@ -56,6 +56,38 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def parse_length(value: Any, where: str) -> int:
+    """A context length in tokens as users write it: 4096, "4096" or "4k" (x 1024); a whole
+    number from 1 to MAX_TOKENS. The one reader of lengths: flags, plans and `--set` values."""
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or not text:
+        raise RopebenchError(f"{where} must be whole numbers of tokens (integers) like 512,1024,4k; got {value!r}")
+    scale = 1024 if text.endswith("k") else 1
+    try:
+        number = int(text.removesuffix("k")) * scale
+    except ValueError as err:
+        if isinstance(value, float) and value.is_integer():
+            number = int(value)
+        else:
+            raise RopebenchError(f"{where} must be whole numbers of tokens (integers) like 512,1024,4k; "
+                                 f"got {value!r}") from err
+    if number < 1:
+        raise RopebenchError(f"{where} must be positive integers; got {value!r}")
+    if number > MAX_TOKENS:
+        raise RopebenchError(f"{where}: {number} is above the maximum {MAX_TOKENS} tokens; give "
+                             "shorter lengths")
+    return number
+
+
+def parse_lengths(value: Any, where: str) -> list[int]:
+    """Lengths as a comma-separated text ("512,1024,4k") or a list, in the order given."""
+    parts = value if isinstance(value, list | tuple) else [
+        p for p in str(value).split(",") if p.strip()]
+    if not parts:
+        raise RopebenchError(f"{where} must list at least one context length, e.g. 512,1024,4k")
+    return [parse_length(part, where) for part in parts]
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """`["key=value", ...]` (the repeated `--set`) as a dict; keys may be dotted, the last of a
     repeated key wins. A value is read as a plan file reads it (YAML: `50`, `3.0e-4`, `true`,

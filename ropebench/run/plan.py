@@ -41,7 +41,14 @@ from typing import TYPE_CHECKING, Any
 from ropebench.errors import RopebenchError
 from ropebench.registry import did_you_mean
 from ropebench.run.backends import BackendChoice, backend_choice
-from ropebench.settings import MAX_SAMPLES, MAX_SEED, MAX_TOKENS, field_names, parse_settings
+from ropebench.settings import (
+    MAX_SAMPLES,
+    MAX_SEED,
+    field_names,
+    parse_length,
+    parse_lengths,
+    parse_settings,
+)
 
 if TYPE_CHECKING:
     from ropebench.tasks.base import TaskOptions
@@ -156,7 +163,7 @@ def plan_from_dict(raw: dict[str, Any], *, source: str = "plan") -> Plan:
         )
     plan = Plan(
         model=str(raw["model"]),
-        target_length=_positive_int(raw["target_length"], f"{source}: target_length", MAX_TOKENS),
+        target_length=parse_length(raw["target_length"], f"{source}: target_length"),
         methods=tuple(methods),
         evaluate=_evaluate(raw["evaluate"], f"{source}: evaluate"),
         name=str(raw.get("name") or "comparison"),
@@ -341,12 +348,13 @@ def _evaluate(raw: Any, where: str) -> EvalPlan:
         lengths = [x for x in str(lengths).split(",") if x.strip()]
     if not lengths or not isinstance(lengths, list):
         raise RopebenchError(f"{where}: `lengths` must list at least one context length")
+    lengths = parse_lengths(lengths, f"{where}: lengths")
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise RopebenchError(f"{where}: `options` must be a mapping")
     return EvalPlan(
         tasks=tuple(str(t) for t in tasks),
-        lengths=tuple(sorted({_positive_int(x, f"{where}: lengths", MAX_TOKENS) for x in lengths})),
+        lengths=tuple(sorted(set(lengths))),
         samples=_positive_int(raw.get("samples", 4), f"{where}: samples", MAX_SAMPLES),
         seed=_bounded_int(_int(raw.get("seed", 0), f"{where}: seed"), f"{where}: seed", 0, MAX_SEED),
         options=dict(options),
@@ -404,8 +412,6 @@ def _int(value: Any, where: str) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise RopebenchError(f"{where}: expected a whole number, got {value!r}")
     try:
-        if isinstance(value, str) and value.strip().lower().endswith("k"):
-            return int(value.strip()[:-1]) * 1024  # "4k" = 4096, as context lengths are written
         return int(value)
     except (TypeError, ValueError) as err:
         raise RopebenchError(f"{where}: expected an integer, got {value!r}") from err

@@ -63,28 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_lengths(text: str) -> list[int]:
-    """`512,1024,4k` -> [512, 1024, 4096]."""
-    from ropebench.errors import RopebenchError
-    from ropebench.settings import MAX_TOKENS
-
-    lengths = []
-    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
-        scale = 1024 if part.endswith("k") else 1
-        try:
-            lengths.append(int(part.removesuffix("k")) * scale)
-        except ValueError as err:
-            raise RopebenchError(
-                f"--lengths must be whole numbers of tokens like 512,1024,4k; got {text!r}"
-            ) from err
-    if not lengths or min(lengths) < 1:
-        raise RopebenchError(f"--lengths must be positive integers; got {text!r}")
-    if max(lengths) > MAX_TOKENS:
-        raise RopebenchError(f"--lengths {max(lengths)} is above the maximum {MAX_TOKENS} tokens; "
-                             "give shorter lengths")
-    return lengths
-
-
 def run(args: argparse.Namespace) -> int:
     from ropebench.backends.base import ModelSource
     from ropebench.bounded import check_factors_file
@@ -98,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ropebench.run.evaluate import read_rows, resolve_options, run_evaluation
     from ropebench.run.overrides import parse_set
     from ropebench.run.plan import check_label
+    from ropebench.settings import parse_lengths
     from ropebench.tasks import expand_tasks, get_task
     from ropebench.tasks.chat_check import check_folder_template
 
@@ -107,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise RopebenchError("--tasks is empty; give e.g. --tasks ruler,passkey (see `ropebench list`)")
     tasks = expand_tasks(names)
-    lengths = parse_lengths(args.lengths)
+    lengths = parse_lengths(args.lengths, "--lengths")
     if args.label is not None:
         check_label(args.label)
     check_numbers(args)
