@@ -64,6 +64,9 @@ class ModelSource:
     scaling: RopeScaling | None = None
     work_dir: Path | None = None
     trust_remote_code: bool = False
+    # The longest evaluation length it will be asked for (0: unknown); an engine that sizes its
+    # context up front (vLLM) makes room for it even where the config's window is shorter.
+    longest: int = 0
 
     @property
     def identity(self) -> dict[str, Any]:

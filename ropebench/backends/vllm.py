@@ -127,8 +127,10 @@ class VLLMBackend(Backend):
 
     def __init__(self, model_dir: str | Path, tokenizer=None, *,
                  options: VLLMOptions | dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 identity: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+                 longest: int = 0) -> None:
         self.model_dir = str(model_dir)
+        self.longest = longest
         self.options = (options if isinstance(options, VLLMOptions) else
                         parse_settings(VLLMOptions, dict(options or {}), where="vllm backend option"))
         self.rank, self.world_size = rank, world_size
@@ -176,7 +178,7 @@ class VLLMBackend(Backend):
         model_dir = export_for_vllm(source.model, source.scaling, export,
                                     trust_remote_code=source.trust_remote_code)
         return cls(model_dir, options=options, identity=source.identity, rank=place.rank,
-                   world_size=place.world_size)
+                   world_size=place.world_size, longest=source.longest)
 
     @property
     def batch_size(self) -> int:  # type: ignore[override]
@@ -208,6 +210,14 @@ class VLLMBackend(Backend):
         return int(self.options.max_model_len or self.config["max_position_embeddings"] + 1)
 
     @property
+    def engine_length(self) -> int:
+        """The engines' max_model_len: `max_length`, or room for the longest length asked for
+        where a model is evaluated beyond its configured window (the original model)."""
+        if self.options.max_model_len:
+            return int(self.options.max_model_len)
+        return max(self.max_length, self.longest + 1)
+
+    @property
     def window(self) -> int:
         """The pretrained window: where switching and dynamic RoPE change behaviour."""
         p = self.params
@@ -227,13 +237,13 @@ class VLLMBackend(Backend):
     # ------------------------------------------------------------------ engines
     def engine_for(self, total_tokens: int, *, nll_length: int | None = None) -> EngineKey:
         """The engine whose RoPE equals transformers' for a sequence of `total_tokens` tokens."""
-        if total_tokens > self.max_length:
+        if total_tokens > self.engine_length:
             raise RopebenchError(
                 f"a request of {total_tokens} tokens exceeds the vllm engine's max_model_len "
-                f"{self.max_length}; raise --set backend.max_model_len or lower --lengths"
+                f"{self.engine_length}; raise --set backend.max_model_len or lower --lengths"
             )
         if self.switching and total_tokens <= self.window:
-            return EngineKey(self.max_length, short=True)
+            return EngineKey(self.engine_length, short=True)
         if self.dynamic:
             if nll_length is None and total_tokens > self.window:
                 raise RopebenchError(
@@ -243,8 +253,8 @@ class VLLMBackend(Backend):
                     "generation beyond the window"
                 )
             theta = dynamic_base(self.config, nll_length or total_tokens)
-            return EngineKey(self.max_length, rope_theta=theta)
-        return EngineKey(self.max_length)
+            return EngineKey(self.engine_length, rope_theta=theta)
+        return EngineKey(self.engine_length)
 
     def _engine(self, key: EngineKey):
         if key in self._engines:
@@ -362,7 +372,7 @@ class VLLMBackend(Backend):
             if self.switching and n <= self.window < n + max_new_tokens:
                 budget[i] = self.window + 1 - n  # the forward on window + 1 tokens is the first long one
                 crossing.append(i)
-                key = EngineKey(self.max_length, short=True)
+                key = EngineKey(self.engine_length, short=True)
             else:
                 key = self.engine_for(n + max_new_tokens)
             groups.setdefault(key, []).append(i)
@@ -374,7 +384,7 @@ class VLLMBackend(Backend):
                   if len(tokens[i]) == budget[i] and not (tokens[i] and tokens[i][-1] in stop_set)]
         if resume:
             key = self.engine_for(self.window + max_new_tokens + 1)
-            key = EngineKey(self.max_length) if self.switching else key
+            key = EngineKey(self.engine_length) if self.switching else key
             self._run(key, [list(prompts[i]) + tokens[i] for i in resume],
                       [max_new_tokens - len(tokens[i]) for i in resume], stop_ids, tokens, resume,
                       append=True)

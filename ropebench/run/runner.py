@@ -246,7 +246,9 @@ class ComparisonRunner:
         if self._loaded is not None and self._loaded[0] == key:
             return self._loaded[1]
         self._release()
-        backend = open_backend(choice, ModelSource(source, scaling, work_dir=work_dir))
+        longest = max(self.plan.evaluate.lengths)
+        backend = open_backend(choice, ModelSource(source, scaling, work_dir=work_dir,
+                                                   longest=longest))
         self._loaded = (key, backend)
         return backend
 

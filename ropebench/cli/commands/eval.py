@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     label = args.label or (scaling.method if scaling is not None else "none")
     choice.backend_class.check_source(scaling)
     backend = open_backend(choice, ModelSource(args.model, scaling, work_dir=args.out,
-                                               trust_remote_code=args.trust_remote_code))
+                                               trust_remote_code=args.trust_remote_code,
+                                               longest=max(lengths)))
     rows = run_evaluation(
         backend,
         identity={"scaling": scaling.to_dict() if scaling is not None else None},
