@@ -93,7 +93,7 @@ def test_longrope2_search_invariants(model, nll_fitness):
     assert result.short_factor == (1.0,) * spec.n_pairs
     # Never the same vector twice: every scored factor list is distinct.
     assert len(nll_fitness["factors"]) == len(set(nll_fitness["factors"]))
-    extra = result.extra
+    extra = result.to_dict()["extra"]  # the record as saved
     assert extra["evaluations"] == len(nll_fitness["factors"])
     assert extra["evaluations"] <= settings().evaluations()
     history = extra["fitness_history"]
@@ -113,8 +113,8 @@ def test_search_result_is_the_best(model, nll_fitness):
     apply_scaling(model, result)
     with torch.no_grad():
         best = float(model(tokens, labels=tokens).loss)
-    assert best == pytest.approx(result.extra["best_fitness"], rel=1e-5)
-    assert best == pytest.approx(min(result.extra["fitness_history"]), rel=1e-6)
+    assert best == pytest.approx(result.search.best_fitness, rel=1e-5)
+    assert best == pytest.approx(min(result.search.fitness_history), rel=1e-6)
 
 
 def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
@@ -133,7 +133,7 @@ def test_resume_matches_an_uninterrupted_run(model, nll_fitness, tmp_path):
     resumed = search_longrope2(model, spec, TARGET, settings(seed=3), checkpoint=ckpt)
     assert resumed.long_factor == full.long_factor
     assert resumed.critical_index == full.critical_index
-    assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
+    assert resumed.search.fitness_history == full.search.fitness_history
     # Nothing evaluated twice across the interruption.
     assert len(nll_fitness["factors"]) == n_full
     assert done_before == 11
@@ -233,8 +233,8 @@ def test_a_finished_search_can_be_extended(model, nll_fitness, tmp_path):
     search_longrope2(model, spec, TARGET, settings(iterations=1), checkpoint=ckpt)
     extended = search_longrope2(model, spec, TARGET, settings(iterations=3), checkpoint=ckpt)
     assert extended.long_factor == straight.long_factor
-    assert extended.extra["fitness_history"] == straight.extra["fitness_history"]
-    assert len(nll_fitness["factors"]) == straight.extra["evaluations"]
+    assert extended.search.fitness_history == straight.search.fitness_history
+    assert len(nll_fitness["factors"]) == straight.search.evaluations
 
 
 def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(model, tmp_path):
@@ -265,16 +265,16 @@ def test_baselines_are_scored_on_the_fitness_documents_and_survive_a_resume(mode
             fitness="test_loss", iterations=1, baselines=("pi", "yarn")), checkpoint=ckpt)
     finally:
         FITNESS._builtins.pop("test_loss")
-    assert list(first.extra["baseline_fitness"]) == ["yarn"]
-    assert list(second.extra["baseline_fitness"]) == ["pi", "yarn"]
+    assert list(first.search.baseline_fitness) == ["yarn"]
+    assert list(second.search.baseline_fitness) == ["pi", "yarn"]
     assert scored.count("linear") == 1 and "yarn" not in scored  # pi scored once, yarn reused
-    assert second.extra["baseline_fitness"]["yarn"] == first.extra["baseline_fitness"]["yarn"]
-    assert second.extra["evaluations"] == first.extra["evaluations"] + 4  # baselines not counted
-    for name, value in second.extra["baseline_fitness"].items():
+    assert second.search.baseline_fitness["yarn"] == first.search.baseline_fitness["yarn"]
+    assert second.search.evaluations == first.search.evaluations + 4  # baselines not counted
+    for name, value in second.search.baseline_fitness.items():
         apply_scaling(model, get_extender(name).rescale(spec, TARGET))
         with torch.no_grad():
             assert float(model(tokens, labels=tokens).loss) == pytest.approx(value, rel=1e-5)
-    assert search_output(second)["baseline_fitness"] == second.extra["baseline_fitness"]
+    assert search_output(second)["baseline_fitness"] == second.search.baseline_fitness
 
 
 def test_unknown_baseline_is_refused_up_front():
@@ -314,9 +314,9 @@ def test_batch_scoring_finds_what_one_by_one_finds_and_resumes_either_way(model,
     scorer = make_scorer(HFBackend(model, None), TARGET, settings(seed=3))
     batched = _Batched(scorer, width=3)
     result = ga.search_longrope2(spec, TARGET, batched, settings(seed=3))
-    assert max(batched.batches) == 3 and sum(batched.batches) == full.extra["evaluations"]
+    assert max(batched.batches) == 3 and sum(batched.batches) == full.search.evaluations
     for key in ("fitness_history", "best_fitness", "baseline_fitness", "evaluations"):
-        assert result.extra[key] == full.extra[key]
+        assert getattr(result.search, key) == getattr(full.search, key)
     assert (result.long_factor, result.critical_index) == (full.long_factor, full.critical_index)
 
     # A process that does not write checkpoints leaves none; an interrupted batched search
@@ -332,5 +332,5 @@ def test_batch_scoring_finds_what_one_by_one_finds_and_resumes_either_way(model,
     assert len(json.loads(ckpt.read_text())["state"]["cache"]) == 8
     nll_fitness["fail_at"] = None
     resumed = search_longrope2(model, spec, TARGET, settings(seed=3), checkpoint=ckpt)
-    assert resumed.extra["fitness_history"] == full.extra["fitness_history"]
+    assert resumed.search.fitness_history == full.search.fitness_history
     assert resumed.long_factor == full.long_factor

@@ -123,10 +123,10 @@ def test_known_landscape_longrope2_space():
     target = longrope2_factors(SPEC, c_star, upper)
     settings = quiet(population=32, iterations=40)
     result = search_longrope2(SPEC, TARGET, distance_to(target), settings)
-    assert settings.evaluations() == result.extra["evaluations"] == 704
+    assert settings.evaluations() == result.search.evaluations == 704
     assert result.critical_index == c_star
     assert max(abs(a - b) for a, b in zip(result.long_factor, target, strict=True)) <= 0.5
-    first, last = result.extra["fitness_history"][0], result.extra["fitness_history"][-1]
+    first, last = result.search.fitness_history[0], result.search.fitness_history[-1]
     assert last < first / 4  # the generations did the work, not the seeds
 
 
@@ -137,9 +137,9 @@ def test_known_landscape_longrope_v1_space():
     target = [1.0 + 9.0 * (i / (n - 1)) ** 2 for i in range(n)]
     settings = quiet(population=32, iterations=40, fitness="ppl")
     result = search_longrope(SPEC, TARGET, distance_to(target), settings)
-    assert result.extra["evaluations"] == 704
+    assert result.search.evaluations == 704
     assert max(abs(a - b) for a, b in zip(result.long_factor, target, strict=True)) <= 0.6
-    first, last = result.extra["fitness_history"][0], result.extra["fitness_history"][-1]
+    first, last = result.search.fitness_history[0], result.search.fitness_history[-1]
     assert last < first / 4
 
 

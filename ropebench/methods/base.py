@@ -142,7 +142,7 @@ class Extender(ABC):
             settings: an instance of `search_settings_class` (its defaults when None).
             checkpoint: a JSON file to resume from and to write progress to.
         Returns:
-            The best scaling found, `provenance="searched"`, its search record in `extra`.
+            The best scaling found, `provenance="searched"`, with its `SearchRecord` (`search`).
         """
         return self.rescale(spec, target_length)
 

@@ -23,6 +23,40 @@ from ropebench.rope.spec import RopeSpec
 MAX_FACTOR = 1e6
 
 
+@dataclass
+class SearchRecord:
+    """What a search found besides its factors and critical index (those are the scaling's own).
+
+    Saved inside the scaling's `extra` under these names, so a scaling file reads the same with or
+    without this type; `baseline_spread` (each baseline's fitness on disjoint document sets) is
+    added after the search, by the process that writes the result."""
+
+    fitness: str  # the fitness function's name
+    best_fitness: float
+    fitness_history: list[float]  # the best fitness after each generation, generation 0 first
+    evaluations: int  # candidates scored
+    seconds: float  # time spent scoring them
+    baseline_fitness: dict[str, float]  # analytic methods on the fitness documents
+    settings: dict[str, Any]
+    baseline_spread: dict[str, list[float]] | None = None
+
+    def to_extra(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["baseline_spread"] is None:
+            del data["baseline_spread"]
+        return data
+
+    @classmethod
+    def split_extra(cls, extra: dict[str, Any]) -> tuple[SearchRecord | None, dict[str, Any]]:
+        """(the record saved in `extra`, or None; the rest of `extra`)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        if not all(name in extra for name in required):
+            return None, dict(extra)
+        record = cls(**{k: extra[k] for k in names if k in extra})
+        return record, {k: v for k, v in extra.items() if k not in names}
+
+
 @dataclass(frozen=True)
 class RopeScaling:
     """Everything needed to patch a model with a method, or to export it.
@@ -43,6 +77,13 @@ class RopeScaling:
     critical_index: int | None = None
     provenance: str = "analytic"  # "analytic", "given" (--set params.*), "searched" or "file"
     extra: dict[str, Any] = field(default_factory=dict)
+    search: SearchRecord | None = None  # set for a searched scaling
+
+    def __post_init__(self) -> None:
+        if self.search is None:  # a record given inside `extra` (a saved file) becomes typed
+            search, extra = SearchRecord.split_extra(self.extra)
+            object.__setattr__(self, "search", search)
+            object.__setattr__(self, "extra", extra)
 
     @property
     def switches(self) -> bool:
@@ -51,6 +92,9 @@ class RopeScaling:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        del data["search"]  # saved inside `extra`, as files have always held it
+        if self.search is not None:
+            data["extra"] = {**data["extra"], **self.search.to_extra()}
         data["long_factor"] = list(self.long_factor)
         data["short_factor"] = None if self.short_factor is None else list(self.short_factor)
         return data
@@ -138,6 +182,7 @@ def longrope_scaling(
     extra: dict[str, Any] | None = None,
     attention_factor: float | None = None,
     mscale: str = "longrope",
+    search: SearchRecord | None = None,
 ) -> RopeScaling:
     """A switching scaling: `short_factor` (default: all 1) up to the window, `long_factor` past it.
 
@@ -179,4 +224,5 @@ def longrope_scaling(
         critical_index=critical_index,
         provenance=provenance,
         extra=dict(extra or {}),
+        search=search,
     )

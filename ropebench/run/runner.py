@@ -167,20 +167,22 @@ class ComparisonRunner:
             settings = settings_of("search", m.search, m.method)
             scaling = search_scaling(backend, extender, self.spec, self.plan.target_length,
                                      settings, folder / "search-checkpoint.json")
-            self._say_spread(scaling, settings.documents)
+            if scaling.search is not None:
+                self._say_spread(scaling.search, settings.documents)
             self._release()  # the search leaves its last candidate patched in
         if self.writes:
             write_json_atomic(folder / "scaling.json", scaling.to_dict())
         return {"provenance": scaling.provenance,
-                "search_evaluations": int(scaling.extra.get("evaluations", 0))}
+                "search_evaluations": scaling.search.evaluations if scaling.search else 0}
 
-    def _say_spread(self, scaling, documents: int) -> None:
+    def _say_spread(self, record, documents: int) -> None:
         """Each baseline's fitness over disjoint document sets, beside the search's result."""
         from ropebench.search.fitness import spread_lines
 
-        spread, best = scaling.extra.get("baseline_spread"), scaling.extra.get("best_fitness")
-        if spread and best is not None:
-            self._status(f"search best {best:.4g}; baselines on disjoint document sets:")
+        spread = record.baseline_spread
+        if spread:
+            self._status(f"search best {record.best_fitness:.4g}; baselines on disjoint "
+                         "document sets:")
             for line in spread_lines(spread, documents):
                 self._status(line)
 

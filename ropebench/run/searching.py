@@ -20,7 +20,7 @@ from ropebench.run.distributed import RankScorer, barrier
 def search_scaling(backend: Backend, extender: Extender, spec: RopeSpec, target_length: int,
                    settings: SearchSettings, checkpoint: Path) -> RopeScaling:
     """The method's searched scaling for `target_length`, resumed from `checkpoint`; on rank 0
-    its `extra` also holds `baseline_spread`."""
+    its search record also holds `baseline_spread`."""
     from ropebench.search.fitness import baseline_spread, make_scorer
 
     scorer = make_scorer(backend, target_length, settings)
@@ -28,9 +28,9 @@ def search_scaling(backend: Backend, extender: Extender, spec: RopeSpec, target_
         scorer = RankScorer(scorer, backend.rank, backend.world_size)
     scaling = extender.search(spec, target_length, scorer, settings, checkpoint=checkpoint)
     barrier(backend.world_size)
-    if backend.rank == 0:
+    record = scaling.search
+    if backend.rank == 0 and record is not None:
         baselines = tuple(getattr(settings, "baselines", ()))
-        scaling.extra["baseline_spread"] = baseline_spread(
-            backend, spec, target_length, settings, baselines,
-            known=scaling.extra.get("baseline_fitness"))
+        record.baseline_spread = baseline_spread(backend, spec, target_length, settings,
+                                                 baselines, known=record.baseline_fitness)
     return scaling

@@ -97,17 +97,17 @@ def run(args: argparse.Namespace) -> int:
                                  checkpoint)
         if rank != 0:
             return 0
-        spread = scaling.extra["baseline_spread"]
         write_json_atomic(args.out, search_output(scaling))
-    history = scaling.extra.get("fitness_history", [])
-    if history:
-        print(f"best {settings.fitness} {history[-1]:.4f} after {scaling.extra['evaluations']} "
-              f"evaluations ({scaling.extra['seconds']:.0f} s); critical index {scaling.critical_index}")
-    baselines = scaling.extra.get("baseline_fitness") or {}
-    if baselines:
-        print("on the same documents: " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items()))
-    if spread:
+    record = scaling.search
+    if record is not None and record.fitness_history:
+        print(f"best {settings.fitness} {record.fitness_history[-1]:.4f} after "
+              f"{record.evaluations} evaluations ({record.seconds:.0f} s); critical index "
+              f"{scaling.critical_index}")
+    if record is not None and record.baseline_fitness:
+        print("on the same documents: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in record.baseline_fitness.items()))
+    if record is not None and record.baseline_spread:
         print("baselines on other document sets (how much a win on the fitness set means):")
-        print("\n".join(spread_lines(spread, settings.documents)))
+        print("\n".join(spread_lines(record.baseline_spread, settings.documents)))
     print(f"factors written to {args.out}")
     return 0

@@ -38,7 +38,7 @@ from ropebench.methods.evolution.space import (
 )
 from ropebench.methods.evolution.state import SearchState, fingerprint_of
 from ropebench.rope.math import critical_index, critical_index_10, scale_of
-from ropebench.rope.scaling import RopeScaling, longrope_scaling
+from ropebench.rope.scaling import RopeScaling, SearchRecord, longrope_scaling
 from ropebench.rope.spec import RopeSpec
 
 MAX_TRIES = 100  # attempts to draw an unseen mutant before giving up on that child
@@ -64,20 +64,6 @@ def score_baselines(
         value = float(value)
         scores[name] = value if math.isfinite(value) else math.inf
     return bool(missing)
-
-
-@dataclass
-class SearchRecord:
-    """What a search found besides its factors; kept in the result's `extra` (and at the top level
-    of `ropebench search`'s JSON) under these names."""
-
-    fitness: str  # the fitness function's name
-    best_fitness: float
-    fitness_history: list[float]  # the best fitness after each generation, generation 0 first
-    evaluations: int  # candidates scored
-    seconds: float  # time spent scoring them
-    baseline_fitness: dict[str, float]  # analytic methods on the fitness documents
-    settings: dict[str, Any]
 
 
 @dataclass
@@ -139,12 +125,12 @@ class Evolution:
 
     # -- scoring ---------------------------------------------------------------------------
 
-    def to_scaling(self, cand: Candidate, extra: dict[str, Any] | None = None) -> RopeScaling:
+    def to_scaling(self, cand: Candidate, search: SearchRecord | None = None) -> RopeScaling:
         method, settings = self.problem.method, self.settings
         return longrope_scaling(
             self.spec, self.target_length, self.space.factors(cand), method=method,
             critical_index=cand.critical_index if method == "longrope2" else None,
-            provenance="searched", extra={"n_hat": settings.n_hat, **(extra or {})},
+            provenance="searched", extra={"n_hat": settings.n_hat}, search=search,
             mscale=settings.mscale,
         )
 
@@ -271,8 +257,8 @@ class Evolution:
         )
 
     def result(self, best: Candidate) -> RopeScaling:
-        """The best candidate as a scaling, its `SearchRecord` in `extra`."""
-        return self.to_scaling(best, extra=dataclasses.asdict(self.record_of(best)))
+        """The best candidate as a scaling with its `SearchRecord`."""
+        return self.to_scaling(best, search=self.record_of(best))
 
 
 def _critical_range(spec: RopeSpec, settings: EvolutionSettings) -> list[int]:
@@ -379,8 +365,4 @@ def search_longrope(
 def search_output(scaling: RopeScaling) -> dict[str, Any]:
     """The JSON a search writes: `RopeScaling.to_dict()` plus the search record at top level."""
     data = scaling.to_dict()
-    keys = (*(f.name for f in dataclasses.fields(SearchRecord)), "baseline_spread")
-    for key in keys:
-        if key in scaling.extra:
-            data[key] = scaling.extra[key]
-    return data
+    return {**data, **(scaling.search.to_extra() if scaling.search is not None else {})}
