@@ -87,3 +87,21 @@ def test_old_plugin_imports_keep_working():
     assert old_base.Extender is Extender and old_base.RopeScaling is RopeScaling
     assert old_longrope.longrope_scaling is longrope_scaling
     assert old_rope.RopeSpec is RopeSpec and callable(old_rope.scale_of)
+
+
+def test_each_addition_the_docs_list_touches_at_most_two_files_and_names_its_proof():
+    """docs/architecture.md's "Where a change goes": every row says how many package files an
+    addition touches (1 or 1-2) and names the test that adds one from outside the package."""
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("## Where a change goes", 1)[1].split("\n\n")[1]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert {"a backend (vLLM, SGLang, ...)", "a task", "a report section kind",
+            "a method with analytic factors"} <= {row[0].strip() for row in rows}
+    for what, touched, shown in rows:
+        if what.strip() == "data-parallel evaluation":  # a change to the loop, not a plugin
+            continue
+        assert re.match(r"\s*(1|1-2):", touched), what
+        tests = re.findall(r"`(tests/test_\w+\.py)`", shown)
+        assert tests and all((PACKAGE.parent / t).is_file() for t in tests), what
