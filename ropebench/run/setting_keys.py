@@ -17,7 +17,7 @@ TITLES = {
     TRAIN: "fine-tuning (`train:` in a plan)",
     TASK: "one task's options (`evaluate: {options: {TASK: ...}}` in a plan)",
     TASKS: "any TASK key, for every task that takes it (`evaluate: {options: ...}` in a plan)",
-    BACKEND: "the --backend's engine options",
+    BACKEND: "the backend's engine options; a plan's `backend: {name: NAME, KEY: ...}`",
 }
 GENERATIVE = "every generative task"
 WIDTH = 96
