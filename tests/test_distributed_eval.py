@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 EVAL = ["eval", "reference", "--method", "yarn", "--target-length", "1024", "--lengths", "256,512",
-        "--samples", "3", "--no-progress", "--set", "tasks.batch_size=2"]
+        "--samples", "3", "--no-progress", "--set", "backend.batch_size=2"]
 
 
 def _run(args: list[str], procs: int) -> None:

@@ -8,7 +8,7 @@ import os
 import pytest
 from helpers import tiny_llama, tiny_tokenizer
 
-from ropebench.backends.hf import HFBackend
+from ropebench.backends.hf import HFBackend, HFOptions
 from ropebench.cli.main import main
 from ropebench.errors import RopebenchError
 from ropebench.io import LOCK_FILE, read_jsonl
@@ -63,7 +63,8 @@ def test_changed_model_weights_recompute(model, tok, tmp_path):
 def test_unchanged_inputs_reuse_rows(model, tok, tmp_path):
     _eval(HFBackend(model, tok), tmp_path)
     stamp = (tmp_path / "rows.jsonl").read_text()
-    _eval(HFBackend(model, tok), tmp_path, options={"max_new_tokens": 4, "batch_size": 1})
+    _eval(HFBackend(model, tok, options=HFOptions(batch_size=1, engine="hf")), tmp_path,
+          options={"max_new_tokens": 4})
     assert (tmp_path / "rows.jsonl").read_text() == stamp  # speed-only options change nothing
 
 
