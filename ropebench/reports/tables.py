@@ -15,20 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ropebench.errors import RopebenchError
 from ropebench.reports.results import RunResults
-from ropebench.stats import (
-    RESAMPLES,
-    Z95,
-    bootstrap_mean,
-    interval,
-    overlap,
-    ratio_interval,
-    wilson,
-)
+from ropebench.stats import cell_interval as stats_cell_interval
+from ropebench.stats import group_interval, overlap, ratio_interval
 from ropebench.tasks import GROUPS, Task, get_task
 from ropebench.tasks.registry import TASKS
 from ropebench.tasks.ruler.aggregate import (
@@ -120,73 +112,14 @@ def _subtask(meta) -> str:
 
 # ---------------------------------------------------------------- intervals per cell
 
-def _pooled_nll_interval(nll: np.ndarray, tokens: np.ndarray) -> tuple[float, float]:
-    """Bootstrap over documents of exp(summed NLL / summed tokens), fixed seed."""
-    if nll.size < 2:
-        value = math.exp(nll.sum() / tokens.sum())
-        return (value, value)
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, nll.size, size=(RESAMPLES, nll.size))
-    values = np.exp(nll[picks].sum(axis=1) / tokens[picks].sum(axis=1))
-    low, high = np.percentile(values, [2.5, 97.5])
-    return (float(low), float(high))
-
-
-def _stderr(meta: dict) -> float | None:
-    """lm-eval's standard error of the row's headline metric (`acc,none` -> `acc_stderr,none`)."""
-    metric, metrics = str(meta.get("metric", "")), meta.get("metrics") or {}
-    name, _, variant = metric.partition(",")
-    value = metrics.get(f"{name}_stderr,{variant}" if variant else f"{name}_stderr")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-# lm-eval metrics that score each item 0 or 1: a row's value is then a pass rate over its items.
-BINARY_METRICS = ("acc", "acc_norm", "exact_match")
-
-
-def _binary_items(meta: dict) -> int | None:
-    """Items behind an lm-eval row whose metric passes or fails each item, else None."""
-    metrics = meta.get("metrics") or {}
-    items = metrics.get("sample_len")
-    if str(meta.get("metric", "")).partition(",")[0] in BINARY_METRICS and isinstance(items, int):
-        return items if items > 0 else None
-    return None
-
-
 def cell_interval(task: Task, group: pd.DataFrame) -> tuple[int, float, float, float]:
-    """(n, score, low, high) of one cell's rows on the display scale. Per-document values in a
-    measured row's metadata are bootstrapped over documents; lm-eval rows of a pass-or-fail
-    metric are pooled over their items (Wilson), other single lm-eval rows use lm-eval's standard
-    error; other rows are samples (Wilson for pass rates, the bootstrap otherwise)."""
+    """(n, score, low, high) of one cell's rows on the display scale, by the one rule
+    `stats.cell_interval` (summary.csv uses it too)."""
     scale = scale_of(task)
-    scores = group["score"].astype(float).tolist()
-    score = scale * sum(scores) / len(scores)
-    metas = [m or {} for m in group["metadata"]]
-    if task.per_document == "pooled_nll" and all("document_nll" in m for m in metas):
-        nll = np.array([v for m in metas for v in m["document_nll"]], dtype=float)
-        tokens = np.array([v for m in metas for v in m["document_tokens"]], dtype=float)
-        low, high = _pooled_nll_interval(nll, tokens)
-        return (len(nll), score, scale * low, scale * high)
-    if task.per_document and all("document_ppl" in m for m in metas):
-        values = [v for m in metas for v in m["document_ppl"]]
-        low, high = bootstrap_mean(values)
-        return (len(values), score, scale * low, scale * high)
-    items = [_binary_items(m) for m in metas]
-    if all(items):
-        total = sum(items)
-        passed = sum(value * n for value, n in zip(scores, items, strict=True))
-        low, high = wilson(passed, total)
-        return (total, scale * passed / total, scale * low, scale * high)
-    if len(scores) == 1 and _stderr(metas[0]) is not None:
-        half = Z95 * _stderr(metas[0])
-        low, high = max(0.0, scores[0] - half), scores[0] + half
-        if task.unit == "fraction":
-            high = min(1.0, high)
-        return (1, score, scale * low, scale * high)
-    if len(scores) == 1 and task.unit != "fraction" or len(scores) == 1 and scores[0] not in (0, 1):
-        return (1, score, math.nan, math.nan)  # one number: no interval to give
-    low, high = interval(scores)
-    return (len(scores), score, scale * low, scale * high)
+    n, score, low, high = stats_cell_interval(
+        group["score"].astype(float).tolist(), list(group["metadata"]),
+        per_document=task.per_document, fraction=task.unit == "fraction")
+    return (n, scale * score, scale * low, scale * high)
 
 
 def cell_stats(rows: pd.DataFrame) -> pd.DataFrame:
@@ -204,20 +137,15 @@ def cell_stats(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_stats(rows: pd.DataFrame, members: list[str]) -> pd.DataFrame:
-    """Per (method, length): the plain mean of the member tasks' scores (x100) with a bootstrap
-    interval that resamples each task's samples within the task, n (samples) and tasks covered."""
+    """Per (method, length): the plain mean of the member tasks' scores (x100) with its interval
+    (`stats.group_interval`), n (samples) and tasks covered."""
     sub = rows[rows["task"].isin(members)]
     out = []
     for (method, length), cell in sub.groupby(["method", "length"], sort=True):
-        per_task = [g["score"].astype(float).to_numpy() for _, g in cell.groupby("task")]
-        score = 100 * float(np.mean([a.mean() for a in per_task]))
-        rng = np.random.default_rng(0)
-        means = np.zeros(RESAMPLES)
-        for values in per_task:
-            means += values[rng.integers(0, values.size, size=(RESAMPLES, values.size))].mean(axis=1)
-        low, high = np.percentile(100 * means / len(per_task), [2.5, 97.5])
+        per_task = [g["score"].astype(float).tolist() for _, g in cell.groupby("task")]
+        n, score, low, high = group_interval(per_task)
         tokens = pd.to_numeric(cell["input_tokens"], errors="coerce").mean()
-        out.append([method, int(length), len(cell), score, float(low), float(high), float(tokens),
+        out.append([method, int(length), n, 100 * score, 100 * low, 100 * high, float(tokens),
                     len(per_task)])
     return pd.DataFrame(out, columns=["method", "length", "n", "score", "low", "high", "tokens",
                                       "tasks"])

@@ -346,12 +346,13 @@ def reusable_rows(folders: list[Path], expected: dict[tuple[str, str, int], str]
 
 
 def summarize(rows: list[dict[str, Any]]):
-    """Per (method, task, length): the number of rows `n`, the mean score (x100 for scored tasks,
-    raw for perplexities) with its 95% interval (`ci_low`, `ci_high`: Wilson for pass rates, a
-    bootstrap over samples otherwise), and `prompt_tokens`, the mean prompt tokens actually used."""
+    """Per (method, task, length[, lm-eval sub-task]): `n`, the mean score (x100 for scored tasks,
+    raw for perplexities) with its 95% interval (`ci_low`, `ci_high`) by the rule the report
+    uses (`stats.cell_interval`: documents for perplexities, Wilson for pass rates, ...), and
+    `prompt_tokens`, the mean prompt tokens actually used."""
     import pandas as pd
 
-    from ropebench.stats import interval
+    from ropebench.stats import cell_interval
 
     columns = ["method", "task", "length", "n", "score", "ci_low", "ci_high", "prompt_tokens"]
     frame = pd.DataFrame(rows)
@@ -359,22 +360,26 @@ def summarize(rows: list[dict[str, Any]]):
         return pd.DataFrame(columns=columns)
     if "input_tokens" not in frame:
         frame["input_tokens"] = float("nan")
+    if "metadata" not in frame:
+        frame["metadata"] = [{}] * len(frame)
     # A task running several lm-eval tasks (`lmeval_long`) gets one line per sub-task.
     frame["subtask"] = [(m or {}).get("lm_eval_task", "") if isinstance(m, dict) else ""
-                        for m in frame.get("metadata", [None] * len(frame))]
+                        for m in frame["metadata"]]
     split = bool(frame["subtask"].astype(bool).any())
     if split:
         columns.insert(3, "subtask")
     out = []
     for (method, task, length, subtask), group in frame.groupby(
             ["method", "task", "length", "subtask"], sort=False):
-        scores = group["score"].astype(float).tolist()
-        low, high = interval(scores)
-        scale = 100.0 if get_task(task).unit == "fraction" else 1.0
+        spec = get_task(task)
+        metas = [m if isinstance(m, dict) else {} for m in group["metadata"]]
+        n, score, low, high = cell_interval(group["score"].astype(float).tolist(), metas,
+                                            per_document=spec.per_document,
+                                            fraction=spec.unit == "fraction")
+        scale = 100.0 if spec.unit == "fraction" else 1.0
         out.append({
-            "method": method, "task": task, "length": length, "subtask": subtask,
-            "n": len(scores),
-            "score": round(scale * sum(scores) / len(scores), 4),
+            "method": method, "task": task, "length": length, "subtask": subtask, "n": n,
+            "score": round(scale * score, 4),
             "ci_low": round(scale * low, 4), "ci_high": round(scale * high, 4),
             "prompt_tokens": round(float(pd.to_numeric(group["input_tokens"]).mean()), 1),
         })
