@@ -135,9 +135,10 @@ def test_niah_grid_and_ruler_tables(run_dir):
     grid = tables.depth_grid(results.rows, "niah", "longrope2")
     assert list(grid.index) == DEPTHS and list(grid.columns) == LENGTHS
     assert grid.to_numpy().min() >= 0 and grid.to_numpy().max() <= 1
-    per_task = tables.group_task_table(results.rows, "pi", "ruler")
+    section = next(s for s in tables.sections(results.rows) if s.key == "ruler")
+    per_task = tables.group_tasks_table(tables.cell_stats(results.rows), section, "pi")
     assert list(per_task.index) == list(GROUPS["ruler"])
-    assert per_task.loc["vt", 1024] == pytest.approx(75.0)
+    assert per_task.loc["vt", "1024"] == pytest.approx(75.0)
 
 
 def test_html_is_escaped_and_self_contained(run_dir):

@@ -107,14 +107,11 @@ def _on_cpu() -> bool:
 
 def dynamic_base(config: dict[str, Any], length: int) -> float:
     """transformers' dynamic-NTK base for a forward over `length` tokens (`rope_type: dynamic`)."""
+    from ropebench.rope.math import dynamic_ntk_base
     from ropebench.rope.spec import RopeSpec, configured_rope
 
-    params = configured_rope(config)
-    window = int(params.get("original_max_position_embeddings") or params["max_position_embeddings"])
-    dim = RopeSpec.from_config(config).rotary_dim
-    seq = max(length, window)
-    factor = float(params["factor"])
-    return float(params["rope_theta"]) * ((factor * seq / window) - (factor - 1)) ** (dim / (dim - 2))
+    return dynamic_ntk_base(RopeSpec.from_config(config), length,
+                            float(configured_rope(config)["factor"]))
 
 
 @BACKENDS.register("vllm")

@@ -180,14 +180,6 @@ def group_by_length(rows: pd.DataFrame, methods: list[str], group: str) -> pd.Da
     return table.reindex([m for m in methods if m in table.index])
 
 
-def group_task_table(rows: pd.DataFrame, method: str, group: str) -> pd.DataFrame:
-    """task x length, the group's task scores (mean of samples x100) for one method."""
-    members = list(GROUPS.get(group, ()))
-    sub = rows[rows["task"].isin(members) & (rows["method"] == method)]
-    table = sub.pivot_table(index="task", columns="length", values="score", aggfunc="mean") * 100
-    return table.loc[[t for t in members if t in table.index]]
-
-
 def group_coverage(rows: pd.DataFrame, method: str, group: str) -> str:
     """How many of the group's tasks each mean covers (the fewest over lengths): "13/13", or
     "11/13 partial" when a task did not fit or its data was missing."""
@@ -208,14 +200,6 @@ def group_threshold(table: pd.DataFrame, baseline: str | None, window: int) -> f
 
 def _per_length(scores: pd.Series) -> dict[int, float]:
     return {int(length): float(score) for length, score in scores.dropna().items()}
-
-
-def metric_by_length(rows: pd.DataFrame, task: str, methods: list[str]) -> pd.DataFrame:
-    """method x length mean score of one task on its display scale."""
-    sub = rows[rows["task"] == task]
-    table = sub.pivot_table(index="method", columns="length", values="score", aggfunc="mean")
-    table = table * scale_of(task_of(task))
-    return table.reindex([m for m in methods if m in table.index])
 
 
 def depth_grid(rows: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
