@@ -49,7 +49,7 @@ def views(results: RunResults) -> list[dict[str, Any]]:
                                 "comparisons": [], "note": ""}
         label = _method_label(results, row)
         if row.model is None:
-            view["note"] = "not compared: the row's checkpoint was not released"
+            view["note"] = "not compared: the checkpoint this row measured was not released"
         elif not model_matches(results.model, row.model):
             view["note"] = (f"not compared: the run measured {results.model}, the row "
                             f"{row.model}")
