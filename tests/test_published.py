@@ -55,6 +55,12 @@ def test_rows_as_read_in_their_sources():
     assert table2.scores[4096] == 94.61 and table2.scores[131072] == 82.03 and table2.trained
     assert rows["longrope2-table2-phi3-mini-yarn"].scores[131072] == 39.37
     assert rows[UNRELEASED].model is None and rows[UNRELEASED].samples is None
+    # Qwen2.5 report (arXiv 2412.15115) Table 16, "Qwen2.5-7B-Instruct" and its "w/o DCA + YARN"
+    with_dca, without = rows["qwen2.5-7b-instruct-yarn-dca"], rows["qwen2.5-7b-instruct"]
+    assert with_dca.scores[131072] == 55.1 and without.scores[131072] == 31.4
+    assert with_dca.params == {"frequency": "yarn"} and not with_dca.trained
+    # the caption: YaRN+DCA does not change the model within 32K tokens
+    assert all(with_dca.scores[n] == without.scores[n] for n in (4096, 8192, 16384, 32768))
     assert rows[LLAMA].plan_samples == 500 and rows[UNRELEASED].plan_samples == 500
 
 
@@ -187,7 +193,8 @@ def test_reproduce_writes_a_plan_for_every_row(tmp_path, capsys, name):
     assert main(["reproduce", name, "--out", str(out), *model]) == 0
     plan = yaml.safe_load(out.read_text())
     assert plan == reproduction_plan(row, None if row.model else "/models/base")
-    assert plan["model"] == (row.model or "/models/base") and plan["methods"] == [row.method]
+    method = {"method": row.method, "params": row.params} if row.params else row.method
+    assert plan["model"] == (row.model or "/models/base") and plan["methods"] == [method]
     assert plan["evaluate"]["lengths"] == sorted(row.scores) and plan["target_length"] == 131072
     assert plan["evaluate"]["samples"] == (row.samples or 500)
     assert ("train" in plan) is row.trained

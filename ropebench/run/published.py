@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class PublishedRow:
     samples: int | None  # per task and length; None: the source does not say
     chat: bool
     trained: bool = False  # the authors fine-tuned the extended model before measuring it
+    params: dict[str, Any] = field(default_factory=dict)  # the method's settings, e.g. dca's frequency
     version: str | None = None  # commit or document version the numbers were read at
     note: str = ""  # what the source leaves open, and where its text was read
     effective_length: int | None = None
@@ -86,6 +87,7 @@ def _row(name: str, raw: dict[str, Any]) -> PublishedRow:
         source=raw["source"], url=raw["url"], table=raw["table"],
         samples=None if raw["samples"] is None else int(raw["samples"]),
         chat=bool(raw["chat"]), trained=bool(raw.get("trained", False)),
+        params=dict(raw.get("params") or {}),
         version=raw.get("version"), note=raw.get("note", ""),
         effective_length=raw.get("effective_length"),
     )
@@ -140,7 +142,7 @@ def reproduction_plan(row: PublishedRow, model: str | None = None) -> dict[str, 
         "model": model,
         "target_length": lengths[-1],
         **({"train": {}} if row.trained else {}),
-        "methods": [row.method],
+        "methods": [{"method": row.method, "params": row.params} if row.params else row.method],
         "published": [row.name],
         "evaluate": {
             "tasks": [row.benchmark],
