@@ -44,10 +44,13 @@ def views(results: RunResults) -> list[dict[str, Any]]:
     out = []
     for row in named_rows(results):
         view: dict[str, Any] = {"name": row.name, "title": row.title, "source": row.source,
-                                "url": row.url, "model": row.model, "scores": row.scores,
+                                "table": row.table, "url": row.url, "version": row.version,
+                                "model": row.model, "scores": row.scores,
                                 "comparisons": [], "note": ""}
         label = _method_label(results, row)
-        if not model_matches(results.model, row.model):
+        if row.model is None:
+            view["note"] = "not compared: the checkpoint this row measured was not released"
+        elif not model_matches(results.model, row.model):
             view["note"] = (f"not compared: the run measured {results.model}, the row "
                             f"{row.model}")
         elif label is None:

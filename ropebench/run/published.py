@@ -1,9 +1,12 @@
 """Published benchmark numbers, to set beside a run (`ropebench/data/published/*.json`).
 
-Each row is one published table row: the model it measured (a hub id), the method ("none": the
-model as released), the benchmark (a task group, e.g. RULER's), its per-length scores (0-100) and
-where it was published (document, table, row, address). Only numbers found in the published
-material are entered; see docs for the rows that could not be verified.
+Each row is one published table row: the model it measured (a hub id; null where the checkpoint
+was never released), the method ("none": the model as released; otherwise the method the authors
+extended it with, `trained` when they also fine-tuned it), the benchmark (a task group, e.g.
+RULER's), its per-length scores (0-100) and where it was published (document, table and row,
+address, version). Only numbers read in the published material are entered; `samples` is null
+where the source does not state it, and `note` says what the source leaves open. See docs for the
+rows that could not be read.
 
 A plan's `published:` list or `ropebench report --published NAME` names rows; `ropebench
 reproduce NAME` writes the plan that would measure a row again.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +25,32 @@ from ropebench.registry import did_you_mean
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "published"
 RULER_SEED = 42  # RULER's generators' seed
+RULER_SAMPLES = 500  # RULER's default samples per task and length, for sources that state none
 
 
 @dataclass(frozen=True)
 class PublishedRow:
     name: str
     title: str
-    model: str
+    model: str | None  # hub id; None: the measured checkpoint was not released
     method: str
     benchmark: str  # the task group the scores are the per-length mean of
-    scores: dict[int, float]  # length -> score (0-100)
-    source: str
+    scores: dict[int, float]  # length -> score (0-100), as published
+    source: str  # the document
     url: str
-    samples: int
+    table: str  # the table and the row label, as printed
+    samples: int | None  # per task and length; None: the source does not say
     chat: bool
+    trained: bool = False  # the authors fine-tuned the extended model before measuring it
+    params: dict[str, Any] = field(default_factory=dict)  # the method's settings, e.g. dca's frequency
+    version: str | None = None  # commit or document version the numbers were read at
+    note: str = ""  # what the source leaves open, and where its text was read
     effective_length: int | None = None
+
+    @property
+    def plan_samples(self) -> int:
+        """Samples a reproduction draws: the source's own, else RULER's default."""
+        return RULER_SAMPLES if self.samples is None else self.samples
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ class Comparison:
 
     def statement(self) -> str:
         where = "inside" if self.inside else "outside"
-        return (f"published {self.published:.1f} lies {where} the measured 95% interval "
+        return (f"published {self.published} lies {where} the measured 95% interval "
                 f"[{self.low:.1f}, {self.high:.1f}] (n={self.n})")
 
 
@@ -70,8 +84,12 @@ def _row(name: str, raw: dict[str, Any]) -> PublishedRow:
         name=name, title=raw["title"], model=raw["model"], method=raw["method"],
         benchmark=raw["benchmark"],
         scores={int(length): float(score) for length, score in raw["scores"].items()},
-        source=raw["source"], url=raw["url"], samples=int(raw["samples"]),
-        chat=bool(raw["chat"]), effective_length=raw.get("effective_length"),
+        source=raw["source"], url=raw["url"], table=raw["table"],
+        samples=None if raw["samples"] is None else int(raw["samples"]),
+        chat=bool(raw["chat"]), trained=bool(raw.get("trained", False)),
+        params=dict(raw.get("params") or {}),
+        version=raw.get("version"), note=raw.get("note", ""),
+        effective_length=raw.get("effective_length"),
     )
 
 
@@ -93,8 +111,11 @@ def get_published(name: str) -> PublishedRow:
     return rows[name]
 
 
-def model_matches(run_model: str, published_model: str) -> bool:
-    """The run measured the published model: the same hub id, or a local copy under its name."""
+def model_matches(run_model: str, published_model: str | None) -> bool:
+    """The run measured the published model: the same hub id, or a local copy under its name.
+    A row whose checkpoint was never released (None) matches no run."""
+    if published_model is None:
+        return False
     run_model = run_model.rstrip("/")
     return run_model == published_model or \
         run_model.split("/")[-1].lower() == published_model.split("/")[-1].lower()
@@ -106,20 +127,27 @@ def compare(row: PublishedRow, measured: dict[int, tuple[float, float, float, in
             for length in sorted(set(row.scores) & set(measured))]
 
 
-def reproduction_plan(row: PublishedRow) -> dict[str, Any]:
-    """The plan that measures `row` again: its model as released, its lengths, the benchmark's
-    own sample count and seed, RULER's reference fill and the chat template as published."""
+def reproduction_plan(row: PublishedRow, model: str | None = None) -> dict[str, Any]:
+    """The plan that measures `row` again: its model (`model` replaces it, e.g. a local copy), its
+    lengths, the source's sample count (else RULER's) and RULER's seed, RULER's reference fill and
+    the chat template as published; a `train:` section (ropebench's defaults, to be sized to the
+    authors' budget) where the authors fine-tuned the extended model."""
+    model = model or row.model
+    if model is None:
+        raise RopebenchError(f"published row {row.name!r} measured a checkpoint that was not "
+                             "released; give the model to extend with --model PATH")
     lengths = sorted(row.scores)
     return {
         "name": f"reproduce-{row.name}",
-        "model": row.model,
+        "model": model,
         "target_length": lengths[-1],
-        "methods": [row.method],
+        **({"train": {}} if row.trained else {}),
+        "methods": [{"method": row.method, "params": row.params} if row.params else row.method],
         "published": [row.name],
         "evaluate": {
             "tasks": [row.benchmark],
             "lengths": lengths,
-            "samples": row.samples,
+            "samples": row.plan_samples,
             "seed": RULER_SEED,
             "options": {"fill": "reference", "chat": row.chat},
         },

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ropebench.run.published import PublishedRow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,6 +15,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a published row (omit it to list them)")
     parser.add_argument("--out", metavar="FILE", default=None,
                         help="YAML plan to write (default: reproduce-NAME.yaml here)")
+    parser.add_argument("--model", metavar="PATH", default=None,
+                        help="the model to measure instead of the row's (a local copy, or the "
+                             "checkpoint of a row whose model was not released)")
+
+
+def _header(row: PublishedRow, model: str) -> str:
+    """The plan's comment lines: what it reproduces, from where, and what the source leaves open."""
+    lines = [f"Reproduces {row.title}.",
+             f"Source: {row.source}, {row.table}, {row.url}"
+             + (f" ({row.version})" if row.version else ""),
+             f"Needs a GPU machine with the model ({model}) and RULER's data (essays, SQuAD, "
+             "HotpotQA)."]
+    if row.samples is None:
+        lines.append(f"The source states no sample count; {row.plan_samples} per task and "
+                     "length is RULER's default.")
+    if row.trained:
+        lines.append("The authors fine-tuned the extended model: size train: to their budget "
+                     "(see the note).")
+    if row.note:
+        lines.append(f"Note: {row.note}")
+    lines.append("Run: ropebench compare THIS_FILE --out DIR; the report sets the published row "
+                 "beside the run.")
+    return "".join(f"# {line}\n" for line in lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,13 +52,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{row.name}: {row.title} ({row.source})")
         return 0
     row = get_published(args.name)
+    plan = reproduction_plan(row, args.model)  # a row without a released model needs --model
     out = Path(args.out or f"reproduce-{row.name}.yaml")
     if out.is_dir():
         raise RopebenchError(f"--out {out} is a folder; give a YAML file name, e.g. {out}/plan.yaml")
-    header = (f"# Reproduces {row.title}.\n# Source: {row.source}, {row.url}\n"
-              f"# Needs a GPU machine with the model ({row.model}) and RULER's data (essays, "
-              "SQuAD, HotpotQA).\n# Run: ropebench compare THIS_FILE --out DIR; the report "
-              "sets the published row beside the run.\n")
-    write_text_atomic(out, header + yaml.safe_dump(reproduction_plan(row), sort_keys=False))
+    write_text_atomic(out, _header(row, plan["model"]) + yaml.safe_dump(plan, sort_keys=False))
     print(f"plan written to {out}")
     return 0
