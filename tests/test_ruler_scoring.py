@@ -9,8 +9,6 @@ from ropebench.tasks.ruler.aggregate import (
     LLAMA2_THRESHOLD,
     default_threshold,
     effective_length,
-    per_length_means,
-    task_scores,
     wavg_dec,
     wavg_inc,
 )
@@ -48,20 +46,6 @@ def test_control_characters_split_words():
     assert string_match_part("Robert\tStevenson", ["Robert Stevenson"]) == 0.0
 
 
-def test_task_scores_and_per_length_means():
-    rows = [
-        {"task": "a", "length": 4096, "score": 1.0},
-        {"task": "a", "length": 4096, "score": 0.0},
-        {"task": "b", "length": 4096, "score": 1.0},
-        {"task": "a", "length": 8192, "score": 0.25},
-        {"task": "b", "length": 8192, "score": 0.75},
-        {"task": "other", "length": 8192, "score": 1.0},
-    ]
-    scores = task_scores(rows, ["a", "b"])
-    assert scores == {"a": {4096: 50.0, 8192: 25.0}, "b": {4096: 100.0, 8192: 75.0}}
-    assert per_length_means(scores) == {4096: 75.0, 8192: 50.0}
-
-
 def test_weighted_averages_match_rulers_definition():
     per_length = {4096 * 2**i: s for i, s in enumerate([90, 80, 70, 60, 50, 40])}
     assert wavg_inc(per_length) == pytest.approx(
@@ -84,13 +68,6 @@ def test_effective_length():
     assert effective_length(dip, rule="largest") == 16384
     with pytest.raises(RopebenchError, match="rule"):
         effective_length(dip, rule="max")
-
-
-def test_coverage_counts_tasks_per_length():
-    from ropebench.tasks.ruler.aggregate import coverage
-
-    scores = {"a": {1: 1.0, 2: 2.0}, "b": {1: 3.0}, "x": {2: 1.0}}
-    assert coverage(scores, ["a", "b", "c"]) == {1: 2, 2: 1}
 
 
 def test_default_threshold_falls_back_to_the_models_own_score():

@@ -57,10 +57,6 @@ class ExtenderConfig:
     def __post_init__(self) -> None:
         validate(self, "method")  # bounds declared with `setting(...)`, finiteness of every number
 
-    def updated(self, overrides: dict[str, Any]) -> ExtenderConfig:
-        """A copy with `key=value` overrides (`--set params.*` or a plan's params), strictly parsed."""
-        return parse_settings(type(self), overrides, where="method", base=self)
-
 
 @dataclass
 class SearchSettings:

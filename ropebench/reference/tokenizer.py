@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
@@ -35,7 +34,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, model_max_length=1 << 20
     )
-
-
-def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    tokenizer.save_pretrained(str(out_dir))

@@ -65,7 +65,6 @@ class RunResults:
     rows: pd.DataFrame
     plan: dict[str, Any]
     environment: dict[str, Any]
-    stage_seconds: dict[str, float]  # "kind/label" -> seconds of the last finished attempt
 
     @property
     def baseline(self) -> str | None:
@@ -106,8 +105,6 @@ def load_run(run_dir: str | Path) -> RunResults:
         rows=rows,
         plan=json.loads(plan_path.read_text()) if plan_path.is_file() else {},
         environment=starts[-1].get("environment", {}) if starts else {},
-        stage_seconds={f"{e['kind']}/{e['label']}": e["seconds"] for e in events
-                       if e["event"] == "stage_done"},
     )
 
 

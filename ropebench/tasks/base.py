@@ -97,8 +97,8 @@ class NoOptions:
 class Task:
     """A benchmark registered by name (see `ropebench.tasks.registry`).
 
-    `kind` tells the evaluation loop how to run it: "generate" tasks build prompts and score the
-    model's greedy completions; "measure" tasks (perplexity, lm-eval) run a backend themselves.
+    The evaluation loop runs it by its class: a `GenerativeTask` builds prompts and scores the
+    model's greedy completions; a `MeasuredTask` (perplexity, lm-eval) runs a backend itself.
 
     What a task declares, so that the loop, the cost estimate and the reports stay generic:
     - `unit`: "fraction" (row scores in [0, 1], shown x100) or "perplexity" (lower is better);
@@ -118,7 +118,6 @@ class Task:
     """
 
     name: str = ""
-    kind: str = "generate"
     description: str = ""
     unit: str = "fraction"
     per_length: bool = True
@@ -175,7 +174,6 @@ class Task:
 class GenerativeTask(Task):
     """Prompts in, one completion per prompt, a score in [0, 1] per completion."""
 
-    kind = "generate"
     # One cached decoding step, relative to a full prefill (measured on CPU, reference shape).
     decode_step_forwards = 0.01
 
@@ -234,8 +232,6 @@ class GenerativeTask(Task):
 
 class MeasuredTask(Task):
     """Runs the model itself and returns finished rows (the loop fills in `method`)."""
-
-    kind = "measure"
 
     def measure(
         self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]

@@ -1,12 +1,12 @@
-"""RULER's summary numbers: task scores, per-length means, weighted averages, effective length.
+"""RULER's summary numbers over per-length scores: weighted averages, thresholds, effective length.
 
-Scores here are RULER's x100 scale. Rows carry per-sample scores in [0, 1].
+Scores here are RULER's x100 scale. A per-length score is the plain mean of the task means at
+that length (the report computes it from rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from ropebench.errors import RopebenchError
 
@@ -14,37 +14,6 @@ from ropebench.errors import RopebenchError
 LLAMA2_THRESHOLD = 85.6
 # Below that, small models are judged against 90% of their own score at the pretrained window.
 RELATIVE_THRESHOLD = 0.9
-
-
-def task_scores(rows: Iterable[Mapping[str, Any]], tasks: Iterable[str]) -> dict[str, dict[int, float]]:
-    """{task: {length: mean score x 100}} over the rows of the given tasks."""
-    wanted = set(tasks)
-    sums: dict[tuple[str, int], list[float]] = {}
-    for row in rows:
-        if row["task"] in wanted:
-            sums.setdefault((row["task"], int(row["length"])), []).append(float(row["score"]))
-    out: dict[str, dict[int, float]] = {}
-    for (task, length), values in sorted(sums.items()):
-        out.setdefault(task, {})[length] = 100 * sum(values) / len(values)
-    return out
-
-
-def coverage(scores: Mapping[str, Mapping[int, float]], tasks: Iterable[str]) -> dict[int, int]:
-    """How many of `tasks` have a score at each length (a per-length mean over fewer is partial)."""
-    wanted = set(tasks)
-    lengths = sorted({length for by_length in scores.values() for length in by_length})
-    return {length: sum(1 for t, by in scores.items() if t in wanted and length in by)
-            for length in lengths}
-
-
-def per_length_means(scores: Mapping[str, Mapping[int, float]]) -> dict[int, float]:
-    """Plain mean over tasks at each length (RULER's per-length score)."""
-    lengths = sorted({length for by_length in scores.values() for length in by_length})
-    means = {}
-    for length in lengths:
-        values = [by_length[length] for by_length in scores.values() if length in by_length]
-        means[length] = sum(values) / len(values)
-    return means
 
 
 def weighted_average(per_length: Mapping[int, float], *, increasing: bool) -> float:
