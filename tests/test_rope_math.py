@@ -12,7 +12,7 @@ from ropebench.methods import get_extender
 from ropebench.rope.math import (
     critical_index,
     critical_index_10,
-    dynamic_ntk_base,
+    dynamic_ntk_scale,
     inv_freq_from_factors,
     llama3_factors,
     longrope2_factors,
@@ -36,9 +36,11 @@ def spec(head_dim=128, base=10000.0, window=4096, partial=1.0, model_type="llama
 
 def test_ntk_golden():
     assert ntk_base(spec(), 4) == pytest.approx(40889.9, abs=0.05)
-    assert dynamic_ntk_base(spec(window=4096), 8192, alpha=2) == pytest.approx(30527.7, abs=0.05)
+    # Dynamic NTK: the NTK base of the scale at the current length (transformers' `dynamic`).
+    window = spec(window=4096)
+    assert ntk_base(window, dynamic_ntk_scale(window, 8192, alpha=2)) == pytest.approx(30527.7, abs=0.05)
     # Inside the window the dynamic base is the original one.
-    assert dynamic_ntk_base(spec(window=4096), 4000, alpha=2) == 10000.0
+    assert ntk_base(window, dynamic_ntk_scale(window, 4000, alpha=2)) == 10000.0
     f = ntk_factors(spec(), 4)
     assert f[0] == 1.0 and f[-1] == pytest.approx(4.0)
 

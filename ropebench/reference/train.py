@@ -163,103 +163,162 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float(values[mask].mean()) if mask.any() else float("nan")
 
 
+LOSS_LOG, CHECKPOINT = "loss_log.jsonl", "checkpoint.pt"
+
+
+@dataclass
+class _Run:
+    """What a reference training run steps and saves."""
+    cfg: ReferenceTrainConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    mixture: TrainingMixture
+    out_dir: Path
+
+
 def train_reference(out_dir: Path, cfg: ReferenceTrainConfig, tokenizer=None, progress: bool = True) -> Path:
     """Train (or resume) into `out_dir`; the final model + tokenizer land in `out_dir/final`."""
     from ropebench.corpus import documents
-    from ropebench.reference.tokenizer import train_tokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the model's initial weights depend on the seed alone
     docs = documents("train")[: cfg.corpus_limit]
-    tok_dir = out_dir / "tokenizer"
-    if tokenizer is None and (tok_dir / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    elif tokenizer is None:
-        tokenizer = train_tokenizer(docs, cfg.shape.vocab_size)
-        tokenizer.save_pretrained(tok_dir)
+    if tokenizer is None:
+        tokenizer = _tokenizer(out_dir / "tokenizer", docs, cfg.shape.vocab_size)
     model = build_model(cfg.shape, tokenizer)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
     )
     mixture = TrainingMixture(tokenizer, cfg.mixture, seed=cfg.seed, work_dir=out_dir, docs=docs)
-    start_step, log_path = 0, out_dir / "loss_log.jsonl"
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.exists():  # resume: weights, optimiser and data-stream state
-        try:  # tensors, numbers and tuples only: loading never runs pickled code
-            state = torch.load(ckpt, weights_only=True)
-        except Exception as err:  # noqa: BLE001  (torn or foreign file: one line, how to fix)
-            raise RopebenchError(
-                f"cannot resume from {ckpt} ({type(err).__name__}); delete it to train from scratch"
-            ) from err
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        mixture.rng.setstate(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = state["step"]
-        # Steps after the checkpoint were lost with the interruption: drop their log lines.
-        if log_path.exists():
-            kept = [line for line in log_path.read_text().splitlines()
-                    if json.loads(line)["step"] <= start_step]
-            log_path.write_text("".join(line + "\n" for line in kept))
+    run = _Run(cfg, model, optimizer, mixture, out_dir)
+    start_step = _resume(run)
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-    model.train()
-    t0 = time.time()
-    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
-               disable=not progress)
-    with log_path.open("a") as log:
-        for step in bar:
-            length = stage_length(cfg, step)
-            window_phase = in_window_phase(cfg, step)
-            # Set every step, not carried over: a resumed run draws the same rows.
-            mixture.use(cfg.window_phase.mixture if window_phase else cfg.mixture)
-            if length == 0:
-                # Start with one pair per row (plain copying), then add distractor pairs: a
-                # small model does not find key matching when it starts with many pairs.
-                grow_end = cfg.curriculum[0][0] * cfg.steps * 2 / 3
-                mixture.recall_pairs = (1, 1 + min(cfg.max_recall_pairs - 1,
-                                                   int(cfg.max_recall_pairs * step / grow_end)))
-                row_length = recall_row_length(cfg, step)
-                input_ids, weights = mixture.recall_batch(cfg.batch_size, row_length)
-            else:
-                mixture.recall_pairs = (1, cfg.max_recall_pairs)
-                input_ids, weights = mixture.batch(cfg.batch_size, length)  # [B, T] each
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            logits = model(input_ids=input_ids).logits  # [B, T, V]
-            loss = weighted_lm_loss(logits, input_ids, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            step_tokens = int((weights > 0).sum())
-            # Loss on the answer tokens alone tells whether retrieval is being learned.
-            with torch.no_grad():
-                nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
-                answer_mask = weights[:, 1:] > 1.0
-                answer_loss = _masked_mean(nll, answer_mask)
-                by_kind = {}
-                for kind in ("repeat", "recall", "task"):
-                    of_kind = torch.tensor([k == kind for k in mixture.last_kinds])  # [B]
-                    by_kind[f"answer_loss_{kind}"] = round(
-                        _masked_mean(nll, answer_mask & of_kind[:, None]), 4)
-            entry = {"step": step + 1, "length": length, "phase": "window" if window_phase else "curriculum",
-                     "loss": round(loss.item(), 4),
-                     "answer_loss": round(answer_loss, 4), **by_kind, "lr": lr_at(cfg, step),
-                     "tokens": step_tokens, "elapsed_s": round(time.time() - t0, 1)}
-            log.write(json.dumps(entry) + "\n")
-            bar.set_postfix(len=length, loss=f"{loss.item():.3f}", ans=f"{answer_loss:.3f}")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 in (cfg.steps, cfg.total_steps):
-                log.flush()
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "data_rng": mixture.rng.getstate(), "torch_rng": torch.get_rng_state(),
-                            "step": step + 1}, tmp)
-                tmp.replace(ckpt)
+    _train_steps(run, start_step, progress)
     final = out_dir / "final"
     model.eval()
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
     return final
+
+
+def _tokenizer(tok_dir: Path, docs: list[str], vocab_size: int):
+    """The tokenizer an earlier (interrupted) run saved in `tok_dir`, or a new one saved there."""
+    if (tok_dir / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tok_dir)
+    from ropebench.reference.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(docs, vocab_size)
+    tokenizer.save_pretrained(tok_dir)
+    return tokenizer
+
+
+def _resume(run: _Run) -> int:
+    """The step to start at: 0 without a checkpoint; else its step, with weights, optimizer and
+    both rng streams (data, torch) restored so the run goes on as if never interrupted."""
+    ckpt = run.out_dir / CHECKPOINT
+    if not ckpt.exists():
+        return 0
+    try:  # tensors, numbers and tuples only: loading never runs pickled code
+        state = torch.load(ckpt, weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torn or foreign file: one line, how to fix)
+        raise RopebenchError(
+            f"cannot resume from {ckpt} ({type(err).__name__}); delete it to train from scratch"
+        ) from err
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.mixture.rng.setstate(state["data_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    # Steps after the checkpoint were lost with the interruption: drop their log lines.
+    log_path = run.out_dir / LOSS_LOG
+    if log_path.exists():
+        kept = [line for line in log_path.read_text().splitlines()
+                if json.loads(line)["step"] <= state["step"]]
+        log_path.write_text("".join(line + "\n" for line in kept))
+    return state["step"]
+
+
+def _train_steps(run: _Run, start_step: int, progress: bool) -> None:
+    """Steps `start_step` to the end: one loss-log line each, a checkpoint every
+    `checkpoint_every` steps and at the end of each phase."""
+    cfg = run.cfg
+    run.model.train()
+    t0 = time.time()
+    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
+               disable=not progress)
+    with (run.out_dir / LOSS_LOG).open("a") as log:
+        for step in bar:
+            input_ids, weights, length = _next_batch(cfg, run.mixture, step)  # (B, T) each
+            logits, loss = _optimizer_step(run, step, input_ids, weights)
+            answer_loss, by_kind = _answer_losses(logits, input_ids, weights, run.mixture.last_kinds)
+            entry = {"step": step + 1, "length": length,
+                     "phase": "window" if in_window_phase(cfg, step) else "curriculum",
+                     "loss": round(loss.item(), 4),
+                     "answer_loss": round(answer_loss, 4), **by_kind, "lr": lr_at(cfg, step),
+                     "tokens": int((weights > 0).sum()), "elapsed_s": round(time.time() - t0, 1)}
+            log.write(json.dumps(entry) + "\n")
+            bar.set_postfix(len=length, loss=f"{loss.item():.3f}", ans=f"{answer_loss:.3f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 in (cfg.steps, cfg.total_steps):
+                log.flush()  # the log holds every step the checkpoint has seen
+                _save_checkpoint(run, step + 1)
+
+
+def _next_batch(cfg: ReferenceTrainConfig, mixture: TrainingMixture,
+                step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The rows of `step`: input ids and loss weights, (B, T) each, and the curriculum's row
+    length (0: the recall warm-up)."""
+    length = stage_length(cfg, step)
+    # Set every step, not carried over: a resumed run draws the same rows.
+    mixture.use(cfg.window_phase.mixture if in_window_phase(cfg, step) else cfg.mixture)
+    if length == 0:
+        # Start with one pair per row (plain copying), then add distractor pairs: a
+        # small model does not find key matching when it starts with many pairs.
+        grow_end = cfg.curriculum[0][0] * cfg.steps * 2 / 3
+        mixture.recall_pairs = (1, 1 + min(cfg.max_recall_pairs - 1,
+                                           int(cfg.max_recall_pairs * step / grow_end)))
+        input_ids, weights = mixture.recall_batch(cfg.batch_size, recall_row_length(cfg, step))
+    else:
+        mixture.recall_pairs = (1, cfg.max_recall_pairs)
+        input_ids, weights = mixture.batch(cfg.batch_size, length)
+    return input_ids, weights, length
+
+
+def _optimizer_step(run: _Run, step: int, input_ids: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One AdamW step on the weighted loss of one batch: (logits (B, T, V), loss ())."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(run.cfg, step)
+    logits = run.model(input_ids=input_ids).logits  # (B, T, V)
+    loss = weighted_lm_loss(logits, input_ids, weights)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+    run.optimizer.step()
+    return logits, loss
+
+
+def _answer_losses(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor,
+                   kinds: list[str]) -> tuple[float, dict[str, float]]:
+    """Loss on the answer tokens alone (it tells whether retrieval is being learned), and per
+    kind of row (`answer_loss_repeat`, ..., rounded for the log)."""
+    with torch.no_grad():
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:],
+                              reduction="none")  # (B, T-1)
+        answer_mask = weights[:, 1:] > 1.0  # (B, T-1)
+        by_kind = {}
+        for kind in ("repeat", "recall", "task"):
+            of_kind = torch.tensor([k == kind for k in kinds])  # (B,)
+            by_kind[f"answer_loss_{kind}"] = round(
+                _masked_mean(nll, answer_mask & of_kind[:, None]), 4)
+        return _masked_mean(nll, answer_mask), by_kind
+
+
+def _save_checkpoint(run: _Run, step: int) -> None:
+    """Everything `_resume` restores, written aside and renamed over the last checkpoint."""
+    ckpt = run.out_dir / CHECKPOINT
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                "data_rng": run.mixture.rng.getstate(), "torch_rng": torch.get_rng_state(),
+                "step": step}, tmp)
+    tmp.replace(ckpt)

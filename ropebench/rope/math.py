@@ -102,11 +102,6 @@ def dynamic_ntk_scale(spec: RopeSpec, length: int, alpha: float) -> float:
     return alpha * length / spec.window - (alpha - 1)
 
 
-def dynamic_ntk_base(spec: RopeSpec, length: int, alpha: float) -> float:
-    """Dynamic NTK base at the current length (transformers' `dynamic` with factor = alpha)."""
-    return ntk_base(spec, dynamic_ntk_scale(spec, length, alpha))
-
-
 def dynamic_ntk_factors(spec: RopeSpec, length: int, alpha: float) -> tuple[float, ...]:
     return ntk_factors(spec, dynamic_ntk_scale(spec, length, alpha))
 

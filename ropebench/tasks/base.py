@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropebench.backends.base import Backend
-from ropebench.settings import field_names, parse_settings
+from ropebench.settings import field_names, parse_settings, setting
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Row:
 # Options every generative task takes: they steer the generation loop, not the samples.
 @dataclass
 class GenerationOptions:
+    batch_size: int = setting(8, min=1)  # rows per decode batch
+    max_batch_tokens: int = setting(65536, min=1)  # KV-cache tokens per batch
+    engine: str = "fast"  # the HF backend's engine: "fast" or "hf" (`model.generate`)
     stop_at_newline: bool | None = None  # None: the task's own rule (passkey stops at a newline)
     stop_when_settled: bool = True  # end a row once its score can no longer change
 
@@ -94,8 +97,8 @@ class NoOptions:
 class Task:
     """A benchmark registered by name (see `ropebench.tasks.registry`).
 
-    A `GenerativeTask` builds prompts and scores the model's greedy completions; a
-    `MeasuredTask` (perplexity, lm-eval) runs a backend itself.
+    The evaluation loop runs it by its class: a `GenerativeTask` builds prompts and scores the
+    model's greedy completions; a `MeasuredTask` (perplexity, lm-eval) runs a backend itself.
 
     What a task declares, so that the loop, the cost estimate and the reports stay generic:
     - `unit`: "fraction" (row scores in [0, 1], shown x100) or "perplexity" (lower is better);
@@ -229,7 +232,6 @@ class GenerativeTask(Task):
 
 class MeasuredTask(Task):
     """Runs the model itself and returns finished rows (the loop fills in `method`)."""
-
 
     def measure(
         self, backend: Backend, length: int, *, samples: int, seed: int, options: dict[str, Any]

@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,9 @@ from ropebench.io import FolderLock, JsonlWriter, read_jsonl, write_json_atomic,
 from ropebench.methods.base import TrainingLayout
 from ropebench.rope.scaling import RopeScaling
 from ropebench.settings import MAX_SEED, differences, setting, validate
-from ropebench.training.lora import LoraSettings
+from ropebench.training.data import IGNORE, PackedRow, collate, load_documents, rows
+from ropebench.training.lora import LoraSettings, attach_lora, merge_lora, trainable_parameters
+from ropebench.training.pose import check_pose, with_pose_positions
 
 
 @dataclass
@@ -106,8 +109,6 @@ def check_arms(settings: TrainSettings, extender, window: int, target: int) -> N
 
 def _check_pose(settings: TrainSettings, window: int, target: int, mixed: bool) -> None:
     if settings.positions == "pose":
-        from ropebench.training.pose import check_pose
-
         check_pose(row_length(settings, window, target), target, settings.pose_chunks, mixed)
 
 
@@ -218,44 +219,87 @@ def train_model(
 
 
 def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingLayout) -> TrainResult:
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    from ropebench.model.export import save_extended
-    from ropebench.model.identity import forget_weights_fingerprint
-    from ropebench.model.mixed import install_mixed_rotary
-    from ropebench.model.patch import apply_scaling
-    from ropebench.training.data import IGNORE, collate, load_documents, rows
-
-    mixed = layout.mixed
-    _check_pose(settings, scaling.original_length, scaling.target_length, mixed)
-    log_path = out_dir / "train_log.jsonl"
+    """Set up, resume, step until `settings.steps`, export: the whole run, top to bottom."""
+    _check_pose(settings, scaling.original_length, scaling.target_length, layout.mixed)
     documents = load_documents(settings.data)
+    # JSON values only, so that it compares equal to the copy read back from progress.json.
     fingerprint = json.loads(json.dumps(
         training_fingerprint(model, tokenizer, scaling, settings, layout, documents), default=str))
+    checkpoint = _checkpoint_to_resume(out_dir, fingerprint)  # refuses another run's
+    trainer = _Trainer.set_up(model, scaling, settings, layout, out_dir, fingerprint)
+    trainer.resume(checkpoint)
+    stream = trainer.row_stream(tokenizer, documents)
+    bar = trainer.progress_bar()
+    for step in bar:
+        start = time.perf_counter()
+        lr, loss, long_rows = trainer.step(step, stream)
+        trainer.progress.seconds += time.perf_counter() - start
+        trainer.progress.losses.append((step + 1, loss))
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        trainer.log(step, lr, loss, long_rows)
+        if step == trainer.start_step:  # the first step tells how long the run will take
+            took = time.perf_counter() - start
+            bar.write(f"train {scaling.method}: step {step + 1} took {took:.1f} s; "
+                      f"about {(settings.steps - step - 1) * took / 60:.1f} min to go")
+        if trainer.checkpoint_due(step):
+            trainer.save_checkpoint()
+    bar.close()
+    trainer.export(tokenizer)
+    return trainer.result()
+
+
+def _checkpoint_to_resume(out_dir: Path, fingerprint: dict[str, Any]) -> tuple[Path, dict] | None:
+    """The checkpoint in `out_dir` and its progress record, if it is this run's (None: start
+    afresh); one written by another run is refused, never resumed."""
     state_dir = resumable_checkpoint(out_dir)
-    progress = None
-    if state_dir is not None:
-        progress = json.loads((state_dir / PROGRESS).read_text())
-        if progress.get("fingerprint") != fingerprint:
-            changed = differences(progress.get("fingerprint") or {}, fingerprint)
-            raise RopebenchError(
-                f"{state_dir} was written by another training run "
-                f"({'; '.join(changed[:3]) or 'no fingerprint'}); delete {state_dir} to start "
-                "over, or give another --out to keep both"
-            )
-    forget_weights_fingerprint(model)  # training changes the weights from here on
-    accelerator = Accelerator(
+    if state_dir is None:
+        return None
+    saved = json.loads((state_dir / PROGRESS).read_text())
+    if saved.get("fingerprint") != fingerprint:
+        changed = differences(saved.get("fingerprint") or {}, fingerprint)
+        raise RopebenchError(
+            f"{state_dir} was written by another training run "
+            f"({'; '.join(changed[:3]) or 'no fingerprint'}); delete {state_dir} to start "
+            "over, or give another --out to keep both"
+        )
+    return state_dir, saved
+
+
+@dataclass
+class _Progress:
+    """How far the run has come; a checkpoint's progress.json holds it (and the fingerprint)."""
+    step: int = 0  # optimizer steps done
+    tokens: int = 0  # target tokens trained on, all processes together
+    seconds: float = 0.0  # time inside steps (set-up, logging and saving left out)
+    by_kind: dict[str, int] = dataclasses.field(default_factory=lambda: {"short": 0, "long": 0})
+    losses: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (step, mean loss)
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> _Progress:
+        return cls(step=saved["step"], tokens=saved["tokens"], seconds=saved["seconds"],
+                   by_kind=dict(saved.get("by_kind", {"short": 0, "long": 0})),
+                   losses=[tuple(x) for x in saved["losses"]])
+
+
+def _accelerator(settings: TrainSettings):
+    from accelerate import Accelerator
+
+    return Accelerator(
         gradient_accumulation_steps=settings.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
         # Without a GPU accelerate runs torchrun's processes as independent single-process
         # runs unless told it is on CPU; then they form one gloo group (DDP).
         cpu=not torch.cuda.is_available(),
     )
-    torch.manual_seed(settings.seed)
 
-    # The RoPE to train with. Mixed training swaps in the per-sequence rotary module; plain
-    # training keeps transformers' own (a switching scaling picks long factors: rows are L long).
+
+def _ready_to_train(model, scaling: RopeScaling, settings: TrainSettings, mixed: bool):
+    """`model` with the RoPE to train with, in training mode (wrapped in adapters for LoRA)."""
+    from ropebench.model.mixed import install_mixed_rotary
+    from ropebench.model.patch import apply_scaling
+
+    # Mixed training swaps in the per-sequence rotary module; plain training keeps transformers'
+    # own (a switching scaling picks its long factors: rows are the target length long).
     apply_scaling(model, scaling)
     if mixed:
         install_mixed_rotary(model, scaling)
@@ -263,138 +307,208 @@ def _train(model, tokenizer, scaling, settings, out_dir: Path, layout: TrainingL
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     if settings.lora is not None:
-        from ropebench.training.lora import attach_lora
-
-        model = attach_lora(model, settings.lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        model = attach_lora(model, settings.lora)  # draws the adapters' initial weights
     model.train()
-    attention = getattr(model.config, "_attn_implementation", None) or "eager"
-    dtype = next(model.parameters()).dtype
+    return model
 
+
+def _optimizer(model, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; biases and norms (1-D) get no weight decay."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
         lr=settings.lr,
         betas=settings.betas,
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
 
-    # Resume: weights and optimizer from the last checkpoint, and the data stream fast-forwarded.
-    start_step, tokens, seconds = 0, 0, 0.0
-    by_kind = {"short": 0, "long": 0}  # target tokens in short / long rows
-    losses: list[tuple[int, float]] = []
-    if progress is not None:
-        accelerator.load_state(str(state_dir))
-        start_step, tokens, seconds = progress["step"], progress["tokens"], progress["seconds"]
-        by_kind = dict(progress.get("by_kind", by_kind))
-        losses = [tuple(x) for x in progress["losses"]]
-        accelerator.print(f"resuming from step {start_step} ({state_dir})")
-    if accelerator.is_main_process:
-        # The log keeps exactly the steps the weights have seen.
-        kept = [line for line in read_jsonl(log_path) if line.get("step", 0) <= start_step]
-        write_text_atomic(log_path, "".join(json.dumps(line) + "\n" for line in kept))
 
-    stream = rows(
-        tokenizer,
-        documents,
-        row_length(settings, scaling.original_length, scaling.target_length),
-        original_length=scaling.original_length,
-        mixed=mixed,
-        per_document_mask_long=layout.per_document_mask_long,
-        seed=settings.seed,
-        long_share=settings.long_share if mixed else None,
-    )
-    if settings.positions == "pose":
-        from ropebench.training.pose import with_pose_positions
+@dataclass
+class _Trainer:
+    """One run's moving parts, set up once; `_train` calls its steps in order."""
+    accelerator: Any
+    model: Any  # as accelerate prepared it (DDP, FSDP, ... around the model)
+    optimizer: torch.optim.Optimizer
+    scaling: RopeScaling
+    settings: TrainSettings
+    layout: TrainingLayout
+    out_dir: Path
+    fingerprint: dict[str, Any]
+    trainable: int  # parameters the optimizer updates
+    attention: str  # the model's attention implementation: how mixed rows are masked
+    dtype: torch.dtype
+    progress: _Progress = dataclasses.field(default_factory=_Progress)
+    start_step: int = 0  # the step this process started (or resumed) at
 
-        stream = with_pose_positions(stream, scaling.target_length, settings.pose_chunks,
-                                     settings.seed)
-    # Each process reads its own rows: every num_processes-th row from its index.
-    stream = itertools.islice(stream, accelerator.process_index, None, accelerator.num_processes)
-    rows_per_step = settings.batch_size * settings.grad_accum
-    stream = itertools.islice(stream, start_step * rows_per_step, None)
+    @classmethod
+    def set_up(cls, model, scaling: RopeScaling, settings: TrainSettings, layout: TrainingLayout,
+               out_dir: Path, fingerprint: dict[str, Any]) -> _Trainer:
+        from ropebench.model.identity import forget_weights_fingerprint
 
-    bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps,
-               desc=f"train {scaling.method}{' mixed' if mixed else ''}",
-               disable=not accelerator.is_local_main_process)
-    for step in bar:
-        start = time.perf_counter()
+        forget_weights_fingerprint(model)  # training changes the weights from here on
+        accelerator = _accelerator(settings)
+        torch.manual_seed(settings.seed)  # before LoRA draws its adapters
+        model = _ready_to_train(model, scaling, settings, layout.mixed)
+        attention = getattr(model.config, "_attn_implementation", None) or "eager"
+        trainable, dtype = trainable_parameters(model), next(model.parameters()).dtype
+        model, optimizer = accelerator.prepare(model, _optimizer(model, settings))
+        return cls(accelerator, model, optimizer, scaling, settings, layout, out_dir, fingerprint,
+                   trainable, attention, dtype)
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "train_log.jsonl"
+
+    def resume(self, checkpoint: tuple[Path, dict] | None) -> None:
+        """Weights, optimizer and rng states and the progress of `checkpoint` (None: a fresh
+        start); the log is cut back to the steps the weights have seen."""
+        if checkpoint is not None:
+            state_dir, saved = checkpoint
+            self.accelerator.load_state(str(state_dir))
+            self.progress = _Progress.from_saved(saved)
+            self.accelerator.print(f"resuming from step {self.progress.step} ({state_dir})")
+        self.start_step = self.progress.step
+        if self.accelerator.is_main_process:
+            kept = [line for line in read_jsonl(self.log_path) if line.get("step", 0) <= self.start_step]
+            write_text_atomic(self.log_path, "".join(json.dumps(line) + "\n" for line in kept))
+
+    def row_stream(self, tokenizer, documents: list[str]) -> Iterator[PackedRow]:
+        """This process's rows from the start step on: the same rows, in the same order, as a
+        run that was never interrupted."""
+        settings, scaling, mixed = self.settings, self.scaling, self.layout.mixed
+        stream = rows(
+            tokenizer,
+            documents,
+            row_length(settings, scaling.original_length, scaling.target_length),
+            original_length=scaling.original_length,
+            mixed=mixed,
+            per_document_mask_long=self.layout.per_document_mask_long,
+            seed=settings.seed,
+            long_share=settings.long_share if mixed else None,
+        )
+        if settings.positions == "pose":
+            stream = with_pose_positions(stream, scaling.target_length, settings.pose_chunks,
+                                         settings.seed)
+        # Each process reads its own rows: every num_processes-th row from its index.
+        accelerator = self.accelerator
+        stream = itertools.islice(stream, accelerator.process_index, None, accelerator.num_processes)
+        rows_per_step = settings.batch_size * settings.grad_accum
+        return itertools.islice(stream, self.start_step * rows_per_step, None)  # fast-forward
+
+    def progress_bar(self):
+        from tqdm.auto import tqdm
+
+        steps = self.settings.steps
+        return tqdm(range(self.start_step, steps), initial=self.start_step, total=steps,
+                    desc=f"train {self.scaling.method}{' mixed' if self.layout.mixed else ''}",
+                    disable=not self.accelerator.is_local_main_process)
+
+    def step(self, step: int, stream: Iterator[PackedRow]) -> tuple[float, float, int]:
+        """One optimizer step over `grad_accum` micro-batches: (lr, mean loss over all
+        processes, long rows of this process)."""
+        settings, accelerator = self.settings, self.accelerator
         lr = learning_rate(step, settings)
-        for group in optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        step_loss = torch.zeros((), device=accelerator.device)
-        step_tokens = 0
-        long_rows = 0
+        step_loss = torch.zeros((), device=accelerator.device)  # () this process's mean loss
+        step_tokens = long_rows = 0
         for _ in range(settings.grad_accum):
-            batch = collate([next(stream) for _ in range(settings.batch_size)])
+            batch = collate([next(stream) for _ in range(settings.batch_size)])  # (B, T) each
             long_rows += int(batch["long"].sum())
-            targets = (batch["labels"] != IGNORE).sum(dim=1)  # [B]
-            step_tokens += int(targets.sum())
-            by_kind["long"] += int(targets[batch["long"]].sum()) * accelerator.num_processes
-            by_kind["short"] += int(targets[~batch["long"]].sum()) * accelerator.num_processes
-            inputs = {k: v.to(accelerator.device)
-                      for k, v in _model_inputs(batch, mixed, attention, dtype).items()}
-            with accelerator.accumulate(model):
-                loss = model(**inputs, use_cache=False).loss  # mean NLL of this micro-batch's targets
-                accelerator.backward(loss)  # divided by grad_accum inside accelerate
-                if accelerator.sync_gradients and settings.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()  # a no-op until the last micro-batch of the step
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach() / settings.grad_accum
-
+            step_tokens += self._count_targets(batch)
+            step_loss += self._micro_step(batch) / settings.grad_accum
         mean_loss = float(accelerator.reduce(step_loss, reduction="mean"))
-        tokens += step_tokens * accelerator.num_processes
-        seconds += time.perf_counter() - start
-        losses.append((step + 1, mean_loss))
-        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
-        if accelerator.is_main_process and ((step + 1) % settings.log_every == 0 or step == start_step
-                                            or step + 1 == settings.steps):
-            record = {"step": step + 1, "loss": round(mean_loss, 6), "lr": lr, "tokens": tokens,
-                      "long_rows": long_rows, "rows": rows_per_step, "seconds": round(seconds, 3)}
-            JsonlWriter(log_path).write(record)
-        if step == start_step:
-            left = (settings.steps - step - 1) * (time.perf_counter() - start)
-            bar.write(f"train {scaling.method}: step {step + 1} took "
-                      f"{time.perf_counter() - start:.1f} s; about {left / 60:.1f} min to go")
-        if settings.save_every and (step + 1) % settings.save_every == 0 and step + 1 < settings.steps:
-            tmp = out_dir / CHECKPOINT_TMP
-            if accelerator.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(tmp))
-            if accelerator.is_main_process:
-                progress = {"step": step + 1, "tokens": tokens, "seconds": seconds,
-                            "by_kind": by_kind, "losses": losses, "fingerprint": fingerprint}
-                write_json_atomic(tmp / PROGRESS, progress)  # last: it makes the folder complete
-                _swap_in(out_dir)
-            accelerator.wait_for_everyone()
-    bar.close()
+        self.progress.tokens += step_tokens * accelerator.num_processes
+        self.progress.step = step + 1
+        return lr, mean_loss, long_rows
 
-    # Back to a plain HF model: transformers' rotary module for this scaling, inference mode.
-    accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    if settings.lora is not None:
-        from ropebench.training.lora import merge_lora
+    def _count_targets(self, batch: dict[str, torch.Tensor]) -> int:
+        """Target tokens of this micro-batch; adds every process's (as many as this one's) to
+        the short / long counts."""
+        targets = (batch["labels"] != IGNORE).sum(dim=1)  # (B,)
+        processes = self.accelerator.num_processes
+        self.progress.by_kind["long"] += int(targets[batch["long"]].sum()) * processes
+        self.progress.by_kind["short"] += int(targets[~batch["long"]].sum()) * processes
+        return int(targets.sum())
 
-        model = merge_lora(model)  # the export is a plain HF model
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
-    model.config.use_cache = True
-    model.eval()
-    apply_scaling(model, scaling)
-    if accelerator.is_main_process:
-        save_extended(model, tokenizer, scaling, out_dir)
-        record = {"method": scaling.method, "mixed": mixed, "settings": dataclasses.asdict(settings),
-                  "tokens": tokens, "tokens_short": by_kind["short"], "tokens_long": by_kind["long"],
-                  "seconds": round(seconds, 3), "final_loss": losses[-1][1],
-                  "trainable_parameters": trainable}
-        write_json_atomic(out_dir / "train_result.json", record)
-        for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):  # finished: nothing to resume
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-    return TrainResult(out_dir=out_dir, losses=losses, tokens=tokens, seconds=seconds,
-                       tokens_short=by_kind["short"], tokens_long=by_kind["long"],
-                       trainable_parameters=trainable)
+    def _micro_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward and backward of one micro-batch; the optimizer steps on the last of a step.
+        Returns the detached loss, a ()-tensor."""
+        accelerator, settings, model = self.accelerator, self.settings, self.model
+        inputs = {k: v.to(accelerator.device) for k, v in
+                  _model_inputs(batch, self.layout.mixed, self.attention, self.dtype).items()}
+        with accelerator.accumulate(model):
+            loss = model(**inputs, use_cache=False).loss  # mean NLL of this micro-batch's targets
+            accelerator.backward(loss)  # divided by grad_accum inside accelerate
+            if accelerator.sync_gradients and settings.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            self.optimizer.step()  # a no-op until the last micro-batch of the step
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
+    def log(self, step: int, lr: float, loss: float, long_rows: int) -> None:
+        """A train_log.jsonl line every `log_every` steps, and for the first and the last."""
+        settings, progress = self.settings, self.progress
+        due = (step + 1) % settings.log_every == 0 or step == self.start_step or step + 1 == settings.steps
+        if self.accelerator.is_main_process and due:
+            record = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "tokens": progress.tokens,
+                      "long_rows": long_rows, "rows": settings.batch_size * settings.grad_accum,
+                      "seconds": round(progress.seconds, 3)}
+            JsonlWriter(self.log_path).write(record)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Every `save_every` steps, but not after the last: the export follows it."""
+        every, done = self.settings.save_every, step + 1
+        return bool(every) and done % every == 0 and done < self.settings.steps
+
+    def save_checkpoint(self) -> None:
+        """The full state into checkpoint.tmp/ (by every process), progress.json last, then
+        swapped in: a kill at any moment leaves one whole checkpoint."""
+        accelerator, tmp = self.accelerator, self.out_dir / CHECKPOINT_TMP
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            record = {**dataclasses.asdict(self.progress), "fingerprint": self.fingerprint}
+            write_json_atomic(tmp / PROGRESS, record)  # last: it makes the folder complete
+            _swap_in(self.out_dir)
+        accelerator.wait_for_everyone()
+
+    def export(self, tokenizer) -> None:
+        """Back to a plain HF model (LoRA merged, transformers' rotary module for this scaling,
+        inference mode), saved by the main process with train_result.json; no checkpoint is
+        left, since there is nothing to resume."""
+        from ropebench.model.export import save_extended
+        from ropebench.model.patch import apply_scaling
+
+        accelerator, settings = self.accelerator, self.settings
+        accelerator.wait_for_everyone()
+        model = accelerator.unwrap_model(self.model)
+        if settings.lora is not None:
+            model = merge_lora(model)
+        if settings.gradient_checkpointing:
+            model.gradient_checkpointing_disable()
+        model.config.use_cache = True
+        model.eval()
+        apply_scaling(model, self.scaling)
+        if accelerator.is_main_process:
+            save_extended(model, tokenizer, self.scaling, self.out_dir)
+            write_json_atomic(self.out_dir / "train_result.json", self._result_record())
+            for name in (CHECKPOINT, CHECKPOINT_TMP, CHECKPOINT_OLD):
+                shutil.rmtree(self.out_dir / name, ignore_errors=True)
+
+    def _result_record(self) -> dict[str, Any]:
+        progress = self.progress
+        return {"method": self.scaling.method, "mixed": self.layout.mixed,
+                "settings": dataclasses.asdict(self.settings), "tokens": progress.tokens,
+                "tokens_short": progress.by_kind["short"], "tokens_long": progress.by_kind["long"],
+                "seconds": round(progress.seconds, 3), "final_loss": progress.losses[-1][1],
+                "trainable_parameters": self.trainable}
+
+    def result(self) -> TrainResult:
+        progress = self.progress
+        return TrainResult(out_dir=self.out_dir, losses=progress.losses, tokens=progress.tokens,
+                           seconds=progress.seconds, tokens_short=progress.by_kind["short"],
+                           tokens_long=progress.by_kind["long"], trainable_parameters=self.trainable)

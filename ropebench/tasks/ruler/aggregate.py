@@ -1,6 +1,7 @@
-"""RULER's summary numbers: weighted averages over lengths and the effective length.
+"""RULER's summary numbers over per-length scores: weighted averages, thresholds, effective length.
 
-Scores here are RULER's x100 scale. Rows carry per-sample scores in [0, 1].
+Scores here are RULER's x100 scale. A per-length score is the plain mean of the task means at
+that length (the report computes it from rows).
 """
 
 from __future__ import annotations
