@@ -264,7 +264,7 @@ def test_intervals_counts_tokens_and_ties(run_dir):
     assert first < page.index("<p", page.index("<h1")) + 1  # the page's first paragraph
     assert "n=20" in page and "4089 tok" in page and "n=6" in page
     assert 'class="tied"' in page and 'class="best"' in page
-    assert "resamples each task&#39;s samples within the task" in page
+    assert "Wilson&#39;s 95% interval at the tasks&#39; effective sample count" in page
 
 
 def test_perplexity_without_documents_has_no_interval(run_dir):

@@ -3,30 +3,26 @@ tasks each mean covers, and RULER's threshold and length aggregates over those m
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from ropebench.stats import RESAMPLES
+from ropebench.reports.cells import raw_cell, task_of
+from ropebench.stats import mean_of_fractions
 from ropebench.tasks import GROUPS
 from ropebench.tasks.ruler.aggregate import default_threshold
 
 
 def group_stats(rows: pd.DataFrame, members: list[str]) -> pd.DataFrame:
-    """Per (method, length): the plain mean of the member tasks' scores (x100) with a bootstrap
-    interval that resamples each task's samples within the task, n (samples) and tasks covered."""
+    """Per (method, length): the plain mean of the member tasks' scores (x100) with Wilson's
+    interval at the effective count of its task cells (`stats.mean_of_fractions`), n (samples),
+    mean prompt tokens and tasks covered."""
     sub = rows[rows["task"].isin(members)]
     out = []
     for (method, length), cell in sub.groupby(["method", "length"], sort=True):
-        per_task = [g["score"].astype(float).to_numpy() for _, g in cell.groupby("task")]
-        score = 100 * float(np.mean([a.mean() for a in per_task]))
-        rng = np.random.default_rng(0)
-        means = np.zeros(RESAMPLES)
-        for values in per_task:
-            means += values[rng.integers(0, values.size, size=(RESAMPLES, values.size))].mean(axis=1)
-        low, high = np.percentile(100 * means / len(per_task), [2.5, 97.5])
+        tasks = [raw_cell(task_of(name), group) for name, group in cell.groupby("task")]
+        mean = mean_of_fractions([t.score for t in tasks], [t.n for t in tasks]).scaled(100)
         tokens = pd.to_numeric(cell["input_tokens"], errors="coerce").mean()
-        out.append([method, int(length), len(cell), score, float(low), float(high), float(tokens),
-                    len(per_task)])
+        out.append([method, int(length), mean.n, mean.score, mean.low, mean.high, float(tokens),
+                    len(tasks)])
     return pd.DataFrame(out, columns=["method", "length", "n", "score", "low", "high", "tokens",
                                       "tasks"])
 

@@ -48,8 +48,8 @@ def pooled(task: Task, rows: pd.DataFrame, column: str = "score") -> pd.DataFram
     """Per method: all its rows of `task` as one cell (score, low, high, n)."""
     out = {}
     for method, group in rows.groupby("method", sort=False):
-        n, score, low, high = cell_interval(task, group.assign(score=group[column]))
-        out[method] = {"n": n, "score": score, "low": low, "high": high}
+        cell = cell_interval(task, group.assign(score=group[column]))
+        out[method] = {"n": cell.n, "score": cell.score, "low": cell.low, "high": cell.high}
     return pd.DataFrame.from_dict(out, orient="index", columns=["score", "low", "high", "n"])
 
 

@@ -343,12 +343,13 @@ def reusable_rows(folders: list[Path], expected: dict[tuple[str, str, int], str]
 
 
 def summarize(rows: list[dict[str, Any]]):
-    """Per (method, task, length): the number of rows `n`, the mean score (x100 for scored tasks,
-    raw for perplexities) with its 95% interval (`ci_low`, `ci_high`: Wilson for pass rates, a
-    bootstrap over samples otherwise), and `prompt_tokens`, the mean prompt tokens actually used."""
+    """Per (method, task, length): the score (x100 for scored tasks, raw for perplexities) with
+    its 95% interval (`ci_low`, `ci_high`) and the count `n` behind it (samples, lm-eval items or
+    documents), by the one rule of `stats.cell_estimate` that the report uses too
+    (docs/intervals.md), and `prompt_tokens`, the mean prompt tokens actually used."""
     import pandas as pd
 
-    from ropebench.stats import interval
+    from ropebench.stats import cell_estimate
 
     columns = ["method", "task", "length", "n", "score", "ci_low", "ci_high", "prompt_tokens"]
     frame = pd.DataFrame(rows)
@@ -365,14 +366,15 @@ def summarize(rows: list[dict[str, Any]]):
     out = []
     for (method, task, length, subtask), group in frame.groupby(
             ["method", "task", "length", "subtask"], sort=False):
-        scores = group["score"].astype(float).tolist()
-        low, high = interval(scores)
-        scale = 100.0 if get_task(task).unit == "fraction" else 1.0
+        declared = get_task(task)
+        metas = list(group["metadata"]) if "metadata" in group else [None] * len(group)
+        cell = cell_estimate(group["score"].astype(float).tolist(), metas,
+                             unit=declared.unit, per_document=declared.per_document)
+        cell = cell.scaled(100.0 if declared.unit == "fraction" else 1.0)
         out.append({
             "method": method, "task": task, "length": length, "subtask": subtask,
-            "n": len(scores),
-            "score": round(scale * sum(scores) / len(scores), 4),
-            "ci_low": round(scale * low, 4), "ci_high": round(scale * high, 4),
+            "n": cell.n, "score": round(cell.score, 4),
+            "ci_low": round(cell.low, 4), "ci_high": round(cell.high, 4),
             "prompt_tokens": round(float(pd.to_numeric(group["input_tokens"]).mean()), 1),
         })
     return pd.DataFrame(out, columns=columns)

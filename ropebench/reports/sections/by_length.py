@@ -38,7 +38,7 @@ class ByLength(SectionKind):
         return [Table(f"{section.key}_by_length", table)]
 
     def note(self, section: Section) -> str:
-        what = "score x100 with its 95% interval" if section.higher_is_better else \
+        what = "score x100 with Wilson's 95% interval" if section.higher_is_better else \
             "perplexity (lower is better), intervals bootstrapped over documents"
         return f"Per length: {what}, n and the mean prompt tokens actually used."
 

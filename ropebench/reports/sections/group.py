@@ -96,16 +96,15 @@ class Group(SectionKind):
                               index_name="task", grid=True) for method in data.methods]
 
     def note(self, section: Section) -> str:
-        return (f"Mean of the {len(section.tasks)} {section.title} task scores (0-100) per length; "
-                "its 95% interval is a bootstrap that resamples each task's samples within the "
-                "task. Per method: each task's score with its interval (Wilson for pass rates, "
-                "bootstrap otherwise), n samples and mean prompt tokens.")
+        return (f"Mean of the {len(section.tasks)} {section.title} task scores (0-100) per length "
+                "with Wilson's 95% interval at the tasks' effective sample count. Per method: "
+                "each task's score with its Wilson interval, n samples and mean prompt tokens.")
 
     def summary_note(self, section: Section) -> str:
         members = len(GROUPS.get(section.key, section.tasks))
         return (f"{section.title} columns: mean of the {section.title} task scores (0-100) at each "
                 f"length, over {len(section.tasks)} of {members} tasks ({', '.join(section.tasks)}); "
-                f"its interval resamples each task's samples within the task. {section.title} "
+                f"its interval is Wilson's at the tasks' effective sample count. {section.title} "
                 f"tasks: how many of the {members} tasks each mean covers, \"partial\" when fewer "
                 "(a task that did not fit or whose data was missing).")
 

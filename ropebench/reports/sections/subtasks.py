@@ -4,11 +4,14 @@ sub-task score with the share of the original model's it keeps."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pandas as pd
 
-from ropebench.reports.cells import cell_stats, wide
+from ropebench.reports.cells import cell_stats, scale_of, task_of, wide
 from ropebench.reports.scores import Score, Summary, retained_percent
 from ropebench.reports.sections import ReportData, Section, SectionKind, Table, section_kind
+from ropebench.stats import mean_of_fractions
 
 
 def subtask_table(stats: pd.DataFrame, task: str, methods: list[str]) -> pd.DataFrame:
@@ -21,14 +24,14 @@ def subtask_table(stats: pd.DataFrame, task: str, methods: list[str]) -> pd.Data
 
 
 def subtask_mean(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the mean of its sub-task cells' scores, its interval and n (score, low, high,
-    n), from the section's `rows`."""
-    stats = cell_stats(rows)
-    mean = stats.groupby("method").agg(score=("score", "mean"), n=("n", "sum"))
-    half = stats.assign(se=((stats["high"] - stats["low"]) / 2) ** 2).groupby("method")
-    spread = half["se"].sum() ** 0.5 / stats.groupby("method").size()
-    mean["low"], mean["high"] = mean["score"] - spread, mean["score"] + spread
-    return mean
+    """Per method: the plain mean of its sub-task cells' scores with Wilson's interval at their
+    effective count (`stats.mean_of_fractions`), as score, low, high and n (items)."""
+    out = {}
+    for method, cells in cell_stats(rows).groupby("method", sort=False):
+        scale = scale_of(task_of(str(cells["task"].iloc[0])))
+        mean = mean_of_fractions((cells["score"] / scale).tolist(), cells["n"].tolist())
+        out[method] = asdict(mean.scaled(scale))
+    return pd.DataFrame.from_dict(out, orient="index", columns=["score", "low", "high", "n"])
 
 
 @section_kind
@@ -46,8 +49,8 @@ class Subtasks(SectionKind):
         return [Table(section.key, subtask_table(data.stats, section.key, data.methods))]
 
     def note(self, section: Section) -> str:
-        return ("Score per sub-task (x100) with a 95% interval from the harness's standard "
-                "error where it reports one.")
+        return ("Score per sub-task (x100) with Wilson's 95% interval over its samples (an "
+                "lm-eval row counts its items) and n.")
 
     def length_stats(self, rows: pd.DataFrame, section: Section) -> pd.DataFrame | None:
         return None  # short-context tasks as a whole, even where they run per length
