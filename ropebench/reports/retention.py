@@ -38,10 +38,6 @@ class Retention:
     table: pd.DataFrame  # columns `C`, `C low`, `C high`, `C n` for each shown score
 
     @property
-    def short_column(self) -> str:
-        return "score" if self.short is None else f"score @{self.short}"
-
-    @property
     def long_column(self) -> str | None:
         return None if self.long is None else f"score @{self.long}"
 
