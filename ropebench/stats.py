@@ -1,164 +1,140 @@
-"""95% intervals for the scores the reports show (numpy only, deterministic).
+"""95% intervals for every score ropebench shows, by one rule (numpy only, deterministic); why
+this rule: docs/intervals.md.
 
-- `wilson`: a pass rate (every value 0 or 1), Wilson's score interval.
-- `bootstrap_mean`: any other mean, the percentile bootstrap over samples (fixed seed).
-- `interval`: picks one of them from the values.
-- `cell_interval`: THE rule for one cell of results (one method, task, length): `summary.csv`,
-  `summary.md` and the HTML report all call it, so they always carry the same interval
-  (docs/intervals.md says why each case is treated as it is).
-- `group_interval`: a group's mean over its member tasks (RULER's mean of 13 tasks).
+- Scores in [0, 1] (pass rates, fractional scores, and means of them over tasks or sub-tasks):
+  Wilson's score interval. A cell of rows is pooled: successes = the sum of its scores (a row of
+  an lm-eval task weighs its item count), n = its rows (or items). A mean of T such cells is
+  Wilson's interval at the mean score and the effective count n_eff = T^2 / sum(1 / n_t), the
+  count at which one proportion has the variance the mean of T independent ones has (n_eff is
+  the total count when every cell has the same n).
+- Unbounded scores (perplexities): the percentile bootstrap (2000 resamples, seed 0) over
+  documents where rows carry per-document values, else over the rows; fewer than two: none.
+- Every interval is clamped to its score's range (`RANGES`).
+
+`cell_estimate` applies the rule to one cell of rows (`run/evaluate.summarize` and the reports
+both call it); `mean_of_fractions` to a group's or a section's mean over its cells.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 Z95 = 1.959963984540054
 RESAMPLES = 2000
+SEED = 0
+FRACTION = "fraction"
+# The range each unit's scores live in: every interval is clamped to it.
+RANGES = {FRACTION: (0.0, 1.0), "perplexity": (1.0, math.inf)}
+ITEMS_KEY = "sample_len"  # an lm-eval row's item count, in its metadata's `metrics`
 
 
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson's score interval for `successes` out of `n` (proportions in [0, 1])."""
+@dataclass(frozen=True)
+class Estimate:
+    """A score, its 95% interval (NaN bounds: none to give) and the count behind it."""
+
+    score: float
+    low: float
+    high: float
+    n: int
+
+    def scaled(self, factor: float) -> Estimate:
+        return Estimate(self.score * factor, self.low * factor, self.high * factor, self.n)
+
+
+def score_range(unit: str) -> tuple[float, float]:
+    return RANGES.get(unit, (-math.inf, math.inf))
+
+
+def clamp(low: float, high: float, unit: str) -> tuple[float, float]:
+    """The interval within the unit's range (NaN stays NaN)."""
+    bottom, top = score_range(unit)
+    return (min(max(low, bottom), top), max(min(high, top), bottom))
+
+
+def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for `successes` out of `n` (an effective, non-integer n too)."""
     if n <= 0:
         return (math.nan, math.nan)
-    p = successes / n
+    p = min(max(successes / n, 0.0), 1.0)  # a score outside [0, 1] is read at the bound
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At p = 0 (1) the bound is exactly 0 (1); rounding would leave it a hair inside.
+    return (0.0 if p == 0 else max(0.0, centre - half), 1.0 if p == 1 else min(1.0, centre + half))
 
 
-def bootstrap_mean(values: Sequence[float], resamples: int = RESAMPLES, seed: int = 0,
-                   level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values`."""
+def fraction_estimate(scores: Sequence[float], counts: Sequence[int] | None = None) -> Estimate:
+    """Scores in [0, 1] pooled: each weighs its count (default 1), Wilson on the successes."""
+    counts = [1] * len(scores) if counts is None else list(counts)
+    n = sum(counts)
+    if n <= 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    successes = sum(s * c for s, c in zip(scores, counts, strict=True))
+    return Estimate(successes / n, *wilson(successes, n), n)
+
+
+def mean_of_fractions(means: Sequence[float], counts: Sequence[int]) -> Estimate:
+    """The plain mean of T scores in [0, 1], the t-th over counts[t] samples: Wilson's interval at
+    the mean and n_eff = T^2 / sum(1 / n_t); n is the total count."""
+    if not means or min(counts) <= 0:
+        return Estimate(math.nan, math.nan, math.nan, int(sum(counts)))
+    mean = sum(means) / len(means)
+    n_eff = len(means) ** 2 / sum(1 / c for c in counts)
+    return Estimate(mean, *wilson(mean * n_eff, n_eff), int(sum(counts)))
+
+
+def bootstrap(size: int, statistic: Callable[[Any], Any], resamples: int = RESAMPLES,
+              seed: int = SEED) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of `statistic` over `size` samples: `statistic` maps a
+    (resamples, size) array of sample indices to one value per resample. NaN below 2 samples."""
     import numpy as np
 
-    data = np.asarray(values, dtype=float)
-    data = data[np.isfinite(data)]
-    if data.size == 0:
+    if size < 2:
         return (math.nan, math.nan)
-    if data.size == 1 or np.all(data == data[0]):
-        return (float(data[0]), float(data[0]))
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    picks = np.random.default_rng(seed).integers(0, size, size=(resamples, size))
+    low, high = np.percentile(statistic(picks), [2.5, 97.5])
     return (float(low), float(high))
 
 
-def is_binary(values: Sequence[float]) -> bool:
-    return all(v in (0.0, 1.0) for v in values)
+def _items(meta: Mapping) -> int:
+    """The items a row scores: an lm-eval row's item count where it records one, else 1."""
+    items = (meta.get("metrics") or {}).get(ITEMS_KEY)
+    return items if isinstance(items, int) and not isinstance(items, bool) and items > 0 else 1
 
 
-def interval(values: Sequence[float]) -> tuple[float, float]:
-    """95% interval of the mean: Wilson for pass rates, the bootstrap otherwise."""
-    values = [float(v) for v in values]
-    if values and is_binary(values):
-        return wilson(sum(values), len(values))
-    return bootstrap_mean(values)
-
-
-def pooled_nll_interval(nll: Sequence[float], tokens: Sequence[float]) -> tuple[float, float]:
-    """Bootstrap over documents of exp(summed NLL / summed tokens), fixed seed."""
+def _documents(metas: list[Mapping], per_document: str) -> tuple[int, Callable] | None:
+    """(size, statistic) to bootstrap over the documents the rows carry, or None."""
     import numpy as np
 
-    nll, tokens = np.asarray(nll, dtype=float), np.asarray(tokens, dtype=float)
-    if nll.size < 2:
-        value = math.exp(nll.sum() / tokens.sum())
-        return (value, value)
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, nll.size, size=(RESAMPLES, nll.size))
-    values = np.exp(nll[picks].sum(axis=1) / tokens[picks].sum(axis=1))
-    low, high = np.percentile(values, [2.5, 97.5])
-    return (float(low), float(high))
-
-
-# lm-eval metrics that score each item 0 or 1: a row's value is then a pass rate over its items.
-BINARY_METRICS = ("acc", "acc_norm", "exact_match")
-
-
-def lm_eval_stderr(meta: dict) -> float | None:
-    """lm-eval's standard error of the row's headline metric (`acc,none` -> `acc_stderr,none`)."""
-    metric, metrics = str(meta.get("metric", "")), meta.get("metrics") or {}
-    name, _, variant = metric.partition(",")
-    value = metrics.get(f"{name}_stderr,{variant}" if variant else f"{name}_stderr")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def binary_items(meta: dict) -> int | None:
-    """Items behind an lm-eval row whose metric passes or fails each item, else None."""
-    metrics = meta.get("metrics") or {}
-    items = metrics.get("sample_len")
-    if str(meta.get("metric", "")).partition(",")[0] in BINARY_METRICS and isinstance(items, int):
-        return items if items > 0 else None
+    if per_document == "pooled_nll" and all("document_nll" in m for m in metas):
+        nll = np.array([v for m in metas for v in m["document_nll"]], dtype=float)
+        tokens = np.array([v for m in metas for v in m["document_tokens"]], dtype=float)
+        return nll.size, lambda picks: np.exp(nll[picks].sum(axis=1) / tokens[picks].sum(axis=1))
+    if per_document and all("document_ppl" in m for m in metas):
+        values = np.array([v for m in metas for v in m["document_ppl"]], dtype=float)
+        return values.size, lambda picks: values[picks].mean(axis=1)
     return None
 
 
-def cell_interval(scores: Sequence[float], metas: Sequence[dict | None], *,
-                  per_document: str | bool | None = None,
-                  fraction: bool = True) -> tuple[int, float, float, float]:
-    """(n, score, low, high) of one cell's rows, on the rows' own scale (fractions 0..1).
-
-    - rows that each measured several documents (`per_document`: "pooled_nll" with
-      `document_nll` / `document_tokens`, else `document_ppl` in their metadata): the percentile
-      bootstrap over documents, n = documents;
-    - lm-eval rows of a pass-or-fail metric: Wilson over their pooled items, n = items;
-    - a single lm-eval row with a standard error: +-1.96 standard errors;
-    - samples: Wilson for pass rates, the bootstrap of the mean otherwise, n = samples;
-    - one number without any of these: no interval (NaN).
-    A fraction's bounds are clamped to [0, 1].
-    """
-    scores = [float(v) for v in scores]
-    metas = [m or {} for m in metas]
-    score = sum(scores) / len(scores)
-    if per_document == "pooled_nll" and all("document_nll" in m for m in metas):
-        nll = [v for m in metas for v in m["document_nll"]]
-        tokens = [v for m in metas for v in m["document_tokens"]]
-        return (len(nll), score, *pooled_nll_interval(nll, tokens))
-    if per_document and all("document_ppl" in m for m in metas):
-        values = [v for m in metas for v in m["document_ppl"]]
-        return (len(values), score, *bootstrap_mean(values))
-    items = [binary_items(m) for m in metas]
-    if all(items):
-        total = sum(items)
-        passed = sum(value * n for value, n in zip(scores, items, strict=True))
-        return (total, passed / total, *wilson(passed, total))
-    if len(scores) == 1 and lm_eval_stderr(metas[0]) is not None:
-        half = Z95 * lm_eval_stderr(metas[0])
-        low, high = scores[0] - half, scores[0] + half
-    elif len(scores) == 1 and (not fraction or scores[0] not in (0, 1)):
-        return (1, score, math.nan, math.nan)  # one number: no interval to give
-    else:
-        low, high = interval(scores)
-    return (len(scores), score, *(_clamped(low, high) if fraction else (low, high)))
-
-
-def group_interval(per_task: Sequence[Sequence[float]]) -> tuple[int, float, float, float]:
-    """(n, mean, low, high) of a group's score, the plain mean of its member tasks' means.
-
-    Pass/fail members with equal sample counts: Wilson over the pooled samples (the pooled rate
-    equals the mean of the task means; treating the tasks' samples as one sample is conservative
-    when the tasks' rates differ, and, unlike a bootstrap, never collapses to a point when every
-    sample agrees). Otherwise: the bootstrap that resamples each task's samples within the task.
-    """
+def cell_estimate(scores: Sequence[float], metadata: Sequence[Any], *, unit: str,
+                  per_document: str = "") -> Estimate:
+    """One cell of rows (their scores and metadata) as a score, its 95% interval and n, by the
+    module's rule. `unit` and `per_document` are what the rows' task declares."""
+    metas = [m if isinstance(m, Mapping) else {} for m in metadata]
+    if unit == FRACTION:
+        return fraction_estimate(scores, [_items(m) for m in metas])
     import numpy as np
 
-    arrays = [np.asarray(v, dtype=float) for v in per_task]
-    n = sum(a.size for a in arrays)
-    score = float(np.mean([a.mean() for a in arrays]))
-    if all(is_binary(a.tolist()) for a in arrays) and len({a.size for a in arrays}) == 1:
-        return (n, score, *wilson(float(sum(a.sum() for a in arrays)), n))
-    rng = np.random.default_rng(0)
-    means = np.zeros(RESAMPLES)
-    for values in arrays:
-        means += values[rng.integers(0, values.size, size=(RESAMPLES, values.size))].mean(axis=1)
-    low, high = np.percentile(means / len(arrays), [2.5, 97.5])
-    return (n, score, float(low), float(high))
-
-
-def _clamped(low: float, high: float) -> tuple[float, float]:
-    return (max(0.0, low), min(1.0, high))
+    found = _documents(metas, per_document)
+    if found is None:
+        values = np.asarray(scores, dtype=float)
+        found = (values.size, lambda picks: values[picks].mean(axis=1))
+    size, statistic = found
+    low, high = clamp(*bootstrap(size, statistic), unit)
+    return Estimate(sum(scores) / len(scores), low, high, size)
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:

@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 
 from ropebench.errors import RopebenchError
-from ropebench.reports import tables
+from ropebench.reports.cells import cell_stats
 from ropebench.reports.export import markdown_summary, write_csv
+from ropebench.reports.groups import group_by_length, group_threshold
+from ropebench.reports.headline import headline
 from ropebench.reports.html import render_html
 from ropebench.reports.results import load_run
+from ropebench.reports.sections import sections
+from ropebench.reports.sections.depth_grid import depth_grid
+from ropebench.reports.sections.group import group_tasks_table
+from ropebench.reports.summary import summary_scores, summary_table
 from ropebench.tasks import GROUPS
 
 LENGTHS = [512, 1024, 2048, 4096]
@@ -100,7 +106,7 @@ def run_dir(tmp_path):
 
 def test_summary_numbers(run_dir):
     results = load_run(run_dir)
-    summary = tables.summary_table(results)
+    summary = summary_table(results)
     assert list(summary.index) == ["none", "pi", "longrope2"]
     assert summary.loc["none", "RULER 512"] == pytest.approx(100.0)
     assert summary.loc["pi", "RULER 2048"] == pytest.approx(50.0)
@@ -117,7 +123,7 @@ def test_summary_numbers(run_dir):
 
 
 def test_explicit_threshold_changes_effective_length(run_dir):
-    summary = tables.summary_table(load_run(run_dir), threshold=40.0)
+    summary = summary_table(load_run(run_dir), threshold=40.0)
     # pi scores 100, 75, 50, 25 at 512..4096: 2048 is the longest length above 40.
     assert summary.loc["pi", "effective length"] == 2048
     assert summary.loc["none", "effective length"] == 512
@@ -125,18 +131,18 @@ def test_explicit_threshold_changes_effective_length(run_dir):
 
 def test_weak_baseline_lowers_the_threshold(run_dir):
     results = load_run(run_dir)
-    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
+    ruler = group_by_length(results.rows, results.labels, "ruler")
     ruler.loc["none", 512] = 50.0  # a small model: 0.9 x its own score at the window
-    assert tables.group_threshold(ruler, "none", 512) == pytest.approx(45.0)
+    assert group_threshold(ruler, "none", 512) == pytest.approx(45.0)
 
 
 def test_niah_grid_and_ruler_tables(run_dir):
     results = load_run(run_dir)
-    grid = tables.depth_grid(results.rows, "niah", "longrope2")
+    grid = depth_grid(results.rows, "niah", "longrope2")
     assert list(grid.index) == DEPTHS and list(grid.columns) == LENGTHS
     assert grid.to_numpy().min() >= 0 and grid.to_numpy().max() <= 1
-    section = next(s for s in tables.sections(results.rows) if s.key == "ruler")
-    per_task = tables.group_tasks_table(tables.cell_stats(results.rows), section, "pi")
+    ruler = next(s for s in sections(results.rows) if s.key == "ruler")
+    per_task = group_tasks_table(cell_stats(results.rows), ruler, "pi")
     assert list(per_task.index) == list(GROUPS["ruler"])
     assert per_task.loc["vt", "1024"] == pytest.approx(75.0)
 
@@ -191,12 +197,9 @@ def test_fitness_figure_draws_the_baselines_scored_by_the_search(run_dir, monkey
 
 
 def test_summary_has_weighted_averages_and_task_coverage(run_dir):
-    from ropebench.reports import tables
-    from ropebench.reports.results import load_run
-
     results = load_run(run_dir)
-    summary = tables.summary_table(results)
-    ruler = tables.group_by_length(results.rows, tables.method_order(results), "ruler")
+    summary = summary_table(results)
+    ruler = group_by_length(results.rows, results.labels, "ruler")
     if ruler.empty:
         pytest.skip("the demo run has no RULER rows")
     assert {"wAvg(inc)", "wAvg(dec)", "RULER tasks"} <= set(summary.columns)
@@ -239,7 +242,7 @@ def test_intervals_counts_tokens_and_ties(run_dir):
         + [_ppl_row(4096, [2.1 * d for d in docs], docs)],
     })
     results = load_run(run_dir)
-    summary, scores = tables.summary_scores(results)
+    summary, scores = summary_scores(results)
     assert scores[0].column == "RULER 4096"  # the group's longest length ranks the methods
     assert summary.loc["pi", "RULER 4096"] == pytest.approx(90.0)
     assert summary.loc["pi", "RULER 4096 n"] == 20
@@ -252,7 +255,7 @@ def test_intervals_counts_tokens_and_ties(run_dir):
     assert summary.loc["none", "PPL 4096 low"] == pytest.approx(math.exp(3.0))  # every doc alike
     assert bool(summary.loc["pi", "PPL 4096 best"])
 
-    text = tables.headline(results, summary, scores)
+    text = headline(summary, scores)
     assert text.startswith("Ranked by the RULER mean at 4096 tokens (higher is better): longrope2")
     assert "ahead of none" in text and "pi's interval overlaps longrope2's" in text
 
@@ -261,12 +264,12 @@ def test_intervals_counts_tokens_and_ties(run_dir):
     assert first < page.index("<p", page.index("<h1")) + 1  # the page's first paragraph
     assert "n=20" in page and "4089 tok" in page and "n=6" in page
     assert 'class="tied"' in page and 'class="best"' in page
-    assert "resamples each task&#39;s samples within the task" in page
+    assert "Wilson&#39;s 95% interval at the tasks&#39; effective sample count" in page
 
 
 def test_perplexity_without_documents_has_no_interval(run_dir):
     _rewrite(run_dir, {m: [_row("ppl", 1024, 5.0 + i)] for i, m in enumerate(("none", "pi", "longrope2"))})
-    summary = tables.summary_table(load_run(run_dir))
+    summary = summary_table(load_run(run_dir))
     assert math.isnan(summary.loc["pi", "PPL 1024 low"])
     assert summary["PPL 1024 tied"].tolist() == [False, True, True]  # nothing separates them
 
@@ -288,7 +291,7 @@ def test_a_task_plugin_gets_its_own_section_without_report_changes(run_dir):
             for m, k in (("none", 2), ("pi", 6), ("longrope2", 8))
         })
         results = load_run(run_dir)
-        summary = tables.summary_table(results)
+        summary = summary_table(results)
         assert summary.loc["pi", "recall %"] == pytest.approx(100 * 9 / 16)
         assert "mystery_task %" in summary  # not registered: a by-length fraction task
         page = render_html(results)
@@ -325,8 +328,8 @@ def test_configuration_shows_every_prompt_option_samples_recorded(run_dir):
 def test_reports_name_no_task():
     import re
 
-    source = Path(tables.__file__).parent
-    text = "\n".join(p.read_text() for p in [*source.glob("*.py"), *source.glob("templates/*")])
+    source = Path(summary_table.__code__.co_filename).parent
+    text = "\n".join(p.read_text() for p in [*source.rglob("*.py"), *source.glob("templates/*")])
     for name in ("ppl", "passkey", "niah", "short", "needle_ppl", *GROUPS["ruler"]):
         assert not re.search(rf"[\"']{name}[\"']", text), name
 

@@ -16,7 +16,7 @@ from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.export import markdown_summary, write_csv
 from ropebench.reports.html import render_html
 from ropebench.reports.results import load_run
-from ropebench.reports.tables import summary_scores
+from ropebench.reports.summary import summary_scores
 from ropebench.stats import ratio_interval, wilson
 
 SPEC = {"base": 10000.0, "head_dim": 32, "rotary_dim": 32, "window": 512,

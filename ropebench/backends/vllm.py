@@ -107,11 +107,11 @@ def _on_cpu() -> bool:
 
 def dynamic_base(config: dict[str, Any], length: int) -> float:
     """transformers' dynamic-NTK base for a forward over `length` tokens (`rope_type: dynamic`)."""
-    from ropebench.rope.math import dynamic_ntk_base
+    from ropebench.rope.math import dynamic_ntk_scale, ntk_base
     from ropebench.rope.spec import RopeSpec, configured_rope
 
-    return dynamic_ntk_base(RopeSpec.from_config(config), length,
-                            float(configured_rope(config)["factor"]))
+    spec = RopeSpec.from_config(config)
+    return ntk_base(spec, dynamic_ntk_scale(spec, length, float(configured_rope(config)["factor"])))
 
 
 @BACKENDS.register("vllm")

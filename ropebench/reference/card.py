@@ -22,7 +22,7 @@ from ropebench.methods import get_extender
 from ropebench.model.patch import apply_scaling, spec_of
 from ropebench.reference.data import TASK_OPTIONS
 from ropebench.run.evaluate import run_evaluation
-from ropebench.stats import interval
+from ropebench.stats import fraction_estimate
 from ropebench.tasks.ppl import long_documents
 
 NATIVE = 512
@@ -104,9 +104,9 @@ def retrieval_table(rows: pd.DataFrame) -> pd.DataFrame:
         entry: dict = {"task": task}
         for length, label in ((NATIVE, "native"), (4 * NATIVE, "4x")):
             scores = of_task[of_task["length"] == length]["score"].tolist()
-            low, high = interval(scores)
-            entry[f"{label} %"] = round(100 * sum(scores) / len(scores), 1)
-            entry[f"{label} 95% CI"] = f"{100 * low:.1f}-{100 * high:.1f}"
+            cell = fraction_estimate(scores).scaled(100)
+            entry[f"{label} %"] = round(cell.score, 1)
+            entry[f"{label} 95% CI"] = f"{cell.low:.1f}-{cell.high:.1f}"
             entry[f"{label} n"] = len(scores)
         entry["target"] = f">= {TARGETS[task]:g}"
         entry["met"] = "yes" if entry["native %"] >= TARGETS[task] else "no"
@@ -226,8 +226,8 @@ MLP {shape['intermediate_size']}, tied embeddings, RoPE base {shape['rope_theta'
 
 ## Measured (fresh samples, `ropebench reference card`)
 Retrieval, % (RULER string-match-all: the share of the expected values found; passkey: first
-integer), no extension, at the native window and at 4x, each with its 95% interval (Wilson for
-pass rates, bootstrap otherwise) and sample count; haystack `pydoc` (held-out text), vt without its
+integer), no extension, at the native window and at 4x, each with its 95% interval (Wilson's at
+the sample count, docs/intervals.md) and sample count; haystack `pydoc` (held-out text), vt without its
 one-shot example (RULER's 500-token example does not fit a 512-token window):
 
 {tables['retrieval'].to_markdown()}

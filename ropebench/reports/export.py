@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from ropebench.io import write_text_atomic
-from ropebench.reports import retention, tables
+from ropebench.reports import retention
 from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.html import cell_text, table_view
 from ropebench.reports.results import RunResults
+from ropebench.reports.sections import ReportData, kind_of, sections
+from ropebench.reports.summary import summary_scores, summary_table
 
 
 def safe_stem(name: str) -> str:
@@ -25,22 +27,10 @@ def safe_stem(name: str) -> str:
 def result_tables(results: RunResults, *, threshold: float | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the report by file stem (empty tables left out); values and their interval,
     n and prompt tokens sit in separate columns (`C`, `C low`, `C high`, `C n`, `C tokens`)."""
-    rows, methods = results.rows, tables.method_order(results)
-    stats = tables.cell_stats(rows)
-    found = {"summary": tables.summary_table(results, threshold),
-             "cells": stats.set_index("method")}
-    for section in tables.sections(rows):
-        if section.kind == "group":
-            found[f"{section.key}_by_length"] = tables.group_mean_table(rows, section, methods)
-            for method in methods:
-                found[f"{section.key}_tasks_{method}"] = tables.group_tasks_table(stats, section, method)
-        elif section.kind == "subtasks":
-            found[section.key] = tables.subtask_table(stats, section.key, methods)
-        else:
-            found[f"{section.key}_by_length"] = tables.by_length_table(stats, section.key, methods)
-            if section.kind == "depth_grid":
-                for method in methods:
-                    found[f"{section.key}_{method}"] = tables.depth_grid(rows, section.key, method)
+    data = ReportData.of(results)
+    found = {"summary": summary_table(results, threshold), "cells": data.stats.set_index("method")}
+    for section in sections(data.rows):
+        found.update({table.stem: table.frame for table in kind_of(section).tables(data, section)})
     for view in retention.retentions(results):
         found[f"{view.section.key}_short_context"] = view.table
     found["configuration"] = configuration_table(results)
@@ -78,7 +68,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
 
 
 def markdown_summary(results: RunResults, *, threshold: float | None = None) -> str:
-    summary, scores = tables.summary_scores(results, threshold)
+    summary, scores = summary_scores(results, threshold)
     parts = [
         f"### RoPE extension: {markdown_cell(results.name)}",
         "",
@@ -90,12 +80,11 @@ def markdown_summary(results: RunResults, *, threshold: float | None = None) -> 
         "",
         markdown_table(summary),
     ]
-    for section in tables.sections(results.rows):
-        if section.kind == "group":
-            table = tables.group_mean_table(results.rows, section, tables.method_order(results))
+    data = ReportData.of(results)
+    for section in sections(results.rows):
+        for caption, table in kind_of(section).markdown(data, section):
             if not table.empty:
-                parts += ["", f"{markdown_cell(section.title)} score by length:", "",
-                          markdown_table(table)]
+                parts += ["", markdown_cell(caption), "", markdown_table(table)]
     short = retention.primary(results)
     if short is not None:
         where = "as a whole" if short.short is None else f"at {short.short} tokens"

@@ -11,9 +11,7 @@ import math
 
 import pandas as pd
 
-from ropebench.reports import published, tables
 from ropebench.reports.results import RunResults
-from ropebench.reports.tables import method_order
 
 
 def _pyplot():
@@ -49,14 +47,27 @@ def _log_y(ax) -> None:
 
 def _colors(results: RunResults) -> dict[str, tuple]:
     cmap = _pyplot().get_cmap("tab10")
-    return {label: cmap(i % 10) for i, label in enumerate(method_order(results))}
+    return {label: cmap(i % 10) for i, label in enumerate(results.labels)}
 
 
-def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
+def _line(ax, xs: list[int], values: pd.Series, method: str, color) -> None:
+    """One method's scores over `xs` with its 95% interval as a band and error bars."""
+    ys = [float(values[str(x)]) for x in xs]
+    ax.plot(xs, ys, marker="o", label=method, color=color)
+    low = [float(values[f"{x} low"]) for x in xs]
+    high = [float(values[f"{x} high"]) for x in xs]
+    if len(xs) > 1:
+        ax.fill_between(xs, low, high, color=color, alpha=0.15, linewidth=0)
+    ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, low, strict=True)],
+                              [max(0.0, hi - y) for y, hi in zip(ys, high, strict=True)]],
+                fmt="none", ecolor=color, capsize=3, linewidth=1)
+
+
+def by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: str,
                log_y: bool = False, ylim: tuple[float, float] | None = None,
                references: list[tuple[str, dict[int, float]]] = ()) -> str | None:
     """One line per method over context length with its 95% interval as a band (the companion
-    `L low` / `L high` columns of a `tables.wide` frame), the pretrained window marked;
+    `L low` / `L high` columns of a `cells.wide` frame), the pretrained window marked;
     `references`: (label, {length: value}) lines drawn dashed (published numbers)."""
     if table.empty:
         return None
@@ -68,15 +79,7 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
         xs = [int(length) for length in lengths if pd.notna(values[length])]
         if not xs:
             continue
-        ys = [float(values[str(x)]) for x in xs]
-        ax.plot(xs, ys, marker="o", label=method, color=colors.get(method))
-        low = [float(values[f"{x} low"]) for x in xs]
-        high = [float(values[f"{x} high"]) for x in xs]
-        if len(xs) > 1:
-            ax.fill_between(xs, low, high, color=colors.get(method), alpha=0.15, linewidth=0)
-        ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, lo in zip(ys, low, strict=True)],
-                                  [max(0.0, hi - y) for y, hi in zip(ys, high, strict=True)]],
-                    fmt="none", ecolor=colors.get(method), capsize=3, linewidth=1)
+        _line(ax, xs, values, method, colors.get(method))
     for label, values in references:
         xs = sorted(values)
         ax.plot(xs, [values[x] for x in xs], linestyle="--", marker="x", color="black",
@@ -97,30 +100,8 @@ def _by_length(table: pd.DataFrame, results: RunResults, *, title: str, ylabel: 
     return to_data_uri(fig)
 
 
-def section_figure(results: RunResults, section: tables.Section, stats: pd.DataFrame) -> str | None:
-    """A group's mean or a by-length task over length, or a depth-grid task's heatmaps."""
-    methods = method_order(results)
-    if section.kind == "depth_grid":
-        return depth_grid_figure(results, section.key)
-    if section.kind == "group":
-        table = tables.group_mean_table(results.rows, section, methods)
-        return _by_length(table, results, title=f"{section.title} score vs length (95% intervals)",
-                          ylabel="score (0-100)", ylim=(-2, 102),
-                          references=published.figure_lines(results, section.key))
-    if section.kind != "by_length" or stats[stats["task"] == section.key]["length"].nunique() < 2:
-        return None
-    table = tables.by_length_table(stats, section.key, methods)
-    if section.unit == "fraction":
-        return _by_length(table, results, title=f"{section.title} vs length (95% intervals)",
-                          ylabel="score (0-100)", ylim=(-2, 102))
-    return _by_length(table, results, title=f"{section.title} vs length (95% intervals)",
-                      ylabel=section.unit, log_y=True)
-
-
-def depth_grid_figure(results: RunResults, task: str) -> str | None:
+def heatmaps(results: RunResults, grids: dict[str, pd.DataFrame]) -> str | None:
     """Heatmaps (depth x length), one per method, side by side on one colour scale."""
-    grids = {m: tables.depth_grid(results.rows, task, m) for m in method_order(results)}
-    grids = {m: g for m, g in grids.items() if not g.empty}
     if not grids:
         return None
     plt = _pyplot()

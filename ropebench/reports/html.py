@@ -9,9 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from ropebench.reports import figures, published, retention, tables
+from ropebench.reports import figures, published, retention
+from ropebench.reports.cells import COMPANIONS, task_of, task_order
 from ropebench.reports.configuration import as_text, configuration_table
 from ropebench.reports.results import RunResults
+from ropebench.reports.sections import ReportData, kind_of, sections
+from ropebench.reports.summary import build_summary
 
 SAMPLE_OUTPUTS_PER_TASK = 1  # predictions shown per (method, task), at the longest length
 MARKS = {"best": "", "tied": " ≈"}
@@ -19,7 +22,7 @@ MARKS = {"best": "", "tied": " ≈"}
 
 def _companion(frame: pd.DataFrame, column: Any) -> bool:
     name = str(column)
-    return any(name.endswith(s) and name[: -len(s)] in frame.columns for s in tables.COMPANIONS)
+    return any(name.endswith(s) and name[: -len(s)] in frame.columns for s in COMPANIONS)
 
 
 def cell_view(frame: pd.DataFrame, index: Any, column: Any, digits: int) -> dict[str, str] | str:
@@ -98,53 +101,29 @@ def fidelity_choices(rows: pd.DataFrame) -> tuple[list[str], list[dict[str, str]
     """The options that shaped each task's prompts, as its samples recorded them (under the
     options' own names, see `Task.prompt_options`): the columns (every option some task
     recorded, in the tasks' declaration order) and one row per task, "-" where it has none."""
-    declared = {task: tables.task_of(task).prompt_options() for task in dict.fromkeys(rows["task"])}
+    declared = {task: task_of(task).prompt_options() for task in dict.fromkeys(rows["task"])}
     found: dict[str, dict[str, set[str]]] = {}
     for task, meta in zip(rows["task"], rows["metadata"], strict=True):
         for key in declared[task]:
             if isinstance(meta, dict) and key in meta:
                 found.setdefault(task, {}).setdefault(key, set()).add(str(meta[key]))
-    order = tables._task_order(list(found))
+    order = task_order(list(found))
     columns = list(dict.fromkeys(key for task in order for key in declared[task] if key in found[task]))
     return columns, [{"task": task, **{k: ", ".join(sorted(found[task].get(k, ()))) or "-"
                                        for k in columns}} for task in order]
 
 
-def section_views(results: RunResults, stats: pd.DataFrame) -> list[dict[str, Any]]:
-    """Every task section: its anchor, title, figure and tables, built from what tasks declare."""
-    methods, rows = tables.method_order(results), results.rows
+def section_views(data: ReportData) -> list[dict[str, Any]]:
+    """Every task section: its anchor, title, note, figure and tables, as its kind lays it out."""
     views = []
-    for section in tables.sections(rows):
-        digits = 1 if section.unit == "fraction" else 2
-        items: list[dict[str, Any]] = []
-        note = ""
-        if section.kind == "group":
-            note = (f"Mean of the {len(section.tasks)} {section.title} task scores (0-100) per length; "
-                    "its 95% interval is a bootstrap that resamples each task's samples within the "
-                    "task. Per method: each task's score with its interval (Wilson for pass rates, "
-                    "bootstrap otherwise), n samples and mean prompt tokens.")
-            items.append({"title": "Mean per length",
-                          "table": table_view(tables.group_mean_table(rows, section, methods),
-                                              index_name="method")})
-            for method in methods:
-                table = tables.group_tasks_table(stats, section, method)
-                if not table.empty:
-                    items.append({"title": method, "table": table_view(table, index_name="task"),
-                                  "grid": True})
-        elif section.kind == "subtasks":
-            note = ("Score per sub-task (x100) with a 95% interval from the harness's standard "
-                    "error where it reports one.")
-            items.append({"title": "", "table": table_view(
-                tables.subtask_table(stats, section.key, methods), index_name="method")})
-        else:
-            what = "perplexity (lower is better), intervals bootstrapped over documents" \
-                if section.unit != "fraction" else "score x100 with its 95% interval"
-            note = f"Per length: {what}, n and the mean prompt tokens actually used."
-            items.append({"title": "", "table": table_view(
-                tables.by_length_table(stats, section.key, methods), index_name="method",
-                digits=digits)})
-        views.append({"anchor": section.anchor, "title": section.title, "note": note,
-                      "figure": figures.section_figure(results, section, stats),
+    for section in sections(data.rows):
+        kind = kind_of(section)
+        digits = 1 if section.higher_is_better else 2
+        items = [{"title": t.title, "grid": t.grid,
+                  "table": table_view(t.frame, index_name=t.index_name, digits=digits)}
+                 for t in kind.tables(data, section) if t.html and not (t.grid and t.frame.empty)]
+        views.append({"anchor": section.anchor, "title": section.title, "note": kind.note(section),
+                      "figure": kind.figure(data, section),
                       "figure_alt": f"{section.title} per method", "items": items})
     return views
 
@@ -163,28 +142,22 @@ def retention_views(results: RunResults) -> list[dict[str, Any]]:
 def render_html(results: RunResults, *, threshold: float | None = None) -> str:
     from jinja2 import Environment, PackageLoader
 
-    rows = results.rows
     env = Environment(loader=PackageLoader("ropebench.reports", "templates"),
                       autoescape=True)
-    summary, scores = tables.summary_scores(results, threshold)
-    groups = [s for s in tables.sections(rows) if s.kind == "group"]
-    if threshold is None and groups:
-        table = tables.group_by_length(rows, tables.method_order(results), groups[0].key)
-        if not table.empty:
-            threshold = tables.group_threshold(table, results.baseline, int(results.spec.get("window", 0)))
-    stats = tables.cell_stats(rows)
-    fidelity_keys, fidelity = fidelity_choices(rows)
+    summary = build_summary(results, threshold)
+    data = ReportData.of(results)
+    fidelity_keys, fidelity = fidelity_choices(results.rows)
+    notes = [kind_of(s).summary_note(s) for s in sections(results.rows)]
     context = {
         "results": results,
-        "headline": retention.headline(results, summary, scores),
+        "headline": retention.headline(results, summary.frame, summary.scores),
         "retention": retention_views(results),
         "configuration": table_view(as_text(configuration_table(results))),
-        "threshold": None if threshold is None else format_value(float(threshold)),
-        "groups": [{"title": g.title, "tasks": g.tasks,
-                    "members": len(tables.GROUPS.get(g.key, g.tasks))} for g in groups],
-        "summary": table_view(summary),
-        "scores": scores,
-        "sections": section_views(results, stats),
+        "threshold": None if summary.threshold is None else format_value(float(summary.threshold)),
+        "summary_notes": [note for note in notes if note],
+        "summary": table_view(summary.frame),
+        "scores": summary.scores,
+        "sections": section_views(data),
         "figures": figures.all_figures(results),
         "samples": sample_outputs(results),
         "fidelity_keys": fidelity_keys,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ropebench.reports import tables
+from ropebench.reports.groups import group_stats
 from ropebench.reports.results import RunResults
 from ropebench.run.published import PublishedRow, compare, get_published, model_matches
+from ropebench.tasks import GROUPS
 
 
 def named_rows(results: RunResults) -> list[PublishedRow]:
@@ -32,8 +33,8 @@ def _method_label(results: RunResults, row: PublishedRow) -> str | None:
 
 
 def _measured(results: RunResults, row: PublishedRow, label: str) -> dict[int, tuple]:
-    members = tables.GROUPS.get(row.benchmark, ())
-    stats = tables.group_stats(results.rows, list(members))
+    members = GROUPS.get(row.benchmark, ())
+    stats = group_stats(results.rows, list(members))
     stats = stats[stats["method"] == label]
     return {int(s.length): (float(s.score), float(s.low), float(s.high), int(s.n))
             for s in stats.itertuples()}

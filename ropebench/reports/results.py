@@ -74,6 +74,11 @@ class RunResults:
     def complete(self) -> bool:
         return all(m.complete for m in self.methods)
 
+    @property
+    def labels(self) -> list[str]:
+        """The methods' labels in the run's order (every table lists methods in it)."""
+        return [m.label for m in self.methods]
+
 
 def load_run(run_dir: str | Path) -> RunResults:
     """Everything the report shows, read from `run_dir`; unfinished stages are simply absent."""

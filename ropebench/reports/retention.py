@@ -8,7 +8,7 @@ with its 95% interval. A section without lengths (short-context harness tasks) i
 as a whole. For a lower-is-better unit (perplexity) retention is baseline / method, so 100% still
 means "as good as the original" and less means worse.
 
-Nothing here names a task: sections, units and directions come from `tables`.
+Nothing here names a task: sections, units and directions come from the section kinds.
 """
 
 from __future__ import annotations
@@ -18,20 +18,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ropebench.reports import tables
+from ropebench.reports.headline import headline as ranking
+from ropebench.reports.headline import words
 from ropebench.reports.results import RunResults
-from ropebench.reports.tables import _words as words
+from ropebench.reports.scores import Score, retained_percent
+from ropebench.reports.sections import Section, kind_of, sections
 from ropebench.stats import overlap
 
 RETAINED = "retained %"
-PARTS = ("score", "low", "high", "n")
 
 
 @dataclass
 class Retention:
     """One section's short-context half: the lengths used and the method x score table."""
 
-    section: tables.Section
+    section: Section
     short: int | None  # the length read as short context; None: the section has no lengths
     long: int | None  # the longest length run; None as above
     table: pd.DataFrame  # columns `C`, `C low`, `C high`, `C n` for each shown score
@@ -41,30 +42,14 @@ class Retention:
         return None if self.long is None else f"score @{self.long}"
 
 
-def _length_stats(results: RunResults, section: tables.Section) -> pd.DataFrame | None:
+def _length_stats(results: RunResults, section: Section) -> pd.DataFrame | None:
     """method, length, n, score, low, high of a section that has lengths, else None; only at the
     lengths the short-context half reads (the longest, and the longest within the window)."""
-    if section.kind not in ("group", "by_length", "depth_grid"):
-        return None
     rows = results.rows[results.rows["task"].isin(section.tasks)]
     lengths = sorted(int(x) for x in rows["length"].unique())
     window = int(results.spec.get("window", 0))
     keep = {lengths[-1], *[length for length in lengths if length <= window][-1:]} if lengths else set()
-    rows = rows[rows["length"].isin(keep)]
-    if section.kind == "group":
-        return tables.group_stats(rows, section.tasks)
-    stats = tables.cell_stats(rows)
-    return stats.groupby(["method", "length"], as_index=False).first()
-
-
-def _subtask_stats(results: RunResults, section: tables.Section) -> pd.DataFrame:
-    """The section's mean sub-task score per method as the summary shows it (score, low, high, n)."""
-    summary, _ = tables.summary_scores(results)
-    column = f"{section.abbrev} %"
-    if column not in summary:
-        return pd.DataFrame(columns=list(PARTS))
-    return pd.DataFrame({part: summary[column if part == "score" else f"{column} {part}"]
-                         for part in PARTS})
+    return kind_of(section).length_stats(rows[rows["length"].isin(keep)], section)
 
 
 def _put(table: pd.DataFrame, column: str, values: pd.DataFrame) -> None:
@@ -74,15 +59,14 @@ def _put(table: pd.DataFrame, column: str, values: pd.DataFrame) -> None:
         table[f"{column} {part}"] = values[part]
 
 
-def section_retention(results: RunResults, section: tables.Section) -> Retention | None:
+def section_retention(results: RunResults, section: Section) -> Retention | None:
     """The section's short-context half, or None without a baseline or a short-context score."""
     baseline, window = results.baseline, int(results.spec.get("window", 0))
-    methods = tables.method_order(results)
-    table = pd.DataFrame(index=pd.Index(methods, name="method"))
+    table = pd.DataFrame(index=pd.Index(results.labels, name="method"))
     stats = _length_stats(results, section)
     if stats is None:
         short = long = None
-        _put(table, "score", _subtask_stats(results, section))
+        _put(table, "score", kind_of(section).whole_stats(results.rows[results.rows["task"].isin(section.tasks)], section))
     else:
         lengths = sorted(int(x) for x in stats["length"].unique())
         shorts = [length for length in lengths if length <= window]
@@ -94,30 +78,30 @@ def section_retention(results: RunResults, section: tables.Section) -> Retention
     column = "score" if short is None else f"score @{short}"
     if baseline is None or pd.isna(table.loc[baseline, column]):
         return None
-    tables.retained_percent(table, column, RETAINED, baseline, section.higher_is_better)
+    retained_percent(table, column, RETAINED, baseline, section.higher_is_better)
     counts = [c for c in table.columns if c.endswith(" n")]
     return Retention(section, short, long, table.astype({c: "Int64" for c in counts}))
 
 
 def retentions(results: RunResults) -> list[Retention]:
     """Every section's short-context half that the run measured, in the report's section order."""
-    found = (section_retention(results, s) for s in tables.sections(results.rows))
+    found = (section_retention(results, s) for s in sections(results.rows))
     return [r for r in found if r is not None]
 
 
 def primary(results: RunResults) -> Retention | None:
     """The half the headline states: the ranking section's when it has one, else the first."""
     found = retentions(results)
-    ranking = tables.sections(results.rows)[:1]
+    ranking = sections(results.rows)[:1]
     return next((r for r in found if ranking and r.section.key == ranking[0].key),
                 found[0] if found else None)
 
 
 # ---------------------------------------------------------------- the headline's second half
 
-def headline(results: RunResults, summary: pd.DataFrame, scores: list[tables.Score]) -> str:
+def headline(results: RunResults, summary: pd.DataFrame, scores: list[Score]) -> str:
     """Both halves of the claim: the ranking at the target, then what short context keeps."""
-    return f"{tables.headline(results, summary, scores)} {short_context_sentence(results)}"
+    return f"{ranking(summary, scores)} {short_context_sentence(results)}"
 
 
 def short_context_sentence(results: RunResults) -> str:

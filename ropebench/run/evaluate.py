@@ -346,13 +346,13 @@ def reusable_rows(folders: list[Path], expected: dict[tuple[str, str, int], str]
 
 
 def summarize(rows: list[dict[str, Any]]):
-    """Per (method, task, length[, lm-eval sub-task]): `n`, the mean score (x100 for scored tasks,
-    raw for perplexities) with its 95% interval (`ci_low`, `ci_high`) by the rule the report
-    uses (`stats.cell_interval`: documents for perplexities, Wilson for pass rates, ...), and
-    `prompt_tokens`, the mean prompt tokens actually used."""
+    """Per (method, task, length): the score (x100 for scored tasks, raw for perplexities) with
+    its 95% interval (`ci_low`, `ci_high`) and the count `n` behind it (samples, lm-eval items or
+    documents), by the one rule of `stats.cell_estimate` that the report uses too
+    (docs/intervals.md), and `prompt_tokens`, the mean prompt tokens actually used."""
     import pandas as pd
 
-    from ropebench.stats import cell_interval
+    from ropebench.stats import cell_estimate
 
     columns = ["method", "task", "length", "n", "score", "ci_low", "ci_high", "prompt_tokens"]
     frame = pd.DataFrame(rows)
@@ -371,16 +371,15 @@ def summarize(rows: list[dict[str, Any]]):
     out = []
     for (method, task, length, subtask), group in frame.groupby(
             ["method", "task", "length", "subtask"], sort=False):
-        spec = get_task(task)
-        metas = [m if isinstance(m, dict) else {} for m in group["metadata"]]
-        n, score, low, high = cell_interval(group["score"].astype(float).tolist(), metas,
-                                            per_document=spec.per_document,
-                                            fraction=spec.unit == "fraction")
-        scale = 100.0 if spec.unit == "fraction" else 1.0
+        declared = get_task(task)
+        metas = list(group["metadata"]) if "metadata" in group else [None] * len(group)
+        cell = cell_estimate(group["score"].astype(float).tolist(), metas,
+                             unit=declared.unit, per_document=declared.per_document)
+        cell = cell.scaled(100.0 if declared.unit == "fraction" else 1.0)
         out.append({
-            "method": method, "task": task, "length": length, "subtask": subtask, "n": n,
-            "score": round(scale * score, 4),
-            "ci_low": round(scale * low, 4), "ci_high": round(scale * high, 4),
+            "method": method, "task": task, "length": length, "subtask": subtask,
+            "n": cell.n, "score": round(cell.score, 4),
+            "ci_low": round(cell.low, 4), "ci_high": round(cell.high, 4),
             "prompt_tokens": round(float(pd.to_numeric(group["input_tokens"]).mean()), 1),
         })
     return pd.DataFrame(out, columns=columns)

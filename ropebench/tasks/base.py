@@ -103,9 +103,10 @@ class Task:
     What a task declares, so that the loop, the cost estimate and the reports stay generic:
     - `unit`: "fraction" (row scores in [0, 1], shown x100) or "perplexity" (lower is better);
     - `per_length`: False for tasks run once (rows have length 0);
-    - `title` and `report`: the report section it gets ("by_length": a method x length table;
-      "depth_grid": a depth x length heatmap per method; "subtasks": a method x sub-task table;
-      "group": shown through its group, e.g. RULER), and `group` for the latter;
+    - `title` and `report`: the report section it gets, by the name of a report section kind
+      ("by_length": a method x length table; "depth_grid": a depth x length heatmap per method;
+      "subtasks": a method x sub-task table; "group": shown through its group, e.g. RULER; more
+      in docs/report-sections.md), and `group` for the latter;
     - `per_document`: how a measured row's score is built from the per-document values in its
       metadata, so a report can bootstrap over documents: "pooled_nll" (exp of the summed
       `document_nll` over the summed `document_tokens`), "mean_ppl" (the mean of `document_ppl`),
