@@ -47,6 +47,10 @@ RULER_DOWNLOADS = {"niah_single_2": ESSAYS, "niah_single_3": ESSAYS, "niah_multi
                    "ruler_qa_hotpot": "HotpotQA dev (hotpotqa.github.io)"}
 RULER_OFFLINE = ("niah_single_1", "niah_multikey_2", "niah_multikey_3", "ruler_vt", "ruler_cwe",
                  "ruler_fwe")
+# Lengths below which lm-eval's generator never ends: ruler_vt first builds a few-shot example of
+# up to 500 tokens and then shrinks its sample's noise until both fit (at 512 tokens with the
+# reference tokenizer it loops forever; at 1024 it builds in 0.3 s).
+RULER_MIN_LENGTH = {"ruler_vt": 1024}
 MC_ANSWER_TOKENS = 8  # room for a multiple-choice continuation (" A") on top of the prompt
 _PREFIXES = (("longbench2_", "longbench2"), ("longbench_", "longbench"),
              ("infinitebench_", "infinitebench"), ("niah_", "ruler"), ("ruler_", "ruler"))
@@ -192,6 +196,10 @@ def check_data(data: Path, task: str) -> None:
 def check_length(data: Path, task: str, length: int) -> None:
     """The task can give `length`: a BABILong bucket, a LongBench v2 label with items."""
     name = family(task)
+    if length < RULER_MIN_LENGTH.get(task, 0):
+        raise RopebenchError(f"lm-eval's {task} cannot build samples of {length} tokens (its "
+                             f"generator needs at least {RULER_MIN_LENGTH[task]}); evaluate it "
+                             "at longer lengths")
     if name == "babilong":
         babilong_bucket(data, task, length)
     elif name == "longbench2":
