@@ -159,6 +159,6 @@ def test_eval_runs_longbench2_infinitebench_and_ruler_by_length(tmp_path):
             assert row["input_tokens"] <= row["length"] + 2, row
         if task == "longbench2_academic_single":
             assert row["references"] == ["A"] and row["prediction"] in "ABCD"
-        if task == "niah_single_1":  # lm-eval sizes RULER's prompt + 128-token answer to L
-            assert row["input_tokens"] <= row["length"] - 128 + 8, row
+        if task == "niah_single_1":  # lm-eval sizes RULER's haystack + 128 answer tokens to L
+            assert row["length"] / 4 < row["input_tokens"] < row["length"], row
             assert row["metadata"]["metric"] == str(row["length"])
