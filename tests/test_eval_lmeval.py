@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
 from helpers import tiny_llama
@@ -42,50 +43,34 @@ def test_short_tasks_run_through_lm_eval_in_memory(model, tok):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ROPEBENCH_SLOW"), reason="minutes on CPU; set ROPEBENCH_SLOW=1")
-def test_niah_single_1_cross_check_with_lm_eval(tmp_path):
-    """The shipped reference model, one tokenizer, one length: both pipelines score the model
-    that really retrieves at its window, and build the same prompt shape."""
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
+def test_niah_single_1_cross_check_with_lm_eval():
+    """The shipped reference model, one tokenizer, one length, the same number of samples:
+    lm-eval's niah_single_1 (through lmeval_long's RULER family) and ropebench's build the same
+    instruction, needle sentence, question and answer prefix around the same repeated haystack;
+    they differ in how much haystack fills the length (bench/niah_prompts_vs_lmeval.py)."""
     from ropebench.model.load import load_model
-    from ropebench.run.evaluate import run_evaluation
+    from ropebench.tasks.lmeval_families import answer_tokens, build
+    from ropebench.tasks.registry import get_task
+    from ropebench.tasks.short import lm_eval_results
 
     model, tok = load_model("reference")
-    length, n = 512, 20
-    tok_dir = tmp_path / "tok"
-    tok.save_pretrained(tok_dir)
-    lm = HFLM(pretrained=model, tokenizer=tok, max_length=length, batch_size=1)
-    theirs = simple_evaluate(
-        model=lm,
-        tasks=["niah_single_1"],
-        task_manager=TaskManager(metadata={"max_seq_lengths": [length], "tokenizer": str(tok_dir)}),
-        limit=n,
-        log_samples=True,
-        bootstrap_iters=0,
-    )
-    their_score = theirs["results"]["niah_single_1"][f"{length},none"]
-    ours = run_evaluation(HFBackend(model, tok),
-        method="none",
-        tasks=["niah_single_1"],
-        lengths=[length],
-        samples=n,
-        seed=42,
-        out_dir=tmp_path / "ours",
-        progress=False,
-    )
-    assert 0.0 <= their_score <= 1.0 and 0.0 <= ours["score"].mean() <= 1.0
+    backend, length, n = HFBackend(model, tok), 512, 8
+    with tempfile.TemporaryDirectory() as folder:
+        tok.save_pretrained(folder)
+        built = build("niah_single_1", Path(), length, tok, folder)
+        records = lm_eval_results(backend, [built.config], limit=n, seed=42,
+                                  max_length=length + answer_tokens(built.config))
+    theirs = [r["arguments"][0][0] for r in records["samples"]["niah_single_1"]]
+    ours = [s.input_text for s in get_task("niah_single_1").samples(tok, length, n, 42)]
+    assert len(theirs) == len(ours) == n
+    needle = re.compile(r"One of the special magic numbers for (\S+) is: \d+\.")
+    haystack = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 
-    doc = theirs["samples"]["niah_single_1"][0]["doc"]
-    assert doc["input"].startswith(
-        "A special magic number is hidden within the following text. Make sure to memorize it. "
-        "I will quiz you about the number afterwards.\n"
-    )
-    assert re.fullmatch(
-        r"The special magic number for \S+ mentioned in the provided text is", doc["gen_prefix"]
-    )
-    print(
-        f"niah_single_1 @ {length}, {n} samples: lm-eval {their_score:.3f}, ropebench {ours['score'].mean():.3f}"
-    )
+    def outside(text: str) -> tuple[str, str]:  # the text around the haystack, key masked
+        masked = needle.sub("<NEEDLE>", text).replace(needle.search(text).group(1), "<KEY>")
+        return masked[:masked.find(haystack)], masked[masked.rfind(haystack) + len(haystack):]
+
+    assert {outside(p) for p in theirs} == {outside(p) for p in ours}  # one head, one tail
+    count = lambda prompts: {p.count(haystack) for p in prompts}  # noqa: E731
+    assert count(theirs) != count(ours)  # haystack sizes differ (lm-eval: 5 runs, ours: 6)
+    assert max(len(tok(p)["input_ids"]) for p in theirs + ours) <= length - 128

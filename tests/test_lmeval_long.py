@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from ropebench.errors import RopebenchError
-from ropebench.tasks.lmeval_long import LmevalLong, babilong_bucket, middle_truncate
+from ropebench.tasks.lmeval_families import babilong_bucket, middle_truncate
+from ropebench.tasks.lmeval_long import LmevalLong
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = "babilong_qa1,longbench_hotpotqa"

@@ -92,6 +92,7 @@ class EngineKey:
     max_model_len: int
     rope_theta: float | None = None  # dynamic NTK served as plain RoPE with this base
     short: bool = False  # LongRoPE served with its short factors everywhere (inside the window)
+    tokenizer: bool = False  # the engine detokenizes (lm-eval's model reads text, stop strings)
 
     def label(self) -> str:
         theta = "" if self.rope_theta is None else f", base {self.rope_theta:.6g}"
@@ -291,7 +292,7 @@ class VLLMBackend(Backend):
         kwargs: dict[str, Any] = dict(
             model=self.model_dir,
             tokenizer=self.model_dir,
-            skip_tokenizer_init=True,
+            skip_tokenizer_init=not key.tokenizer,
             dtype=dtype,
             max_model_len=key.max_model_len,
             enforce_eager=opts.enforce_eager,
@@ -412,6 +413,11 @@ class VLLMBackend(Backend):
         for i, o in zip(rows, outs, strict=True):
             new = list(o.outputs[0].token_ids)
             tokens[i] = tokens[i] + new if append else new
+
+    def lm_eval_model(self, max_length: int, batch_size: int = 1):
+        from ropebench.backends.lmeval_vllm import lm_eval_vllm
+
+        return lm_eval_vllm(self, max_length, batch_size)
 
     def token_logprobs(self, input_ids: list[int]) -> list[float]:
         """log p(ids[p] | ids[:p]) for p = 1 .. len(ids) - 1, from the engine that matches HF."""
