@@ -41,7 +41,7 @@ $(VLLM_BIN)/.installed: pyproject.toml
 	touch $@
 
 test-vllm: $(VLLM_BIN)/.installed
-	$(VLLM_BIN)/python -m pytest -q -ra tests/test_vllm_backend.py tests/test_vllm_compare.py
+	$(VLLM_BIN)/python -m pytest -q -ra tests/test_vllm_backend.py tests/test_vllm_compare.py tests/test_lmeval_long_vllm.py
 
 lint: setup
 	$(BIN)/ruff check ropebench tests bench
