@@ -138,3 +138,24 @@ def test_changed_target_length_recomputes(model, tok, tmp_path):
 
     run(tmp_path / "a", 1024)
     assert run(tmp_path / "a", 2048) == run(tmp_path / "b", 2048)
+
+
+def test_a_searched_scalings_identity_is_its_factors_not_its_search_time():
+    """Rows and training checkpoints depend on a scaling's factors, not on how long the search
+    that found them ran: the same factors from a re-run search keep their rows."""
+    from ropebench.rope.scaling import RopeScaling
+
+    record = {"fitness": "needle_ppl", "best_fitness": 2.0, "fitness_history": [3.0, 2.0],
+              "evaluations": 8, "seconds": 38.26, "baseline_fitness": {"yarn": 2.5},
+              "settings": {"population": 2}}
+    saved = {"method": "longrope2", "target_length": 4096, "original_length": 512,
+             "long_factor": [1.0, 2.0], "attention_factor": 1.2, "rope_parameters": {},
+             "critical_index": 1, "provenance": "searched", "extra": {"n_hat": 0, **record}}
+    first = RopeScaling.from_dict(saved)
+    again = RopeScaling.from_dict({**saved, "extra": {**saved["extra"], "seconds": 39.11}})
+    other = RopeScaling.from_dict({**saved, "long_factor": [1.0, 2.5]})
+    assert first.search is not None and first.search.seconds == 38.26
+    assert first.to_dict() != again.to_dict()  # the saved record keeps the search's time ...
+    assert first.identity() == again.identity()  # ... which no result depends on
+    assert first.identity() != other.identity()
+    assert "seconds" not in first.identity()["extra"]

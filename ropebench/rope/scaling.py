@@ -99,6 +99,11 @@ class RopeScaling:
         data["short_factor"] = None if self.short_factor is None else list(self.short_factor)
         return data
 
+    def identity(self) -> dict[str, Any]:
+        """What a result computed with this scaling depends on: `to_dict()` less the search
+        record (how the factors were found, and in how many seconds, changes no row)."""
+        return dataclasses.replace(self, search=None).to_dict()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RopeScaling:
         known = {f.name for f in dataclasses.fields(cls)}

@@ -217,7 +217,7 @@ class ComparisonRunner:
         rows = run_evaluation(backend, method=ms.method.label, tasks=[task],
                               lengths=list(e.lengths), samples=e.samples, seed=e.seed,
                               out_dir=folder, options={task: e.task_options[task]},
-                              progress=self.progress, identity={"scaling": scaling.to_dict()},
+                              progress=self.progress, identity={"scaling": scaling.identity()},
                               reuse=self.store.family(ms.evals[task]))
         return {"rows": len(rows)}
 

@@ -127,7 +127,7 @@ def training_fingerprint(model, tokenizer, scaling: RopeScaling, settings: Train
     for doc in documents:
         data.update(hashlib.sha256(doc.encode("utf-8", errors="replace")).digest())
     return {
-        "scaling": scaling.to_dict(),
+        "scaling": scaling.identity(),
         "layout": dataclasses.asdict(layout),
         "settings": {k: v for k, v in dataclasses.asdict(settings).items()
                      if k not in _NOT_FINGERPRINTED},

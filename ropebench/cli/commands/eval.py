@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                                longest=max(lengths)))
     rows = run_evaluation(
         backend,
-        identity={"scaling": scaling.to_dict() if scaling is not None else None},
+        identity={"scaling": scaling.identity() if scaling is not None else None},
         method=label,
         tasks=tasks,
         lengths=lengths,
