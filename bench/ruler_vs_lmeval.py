@@ -33,7 +33,7 @@ from _common import ChildFailed, since_spawn, try_child
 
 
 def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> dict:
-    from ropebench.backends.hf import HFBackend
+    from ropebench.backends.hf import HFBackend, HFOptions
     from ropebench.model.load import load_model, reference_model_dir
     from ropebench.run.evaluate import run_evaluation
 
@@ -43,7 +43,7 @@ def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> di
     load = time.perf_counter() - start
     start = time.perf_counter()
     rows = run_evaluation(
-        HFBackend(model, tokenizer),
+        HFBackend(model, tokenizer, options=HFOptions(batch_size=batch_size)),
         method="none",
         tasks=[task],
         lengths=[length],
@@ -51,7 +51,6 @@ def ropebench_child(task: str, length: int, samples: int, batch_size: int) -> di
         seed=42,
         out_dir=tempfile.mkdtemp(),
         progress=False,
-        options={"batch_size": batch_size},
     )
     run = time.perf_counter() - start
     score = float(rows["score"].mean()) if len(rows) else math.nan  # empty: prompt cannot fit

@@ -85,7 +85,7 @@ def check_fits(config: dict[str, Any], lengths: list[int], *, batch: int = 1,
         raise RopebenchError(
             f"length {longest} needs about {guess.bytes / gib:.1f} GiB for one forward pass "
             f"(batch {batch}), more than the {free / gib:.1f} GiB available; use shorter "
-            "--lengths or a smaller --set tasks.batch_size, or pass --force to try anyway"
+            "--lengths or a smaller --set backend.batch_size, or pass --force to try anyway"
         )
     single = estimate(config, longest, batch=1, gpu=gpu).seconds
     if single > MAX_SECONDS_PER_SAMPLE:
