@@ -29,6 +29,16 @@ def model_dir32(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="module")
+def model_dir128(tmp_path_factory):
+    """A saved tiny Llama (128-token window, seed 0) with its tokenizer: plans and runs at a few
+    hundred tokens."""
+    directory = tmp_path_factory.mktemp("model")
+    tiny_llama(window=128, seed=0).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture
 def no_weights(monkeypatch):
     """Loading weights fails the test: every refusal checked with it must come before that."""

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from helpers import tiny_llama, tiny_tokenizer
+from helpers import tiny_tokenizer
 
 from ropebench.backends.base import BACKENDS, Backend, Completion, ModelSource, Place, SpanNLL
 from ropebench.cli.main import main
@@ -84,17 +84,9 @@ def toy_registered(monkeypatch):
     monkeypatch.setitem(BACKENDS._builtins, "toy", ToyBackend)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    tiny_llama(window=128, seed=0).save_pretrained(root)
-    tiny_tokenizer().save_pretrained(root)
-    return root
-
-
-def test_eval_runs_on_a_plugin_backend_through_the_cli(toy_registered, model_dir, tmp_path):
+def test_eval_runs_on_a_plugin_backend_through_the_cli(toy_registered, model_dir128, tmp_path):
     out = tmp_path / "out"
-    argv = ["eval", str(model_dir), "--backend", "toy", "--tasks", "passkey,ppl",
+    argv = ["eval", str(model_dir128), "--backend", "toy", "--tasks", "passkey,ppl",
             "--lengths", "256", "--samples", "3", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     rows = read_rows(out)
@@ -107,18 +99,18 @@ def test_eval_runs_on_a_plugin_backend_through_the_cli(toy_registered, model_dir
     assert ppl["score"] == pytest.approx(len(tiny_tokenizer()), rel=1e-6)  # exp(log V) = V
 
 
-def test_a_plugin_backends_bad_option_is_one_line(toy_registered, model_dir, tmp_path, capsys,
+def test_a_plugin_backends_bad_option_is_one_line(toy_registered, model_dir128, tmp_path, capsys,
                                                    no_weights):
-    argv = ["eval", str(model_dir), "--backend", "toy", "--tasks", "passkey", "--lengths", "128",
+    argv = ["eval", str(model_dir128), "--backend", "toy", "--tasks", "passkey", "--lengths", "128",
             "--out", str(tmp_path / "out"), "--set", "backend.answer=everything"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "answer" in err and "last_number" in err
 
 
-def plan_file(tmp_path: Path, model_dir: Path, backend: Any) -> Path:
+def plan_file(tmp_path: Path, model_dir128: Path, backend: Any) -> Path:
     plan = {
-        "name": "toy", "model": str(model_dir), "target_length": 512,
+        "name": "toy", "model": str(model_dir128), "target_length": 512,
         "methods": ["none", {"method": "pi", "train": {"steps": 2, "warmup_steps": 0,
                                                        "save_every": 0}}],
         "evaluate": {"tasks": ["passkey"], "lengths": [256, 384], "samples": 2},
@@ -130,9 +122,9 @@ def plan_file(tmp_path: Path, model_dir: Path, backend: Any) -> Path:
 
 
 def test_a_compare_plan_evaluates_on_the_plans_backend_and_trains_on_hf(
-        toy_registered, model_dir, tmp_path, capsys):
+        toy_registered, model_dir128, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["compare", str(plan_file(tmp_path, model_dir, {"name": "toy"})), "--out", str(run)]
+    argv = ["compare", str(plan_file(tmp_path, model_dir128, {"name": "toy"})), "--out", str(run)]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "train stages run on the hf backend" in err
@@ -156,9 +148,9 @@ def test_a_compare_plan_evaluates_on_the_plans_backend_and_trains_on_hf(
     ({"name": "toi"}, "did you mean toy"),
     ({"name": "toy", "batch_size": "two"}, "integer"),
 ])
-def test_a_plans_bad_backend_section_is_one_line(toy_registered, model_dir, tmp_path, capsys,
+def test_a_plans_bad_backend_section_is_one_line(toy_registered, model_dir128, tmp_path, capsys,
                                                  no_weights, backend, wrong):
-    argv = ["compare", str(plan_file(tmp_path, model_dir, backend)), "--out", str(tmp_path / "r")]
+    argv = ["compare", str(plan_file(tmp_path, model_dir128, backend)), "--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and wrong in err and "backend" in err

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import tiny_llama, tiny_tokenizer
 
 from ropebench.backends.hf import HFBackend, HFOptions
 from ropebench.cli.main import main
@@ -22,14 +21,6 @@ from ropebench.run.runner import ComparisonRunner
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROPEBENCH_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    tiny_llama(window=128, seed=0).save_pretrained(root)
-    tiny_tokenizer().save_pretrained(root)
-    return root
 
 
 @pytest.fixture
@@ -51,9 +42,9 @@ def work(monkeypatch):
     return counts
 
 
-def raw_plan(model_dir: Path, lengths: list[int], samples: int, **engine) -> dict:
+def raw_plan(model_dir128: Path, lengths: list[int], samples: int, **engine) -> dict:
     return {
-        "name": "reuse", "model": str(model_dir), "target_length": 512, "methods": ["none", "pi"],
+        "name": "reuse", "model": str(model_dir128), "target_length": 512, "methods": ["none", "pi"],
         "evaluate": {"tasks": ["passkey", "ppl"], "lengths": lengths, "samples": samples,
                      "options": {"max_new_tokens": 4}},
         **({"backend": {"name": "hf", **engine}} if engine else {}),
@@ -74,25 +65,25 @@ def run_plan(raw: dict, run_dir: Path) -> ComparisonRunner:
     return runner
 
 
-def test_compare_computes_only_new_lengths_and_samples(model_dir, tmp_path, work):
+def test_compare_computes_only_new_lengths_and_samples(model_dir128, tmp_path, work):
     run_dir = tmp_path / "run"
-    run_plan(raw_plan(model_dir, [256], 2), run_dir)
+    run_plan(raw_plan(model_dir128, [256], 2), run_dir)
     assert work == {"prompts": 2 * 2, "nll": 2 * 2}  # 2 methods x 2 samples / 2 documents
 
     work.update(prompts=0, nll=0)
-    run_plan(raw_plan(model_dir, [256, 384], 2), run_dir)
+    run_plan(raw_plan(model_dir128, [256, 384], 2), run_dir)
     assert work == {"prompts": 2 * 2, "nll": 2 * 2}  # the new length only
 
     work.update(prompts=0, nll=0)
-    run_plan(raw_plan(model_dir, [256, 384], 3), run_dir)
+    run_plan(raw_plan(model_dir128, [256, 384], 3), run_dir)
     # Passkey: the third sample at each length. Perplexity averages every document into one
     # row, so its rows (2 methods x 2 lengths) are measured again over 3 documents.
     assert work == {"prompts": 2 * 2, "nll": 2 * 2 * 3}
 
     work.update(prompts=0, nll=0)
-    final = raw_plan(model_dir, [256, 384], 3, batch_size=1, engine="hf")
+    final = raw_plan(model_dir128, [256, 384], 3, batch_size=1, engine="hf")
     assert ComparisonRunner(plan_from_dict(final), run_dir, progress=False).pending() == []
-    assert ComparisonRunner(plan_from_dict(raw_plan(model_dir, [256], 2)), run_dir,
+    assert ComparisonRunner(plan_from_dict(raw_plan(model_dir128, [256], 2)), run_dir,
                             progress=False).pending() == []  # the first plan is still cached
     run_plan(final, tmp_path / "fresh")
     assert rows_of(run_dir) == rows_of(tmp_path / "fresh")
@@ -100,9 +91,9 @@ def test_compare_computes_only_new_lengths_and_samples(model_dir, tmp_path, work
     assert len([r for r in rows_of(run_dir) if r[1] == "passkey"]) == 2 * 2 * 3
 
 
-def test_eval_command_computes_only_new_lengths_and_samples(model_dir, tmp_path, work):
+def test_eval_command_computes_only_new_lengths_and_samples(model_dir128, tmp_path, work):
     def run(out, lengths, samples):
-        argv = ["eval", str(model_dir), "--tasks", "passkey", "--lengths", lengths, "--samples",
+        argv = ["eval", str(model_dir128), "--tasks", "passkey", "--lengths", lengths, "--samples",
                 str(samples), "--out", str(out), "--no-progress", "--set", "tasks.max_new_tokens=4"]
         assert main(argv) == 0
         return sorted((r["length"], r["index"], r["prediction"]) for r in read_rows(out))
@@ -133,10 +124,10 @@ def interrupt_on_call(monkeypatch, n: int) -> None:
     monkeypatch.setattr(HFBackend, "generate", interrupted)
 
 
-def test_an_interrupt_loses_only_the_batch_in_flight(model_dir, tmp_path, monkeypatch):
+def test_an_interrupt_loses_only_the_batch_in_flight(model_dir128, tmp_path, monkeypatch):
     from ropebench.model.load import load_model
 
-    model, tok = load_model(str(model_dir))
+    model, tok = load_model(str(model_dir128))
 
     def evaluate(out):
         return run_evaluation(HFBackend(model, tok, options=HFOptions(batch_size=4)),
@@ -156,9 +147,9 @@ def test_an_interrupt_loses_only_the_batch_in_flight(model_dir, tmp_path, monkey
 
 @pytest.mark.parametrize("call, saved", [(1, "nothing was saved"),
                                          (3, "8 finished rows are saved")])
-def test_eval_interrupt_says_what_was_saved(model_dir, tmp_path, monkeypatch, capsys, call, saved):
+def test_eval_interrupt_says_what_was_saved(model_dir128, tmp_path, monkeypatch, capsys, call, saved):
     interrupt_on_call(monkeypatch, call)
-    argv = ["eval", str(model_dir), "--tasks", "passkey", "--lengths", "256", "--samples", "12",
+    argv = ["eval", str(model_dir128), "--tasks", "passkey", "--lengths", "256", "--samples", "12",
             "--out", str(tmp_path / "out"), "--no-progress", "--set", "tasks.max_new_tokens=4",
             "--set", "backend.batch_size=4"]
     assert main(argv) == 130
@@ -166,16 +157,16 @@ def test_eval_interrupt_says_what_was_saved(model_dir, tmp_path, monkeypatch, ca
     assert len(read_rows(tmp_path / "out")) == 4 * (call - 1)
 
 
-def _train_argv(model_dir: Path, tmp_path: Path) -> list[str]:
+def _train_argv(model_dir128: Path, tmp_path: Path) -> list[str]:
     data = tmp_path / "data"
     data.mkdir()
     (data / "0.txt").write_text((Path(json.__file__).read_text() * 3)[:6000])
-    return ["train", str(model_dir), "--method", "pi", "--target-length", "256",
+    return ["train", str(model_dir128), "--method", "pi", "--target-length", "256",
             "--out", str(tmp_path / "out"), "--set", "train.steps=3", "--set", "train.save_every=1",
             "--set", "train.warmup_steps=0", "--set", f"train.data={data}"]
 
 
-def test_train_interrupt_before_any_checkpoint_says_nothing_was_saved(model_dir, tmp_path,
+def test_train_interrupt_before_any_checkpoint_says_nothing_was_saved(model_dir128, tmp_path,
                                                                       monkeypatch, capsys):
     from ropebench.training import trainer
 
@@ -183,13 +174,13 @@ def test_train_interrupt_before_any_checkpoint_says_nothing_was_saved(model_dir,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "learning_rate", interrupted)  # during the first step
-    assert main(_train_argv(model_dir, tmp_path)) == 130
+    assert main(_train_argv(model_dir128, tmp_path)) == 130
     err = capsys.readouterr().err
     assert "nothing resumable was saved" in err and "finished work is saved" not in err
     assert trainer.resumable_checkpoint(tmp_path / "out") is None
 
 
-def test_train_interrupt_after_a_checkpoint_names_it(model_dir, tmp_path, monkeypatch, capsys):
+def test_train_interrupt_after_a_checkpoint_names_it(model_dir128, tmp_path, monkeypatch, capsys):
     from ropebench.training import trainer
 
     swap_in = trainer._swap_in
@@ -199,7 +190,7 @@ def test_train_interrupt_after_a_checkpoint_names_it(model_dir, tmp_path, monkey
         raise KeyboardInterrupt  # right after the first checkpoint is in place
 
     monkeypatch.setattr(trainer, "_swap_in", then_interrupt)
-    assert main(_train_argv(model_dir, tmp_path)) == 130
+    assert main(_train_argv(model_dir128, tmp_path)) == 130
     assert "the checkpoint of step 1 in" in capsys.readouterr().err
     assert trainer.resumable_checkpoint(tmp_path / "out") is not None
 
@@ -207,10 +198,10 @@ def test_train_interrupt_after_a_checkpoint_names_it(model_dir, tmp_path, monkey
 # -- an evaluation that produced nothing -------------------------------------------------------
 
 
-def test_an_eval_stage_without_rows_is_never_cached(model_dir, tmp_path, capsys):
+def test_an_eval_stage_without_rows_is_never_cached(model_dir128, tmp_path, capsys):
     import yaml
 
-    raw = raw_plan(model_dir, [16], 2)  # passkey does not fit in 16 tokens: every length skipped
+    raw = raw_plan(model_dir128, [16], 2)  # passkey does not fit in 16 tokens: every length skipped
     raw["methods"], raw["evaluate"]["tasks"] = ["none"], ["passkey"]
     runner = run_plan(raw, tmp_path / "run")
     assert [s.kind for s in runner.pending()] == ["eval"]
@@ -228,8 +219,8 @@ def test_an_eval_stage_without_rows_is_never_cached(model_dir, tmp_path, capsys)
     assert "holds no result rows yet" in err and "\n" not in err
 
 
-def test_an_empty_stage_marked_done_by_an_older_release_runs_again(model_dir, tmp_path):
-    raw = raw_plan(model_dir, [256], 1)
+def test_an_empty_stage_marked_done_by_an_older_release_runs_again(model_dir128, tmp_path):
+    raw = raw_plan(model_dir128, [256], 1)
     raw["methods"], raw["evaluate"]["tasks"] = ["none"], ["passkey"]
     runner = run_plan(raw, tmp_path / "run")
     stage = runner.graph[0].evals["passkey"]

@@ -118,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
     check_folder_template(resolve_model_path(args.model), resolved, args.trust_remote_code)
     read_rows(args.out)  # rows another program wrote there fail now, not after the weights load
     label = args.label or (scaling.method if scaling is not None else "none")
-    choice.backend_class.check_source(scaling)
     backend = open_backend(choice, ModelSource(args.model, scaling, work_dir=args.out,
                                                trust_remote_code=args.trust_remote_code,
                                                longest=max(lengths)))
